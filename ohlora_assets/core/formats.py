@@ -1,0 +1,153 @@
+"""The exact training-text formats of Oh-LoRA v4, and parsers for the structured answers.
+
+A training example is a (prompt, completion) pair. The prompt ends with ANSWER_MARK and is
+exactly what generation sees at inference; the completion starts with a space, ends with the
+task's end mark, and is what the loss counts (the trainer appends the tokenizer's EOS).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+ANSWER_MARK = "### 답변:"
+
+EYES = ("작게", "보통", "크게", "아주 크게")
+MOUTH = ("보통", "크게", "아주 크게")
+POSE = ("없음", "보통", "많이")
+DATA_TYPES = ("train", "train_msg", "valid", "valid_msg")
+
+MEMORY_PATTERN = re.compile(r"^\[[^\[\]:]+: [^\[\]]+\]$")
+EYES_MOUTH_POSE_PATTERN = re.compile(r"^\(눈 (?P<eyes>[^,()]+), 입 (?P<mouth>[^,()]+), 고개 돌림 (?P<pose>[^,()]+)\)$")
+TIME_TAG_PATTERN = re.compile(r"\(지금은 [월화수목금토일]요일 (?:오전|오후|저녁)\)\s*")
+MEMORY_PREFIX_PATTERN = re.compile(r"^\s*\[[^\[\]]*\]\s*")
+SUMMARY_WRAPPER_PATTERN = re.compile(r"^\(오로라 답변 요약\).*?\(사용자 질문\)\s*")
+
+
+@dataclass(frozen=True)
+class TaskFormat:
+    """How one task turns a dialogue row into a (prompt, completion) pair."""
+
+    name: str
+    prompt_template: str  # str.format over the row's columns; ends with ANSWER_MARK
+    answer_column: str
+    end_mark: str
+    train_types: tuple[str, ...]
+    valid_types: tuple[str, ...]
+    prompt_columns: tuple[str, ...]
+
+    def prompt(self, row: dict[str, str]) -> str:
+        return self.prompt_template.format(**row)
+
+    def completion(self, answer: str) -> str:
+        return f" {answer} {self.end_mark}"
+
+    def strip_answer(self, generated: str) -> str:
+        """The answer text of a generated completion: everything before the end mark, trimmed."""
+        return generated.split(self.end_mark, 1)[0].strip()
+
+
+TASK_FORMATS: dict[str, TaskFormat] = {
+    task.name: task
+    for task in (
+        TaskFormat(
+            name="output_message",
+            prompt_template="{input_data} (답변 시작) " + ANSWER_MARK,
+            answer_column="output_message",
+            end_mark="(답변 종료)",
+            train_types=("train", "train_msg"),
+            valid_types=("valid", "valid_msg"),
+            prompt_columns=("input_data",),
+        ),
+        TaskFormat(
+            name="summary",
+            prompt_template="{input_data} (오로라 답변) {output_message} (요약 시작) " + ANSWER_MARK,
+            answer_column="summary",
+            end_mark="(요약 종료)",
+            train_types=("train",),
+            valid_types=("valid",),
+            prompt_columns=("input_data", "output_message"),
+        ),
+        TaskFormat(
+            name="memory",
+            prompt_template="{input_data} (요약 시작) " + ANSWER_MARK,
+            answer_column="memory",
+            end_mark="(요약 종료)",
+            train_types=("train",),
+            valid_types=("valid", "valid_msg"),
+            prompt_columns=("input_data",),
+        ),
+        TaskFormat(
+            name="eyes_mouth_pose",
+            prompt_template="{output_message} (표정 출력 시작) " + ANSWER_MARK,
+            answer_column="eyes_mouth_pose",
+            end_mark="(표정 출력 종료)",
+            train_types=("train",),
+            valid_types=("valid",),
+            prompt_columns=("output_message",),
+        ),
+    )
+}
+TASKS = tuple(TASK_FORMATS)
+
+
+def eyes_mouth_pose_text(eyes: str, mouth: str, pose: str) -> str:
+    return f"(눈 {eyes}, 입 {mouth}, 고개 돌림 {pose})"
+
+
+def parse_eyes_mouth_pose(text: str) -> tuple[str, str, str] | None:
+    """(eyes, mouth, pose) when `text` is a well-formed answer with allowed values, else None."""
+    match = EYES_MOUTH_POSE_PATTERN.match(text.strip())
+    if not match:
+        return None
+    eyes, mouth, pose = match["eyes"], match["mouth"], match["pose"]
+    if eyes not in EYES or mouth not in MOUTH or pose not in POSE:
+        return None
+    return eyes, mouth, pose
+
+
+def is_valid_memory(text: str) -> bool:
+    """A memory answer is empty or one `[key: value]` item."""
+    return text.strip() == "" or bool(MEMORY_PATTERN.match(text.strip()))
+
+
+def core_question(input_data: str) -> str:
+    """The user's own words: input_data without time tag, memory prefix or summary wrapper."""
+    text = SUMMARY_WRAPPER_PATTERN.sub("", input_data)
+    text = MEMORY_PREFIX_PATTERN.sub("", text)
+    text = TIME_TAG_PATTERN.sub("", text)
+    return text.strip()
+
+
+SPLIT_COLUMNS = ["source_row", "prompt", "completion", "has_label"]
+
+
+def task_split(dialogue: pd.DataFrame, task: str, split: str, input_data: pd.Series | None = None) -> pd.DataFrame:
+    """The (prompt, completion) table of one task and split ("train" or "valid").
+
+    Train rows always carry an answer. Valid rows are prompts; their completion is filled when the
+    row happens to carry a sample answer (for validation loss), else "" with has_label False.
+    `input_data` optionally replaces the column (the augmented variant of an epoch).
+    """
+    fmt = TASK_FORMATS[task]
+    types = fmt.train_types if split == "train" else fmt.valid_types
+    rows = dialogue[dialogue["data_type"].isin(types)]
+    if input_data is not None:
+        rows = rows.assign(input_data=input_data.loc[rows.index])
+    # A prompt built from an empty column is no prompt (e.g. valid_msg rows have no output_message).
+    rows = rows[(rows[list(fmt.prompt_columns)] != "").all(axis=1)]
+    answers = rows[fmt.answer_column]
+    # An empty memory on a train row is a real label: "nothing worth remembering".
+    has_label = pd.Series(split == "train", index=rows.index) if task == "memory" else answers != ""
+    records = rows.to_dict("records")
+    return pd.DataFrame(
+        {
+            "source_row": rows.index.astype(int),
+            "prompt": [fmt.prompt(r) for r in records],
+            "completion": [fmt.completion(a) if label else "" for a, label in zip(answers, has_label)],
+            "has_label": has_label.to_numpy(),
+        },
+        columns=SPLIT_COLUMNS,
+    ).reset_index(drop=True)

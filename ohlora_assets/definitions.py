@@ -1,0 +1,15 @@
+"""The one Definitions object of the project: `dagster dev` and `dagster job execute` load it."""
+
+import dagster as dg
+
+from ohlora_assets import assets
+from ohlora_assets.automation import JOBS, SCHEDULES
+from ohlora_assets.resources import default_resources
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_package_module(assets),
+    asset_checks=dg.load_asset_checks_from_package_module(assets),
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    resources=default_resources(),
+)
