@@ -1,0 +1,107 @@
+"""The data group on a real (ephemeral or temporary) Dagster instance."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+# Dagster's own test helpers for observations and staleness (no public equivalent in 1.13).
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._core.definitions.observe import observe
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from ohlora_assets.assets import data
+from ohlora_assets_tests.conftest import make_resources, sample_paths
+
+DATA_ASSETS = dg.load_assets_from_modules([data])
+SOURCES = [a for a in DATA_ASSETS if isinstance(a, dg.SourceAsset)]
+
+
+def _values(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    return {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+
+
+def test_data_group_on_our_sample_data(resources):
+    result = dg.materialize(DATA_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    splits = {task: result.output_for_node("task_splits", f"{task}_split") for task in data.TASKS}
+    for task, frame in splits.items():
+        assert (frame["split"] == "train").sum() > 100, task
+        assert (frame["split"] == "valid").sum() > 20, task
+    augmented = result.output_for_node("augmented_output_message_train")
+    assert sorted(augmented["epoch"].unique()) == [0, 1, 2, 3, 4]
+    per_epoch = [set(augmented.loc[augmented["epoch"] == e, "prompt"]) for e in range(5)]
+    assert len({frozenset(p) for p in per_epoch}) > 1, "every epoch got the same variant"
+    # completions are never augmented
+    assert (augmented.groupby("source_row")["completion"].nunique() == 1).all()
+    meta = _values(result)["output_message_split"].materialization.metadata
+    assert meta["train_rows"].value == (splits["output_message"]["split"] == "train").sum()
+    assert "|" in meta["sample"].value  # a Markdown table
+
+
+def test_upstream_csvs_give_the_original_split_sizes(tmp_path, upstream):
+    paths = sample_paths(
+        dialogue_csv=str(upstream / "OhLoRA_fine_tuning_v4.csv"),
+        ethics_csv=str(upstream / "ethics_train_test_dataset.csv"),
+        ml_qa_csv=str(upstream / "SFT_with_RAG_concept.csv"),
+    )
+    result = dg.materialize(
+        DATA_ASSETS, resources=make_resources(tmp_path, paths), instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    om = result.output_for_node("task_splits", "output_message_split")
+    assert (om["split"] == "train").sum() == 632 and (om["split"] == "valid").sum() == 120
+    ethics = result.output_for_node("ethics_dataset")
+    assert ethics["type"].value_counts().to_dict() == {"train": 1060, "test": 190}
+    assert len(result.output_for_node("ml_qa_dataset")) == 60
+
+
+def test_bad_csv_fails_the_blocking_check_and_keeps_earlier_outputs(tmp_path):
+    dialogue = tmp_path / "dialogue.csv"
+    shutil.copy(sample_paths().dialogue_csv, dialogue)
+    resources = make_resources(tmp_path / "store", sample_paths(dialogue_csv=str(dialogue)))
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(DATA_ASSETS, resources=resources, instance=instance).success
+    io_dir = Path(resources["store"].path("io"))
+    before = {name: (io_dir / name).read_bytes() for name in ("dialogue_dataset", "output_message_split")}
+
+    frame = pd.read_csv(dialogue, dtype=str, keep_default_na=False, index_col=0)
+    frame.loc[frame.index[frame["data_type"] == "train"][:2], "mouth"] = "살짝"
+    frame.loc[frame.index[frame["data_type"] == "valid"][0], "input_data"] = ""
+    frame.to_csv(dialogue)
+
+    result = dg.materialize(DATA_ASSETS, resources=resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("dialogue_dataset")]
+    assert not check.passed and check.metadata["failures"].value >= 3
+    table = check.metadata["issues"].value
+    assert str(dialogue) in table and "mouth" in table and "input_data" in table
+    materialized = set(_values(result))
+    assert not materialized & {"dialogue_dataset", "output_message_split", "augmented_output_message_train"}
+    assert "ethics_dataset" in materialized  # an unrelated branch still runs
+    assert {name: (io_dir / name).read_bytes() for name in before} == before
+
+
+def test_nothing_stale_after_full_run_and_an_edit_stales_only_its_downstream(tmp_path):
+    ethics = tmp_path / "ethics.csv"
+    shutil.copy(sample_paths().ethics_csv, ethics)
+    resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics)))
+    with dg.instance_for_test() as instance:
+        observe(SOURCES, instance=instance, resources=resources)
+        assert dg.materialize(DATA_ASSETS, resources=resources, instance=instance).success
+
+        def stale() -> set[str]:
+            resolver = get_stale_status_resolver(instance, DATA_ASSETS)
+            keys = [k for a in DATA_ASSETS if isinstance(a, dg.AssetsDefinition) for k in a.keys]
+            return {k.to_user_string() for k in keys if resolver.get_status(k) != StaleStatus.FRESH}
+
+        assert stale() == set()
+        observe(SOURCES, instance=instance, resources=resources)
+        assert stale() == set(), "re-observing unchanged files must not stale anything"
+
+        with ethics.open("a", encoding="utf-8") as handle:
+            handle.write("train,로라야 오늘 구름 모양 봤어?,일반\n")
+        observe(SOURCES, instance=instance, resources=resources)
+        assert stale() == {"ethics_dataset"}

@@ -1,0 +1,44 @@
+"""Shared fixtures: resources on a temporary artifact folder, our sample data, and the upstream CSVs."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ohlora_assets.resources import PROJECT_ROOT, ArtifactStore, DataPaths, ModelProfile
+
+UPSTREAM = PROJECT_ROOT.parent / "shared" / "upstream"
+
+
+def sample_paths(**overrides: str) -> DataPaths:
+    """Our sample data in data/, with some files replaced."""
+    data = PROJECT_ROOT / "data"
+    fields = {
+        "dialogue_csv": str(data / "ohlora_dialogue.csv"),
+        "ethics_csv": str(data / "ethics_dataset.csv"),
+        "ml_qa_csv": str(data / "ml_qa_rag_concept.csv"),
+        "synonyms_json": str(data / "synonyms.json"),
+    }
+    return DataPaths(**{**fields, **overrides})
+
+
+def make_resources(root: Path, paths: DataPaths | None = None, smoke: bool = True) -> dict[str, object]:
+    store = ArtifactStore(root=str(root))
+    return {
+        "paths": paths or sample_paths(),
+        "store": store,
+        "profile": ModelProfile(smoke=smoke),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(store.path("io"))),
+    }
+
+
+@pytest.fixture
+def resources(tmp_path: Path) -> dict[str, object]:
+    return make_resources(tmp_path / "store")
+
+
+@pytest.fixture
+def upstream() -> Path:
+    if not (UPSTREAM / "OhLoRA_fine_tuning_v4.csv").is_file():
+        pytest.skip(f"the original author's CSVs are not at {UPSTREAM} (only CI and developers have ../shared)")
+    return UPSTREAM

@@ -1,0 +1,129 @@
+"""Every kind of bad input is rejected with file, row and column, and every failure is reported."""
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ohlora_assets.core import schemas
+from ohlora_assets.core.io import DataValidationError
+from ohlora_assets_tests.conftest import sample_paths
+
+
+def _write(frame: pd.DataFrame, path: Path, encoding: str = "utf-8") -> Path:
+    # errors="replace": cp949 has no emoji, as in a real Excel export
+    frame.to_csv(path, index=True, encoding=encoding, errors="replace", quoting=csv.QUOTE_MINIMAL)
+    return path
+
+
+@pytest.fixture
+def dialogue() -> pd.DataFrame:
+    return pd.read_csv(sample_paths().dialogue_csv, dtype=str, keep_default_na=False, index_col=0)
+
+
+@pytest.fixture
+def ethics() -> pd.DataFrame:
+    return pd.read_csv(sample_paths().ethics_csv, dtype=str, keep_default_na=False)
+
+
+def _first(frame: pd.DataFrame, data_type: str) -> int:
+    return int(frame.index[frame["data_type"] == data_type][0])
+
+
+def _issues(load, path: Path):
+    with pytest.raises(DataValidationError) as caught:
+        load(path)
+    return caught.value.issues
+
+
+def test_our_sample_data_is_valid():
+    paths = sample_paths()
+    assert len(schemas.load_dialogue(paths.dialogue_csv)) >= 300
+    assert len(schemas.load_ethics(paths.ethics_csv)) >= 750
+    assert len(schemas.load_ml_qa(paths.ml_qa_csv)) >= 60
+
+
+def test_missing_file_is_named(tmp_path):
+    [issue] = _issues(schemas.load_dialogue, tmp_path / "nope.csv")
+    assert issue.file.endswith("nope.csv") and "not found" in issue.message
+
+
+def test_cp949_file_is_rejected_with_its_line(dialogue, tmp_path):
+    path = _write(dialogue, tmp_path / "cp949.csv", encoding="cp949")
+    [issue] = _issues(schemas.load_dialogue, path)
+    assert "not valid UTF-8" in issue.message and "cp949" in issue.message
+    assert issue.row == 2  # the first record already holds Hangul
+
+
+def test_bom_is_rejected(dialogue, tmp_path):
+    path = _write(dialogue, tmp_path / "bom.csv", encoding="utf-8-sig")
+    [issue] = _issues(schemas.load_dialogue, path)
+    assert "byte-order mark" in issue.message
+
+
+def test_renamed_column_is_named_with_its_new_name(dialogue, tmp_path):
+    path = _write(dialogue.rename(columns={"output_message": "answer"}), tmp_path / "renamed.csv")
+    [issue] = _issues(schemas.load_dialogue, path)
+    assert issue.column == "output_message" and "answer" in issue.message and issue.row == 1
+
+
+def test_missing_columns_are_all_reported(dialogue, tmp_path):
+    path = _write(dialogue.drop(columns=["eyes", "pose"]), tmp_path / "missing.csv")
+    assert {i.column for i in _issues(schemas.load_dialogue, path)} == {"eyes", "pose"}
+
+
+def test_every_dialogue_failure_is_reported_with_row_and_column(dialogue, tmp_path):
+    bad = dialogue.copy()
+    train = bad.index[bad["data_type"] == "train"]
+    memory_row = int(train[1])
+    bad.loc[train[0], "data_type"] = "training"
+    bad.loc[memory_row, "memory"] = "좋아하는 음식은 떡볶이"
+    bad.loc[train[2], "input_data"] = "   "
+    bad.loc[train[3], "output_message"] = ""
+    bad.loc[train[4], "eyes"] = "엄청 크게"
+    bad.loc[train[5], "eyes_mouth_pose"] = "(눈 아주 크게, 입 크게, 고개 돌림 많이)"
+    bad.loc[train[5], ["eyes", "mouth", "pose"]] = ["보통", "보통", "없음"]
+    bad.loc[train[6], "pose"] = "옆으로"
+    path = _write(bad, tmp_path / "bad.csv")
+
+    found = {(i.row, i.column) for i in _issues(schemas.load_dialogue, path)}
+    row = lambda index: int(index) + 2  # header is row 1
+    expected = {
+        (row(train[0]), "data_type"),
+        (row(memory_row), "memory"),
+        (row(train[2]), "input_data"),
+        (row(train[3]), "output_message"),
+        (row(train[4]), "eyes"),
+        (row(train[4]), "eyes_mouth_pose"),  # the text no longer matches the columns either
+        (row(train[5]), "eyes_mouth_pose"),
+        (row(train[6]), "pose"),
+        (row(train[6]), "eyes_mouth_pose"),
+    }
+    assert expected <= found
+    assert all(r is not None for r, _ in found)
+
+
+def test_unknown_category_and_cross_split_duplicate(ethics, tmp_path):
+    bad = ethics.copy()
+    bad.loc[3, "category"] = "욕설"
+    train_prompt = bad.loc[bad["type"] == "train", "user_prompt"].iloc[0]
+    test_row = int(bad.index[bad["type"] == "test"][0])
+    bad.loc[test_row, "user_prompt"] = f" {train_prompt} "  # padding does not hide a duplicate
+    path = tmp_path / "ethics.csv"
+    bad.to_csv(path, index=False)
+    issues = _issues(schemas.load_ethics, path)
+    assert (5, "category") in {(i.row, i.column) for i in issues}
+    assert (test_row + 2, "user_prompt") in {(i.row, i.column) for i in issues}
+    assert any("both train and test" in i.message for i in issues)
+
+
+def test_error_message_lists_every_issue(dialogue, tmp_path):
+    bad = dialogue.copy()
+    rows = bad.index[bad["data_type"] == "train"][:3]
+    bad.loc[rows, "eyes"] = "??"
+    path = _write(bad, tmp_path / "three.csv")
+    with pytest.raises(DataValidationError) as caught:
+        schemas.load_dialogue(path)
+    text = str(caught.value)
+    assert text.count("column 'eyes'") == 3 and str(path) in text
