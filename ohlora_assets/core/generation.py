@@ -1,0 +1,280 @@
+"""Answer generation for every report: batched sampling, stop at the task's end mark, retries.
+
+The prompt is the training text up to and including `### 답변:` (formats.py), so the model sees at
+inference exactly what it was trained on. One `generate` call serves many prompts and several answers
+per prompt (`num_return_sequences`, left padding, KV cache); each row stops on its own when its text
+contains the end mark or the EOS token. Answers that come out empty or malformed are generated again,
+up to `max_retries` times, and every retry is counted: retries are a quality signal, not noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from ohlora_assets.core.formats import TASK_FORMATS, is_valid_memory, parse_eyes_mouth_pose
+
+# What the serving side shows when every retry failed: Oh-LoRA "reads and ignores" the message.
+GIVE_UP_TEXT = "(읽씹)"
+
+# Per task, whether a (terminated) answer is well formed.
+ANSWER_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "output_message": lambda answer: answer != "",
+    "summary": lambda answer: answer != "",
+    "memory": is_valid_memory,
+    "eyes_mouth_pose": lambda answer: parse_eyes_mouth_pose(answer) is not None,
+}
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.6
+    max_new_tokens: int = 80
+    max_retries: int = 2
+    # Prompts per `generate` call; each brings its answers_per_prompt rows.
+    prompt_batch_size: int = 16
+    seed: int = 0
+
+
+@dataclass
+class Attempt:
+    """One sampled continuation: the answer before the end mark, and how it ended."""
+
+    answer: str
+    raw: str
+    terminated: bool  # reached the end mark or EOS within max_new_tokens
+    output_tokens: int
+
+
+@dataclass
+class GeneratedAnswer:
+    prompt_index: int
+    answer_index: int
+    answer: str
+    raw: str
+    terminated: bool
+    valid: bool
+    retries: int
+    output_tokens: int
+    # Wall time of every generate call that produced this answer (first try and retries): the wait a
+    # user would see. Rows of one batch share it.
+    latency_s: float
+
+    @property
+    def gave_up(self) -> bool:
+        return not self.valid
+
+
+@dataclass
+class GenerationRun:
+    answers: list[GeneratedAnswer]
+    wall_s: float
+    generated_tokens: int  # all attempts, retries included
+    calls: int
+    settings: SamplingSettings = field(default_factory=SamplingSettings)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def answers_per_s(self) -> float:
+        return len(self.answers) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame([asdict(a) for a in self.answers], columns=list(GeneratedAnswer.__dataclass_fields__))
+        frame["gave_up"] = ~frame["valid"].astype(bool)
+        return frame
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "wall_s": self.wall_s,
+            "generated_tokens": self.generated_tokens,
+            "calls": self.calls,
+            "tokens_per_s": self.tokens_per_s,
+            "answers_per_s": self.answers_per_s,
+            **asdict(self.settings),
+        }
+
+
+def _end_mark_stop(tokenizer, end_mark: str, prompt_length: int):
+    """A stopping criterion that ends each row once its new text contains `end_mark` (or EOS).
+
+    It records the generated length at which each row ended, which is that answer's token count.
+    Only the last few tokens are decoded per step: enough to hold the mark, since every token
+    decodes to at least one byte.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    window = len(end_mark.encode("utf-8")) + 1
+    eos_id = tokenizer.eos_token_id
+
+    class EndMarkStop(StoppingCriteria):
+        def __init__(self) -> None:
+            self.ended_at: torch.Tensor | None = None
+            self.hit_mark: torch.Tensor | None = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            rows = input_ids.shape[0]
+            if self.ended_at is None:
+                self.ended_at = torch.zeros(rows, dtype=torch.long)
+                self.hit_mark = torch.zeros(rows, dtype=torch.bool)
+            new = input_ids[:, prompt_length:].cpu()
+            step = new.shape[1]
+            open_rows = (self.ended_at == 0).nonzero().flatten().tolist()
+            tails = tokenizer.batch_decode(new[open_rows, -window:], skip_special_tokens=True)
+            for row, tail in zip(open_rows, tails):
+                if end_mark in tail:
+                    self.ended_at[row] = step
+                    self.hit_mark[row] = True
+                elif eos_id is not None and int(new[row, -1]) == eos_id:
+                    self.ended_at[row] = step
+            return (self.ended_at > 0).to(input_ids.device)
+
+    return EndMarkStop()
+
+
+def sample(model, tokenizer, prompts: list[str], n: int, end_mark: str, settings: SamplingSettings) -> list[Attempt]:
+    """One `generate` call: `n` sampled answers for each prompt, rows ordered prompt-major."""
+    import torch
+
+    tokenizer.padding_side = "left"  # decoder-only batching: prompts must end where generation starts
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    prompt_length = encoded["input_ids"].shape[1]
+    stop = _end_mark_stop(tokenizer, end_mark, prompt_length)
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded,
+            do_sample=True,
+            temperature=settings.temperature,
+            num_return_sequences=n,
+            max_new_tokens=settings.max_new_tokens,
+            stopping_criteria=[stop],
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+        )
+    generated = output[:, prompt_length:].cpu()
+    ended_at = stop.ended_at if stop.ended_at is not None else torch.zeros(len(generated), dtype=torch.long)
+    lengths = [int(e) if e > 0 else generated.shape[1] for e in ended_at]
+    raws = tokenizer.batch_decode([row[:length] for row, length in zip(generated, lengths)], skip_special_tokens=True)
+    hit_mark = stop.hit_mark if stop.hit_mark is not None else torch.zeros(len(generated), dtype=torch.bool)
+    return [
+        Attempt(
+            answer=raw.split(end_mark, 1)[0].strip(),
+            raw=raw,
+            terminated=bool(ended) or bool(mark),
+            output_tokens=length,
+        )
+        for raw, length, ended, mark in zip(raws, lengths, ended_at > 0, hit_mark)
+    ]
+
+
+def generate_answers(
+    model,
+    tokenizer,
+    prompts: list[str],
+    task: str,
+    answers_per_prompt: int,
+    settings: SamplingSettings = SamplingSettings(),
+    progress: Callable[[str], None] | None = None,
+) -> GenerationRun:
+    """`answers_per_prompt` answers for every prompt, batched, with retries for bad answers.
+
+    An answer is bad when it did not terminate within max_new_tokens or fails the task's validator
+    (empty text; a memory that is not `[key: value]` or empty; an unparsable eyes/mouth/pose).
+    After `max_retries` failed retries the last attempt is kept and marked as a give-up.
+    """
+    import torch
+
+    end_mark = TASK_FORMATS[task].end_mark
+    is_valid = ANSWER_VALIDATORS[task]
+    torch.manual_seed(settings.seed)
+    model.eval()
+    answers: dict[tuple[int, int], GeneratedAnswer] = {}
+    wall = 0.0
+    tokens = 0
+    calls = 0
+
+    def run_call(slots: list[tuple[int, int]], call_prompts: list[str], n: int) -> None:
+        nonlocal wall, tokens, calls
+        started = time.perf_counter()
+        attempts = sample(model, tokenizer, call_prompts, n, end_mark, settings)
+        elapsed = time.perf_counter() - started
+        wall += elapsed
+        calls += 1
+        for slot, attempt in zip(slots, attempts):
+            tokens += attempt.output_tokens
+            previous = answers.get(slot)
+            answers[slot] = GeneratedAnswer(
+                prompt_index=slot[0],
+                answer_index=slot[1],
+                answer=attempt.answer,
+                raw=attempt.raw,
+                terminated=attempt.terminated,
+                valid=attempt.terminated and is_valid(attempt.answer),
+                retries=0 if previous is None else previous.retries + 1,
+                output_tokens=attempt.output_tokens,
+                latency_s=elapsed + (0.0 if previous is None else previous.latency_s),
+            )
+
+    for start in range(0, len(prompts), settings.prompt_batch_size):
+        indices = range(start, min(start + settings.prompt_batch_size, len(prompts)))
+        slots = [(p, a) for p in indices for a in range(answers_per_prompt)]
+        run_call(slots, [prompts[p] for p in indices], answers_per_prompt)
+        if progress:
+            progress(f"generated {len(answers)}/{len(prompts) * answers_per_prompt} answers")
+
+    # Retries: one row per failed answer, as many rows per call as a first-pass call had.
+    rows_per_call = settings.prompt_batch_size * answers_per_prompt
+    for _ in range(settings.max_retries):
+        failed = sorted(slot for slot, answer in answers.items() if not answer.valid)
+        if not failed:
+            break
+        for start in range(0, len(failed), rows_per_call):
+            chunk = failed[start : start + rows_per_call]
+            run_call(chunk, [prompts[p] for p, _ in chunk], 1)
+
+    ordered = [answers[(p, a)] for p in range(len(prompts)) for a in range(answers_per_prompt)]
+    return GenerationRun(answers=ordered, wall_s=wall, generated_tokens=tokens, calls=calls, settings=settings)
+
+
+def generate_one_by_one(
+    model, tokenizer, prompts: list[str], task: str, answers_per_prompt: int, settings: SamplingSettings
+) -> GenerationRun:
+    """The original system's way, kept as the benchmark's baseline: one `generate` call per answer."""
+    import torch
+
+    end_mark = TASK_FORMATS[task].end_mark
+    is_valid = ANSWER_VALIDATORS[task]
+    torch.manual_seed(settings.seed)
+    model.eval()
+    answers = []
+    wall = 0.0
+    tokens = 0
+    for p, prompt in enumerate(prompts):
+        for a in range(answers_per_prompt):
+            started = time.perf_counter()
+            (attempt,) = sample(model, tokenizer, [prompt], 1, end_mark, settings)
+            elapsed = time.perf_counter() - started
+            wall += elapsed
+            tokens += attempt.output_tokens
+            answers.append(
+                GeneratedAnswer(
+                    prompt_index=p,
+                    answer_index=a,
+                    answer=attempt.answer,
+                    raw=attempt.raw,
+                    terminated=attempt.terminated,
+                    valid=attempt.terminated and is_valid(attempt.answer),
+                    retries=0,
+                    output_tokens=attempt.output_tokens,
+                    latency_s=elapsed,
+                )
+            )
+    return GenerationRun(answers=answers, wall_s=wall, generated_tokens=tokens, calls=len(answers), settings=settings)
