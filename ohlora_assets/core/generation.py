@@ -145,7 +145,8 @@ def sample(model, tokenizer, prompts: list[str], n: int, end_mark: str, settings
     tokenizer.padding_side = "left"  # decoder-only batching: prompts must end where generation starts
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    # Special tokens as the trainer encodes prompts (core/lora.py), so serving sees what training saw.
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     prompt_length = encoded["input_ids"].shape[1]
     stop = _end_mark_stop(tokenizer, end_mark, prompt_length)
     with torch.inference_mode():
