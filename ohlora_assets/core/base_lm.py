@@ -118,12 +118,12 @@ def build_embedded_lm(
     output_dir: Path,
     progress: Callable[[dict], None] | None = None,
     device: str = "auto",
-    progress_every_s: float = 10.0,
 ) -> PretrainResult:
     """Train the tokenizer and pretrain a tiny Llama on `texts`; save both at `output_dir`, atomically.
 
     The directory loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained. Seeded: the same
-    texts and spec give the same weights on the same device.
+    texts and spec give the same weights on the same device. `progress` gets a dict per step
+    ({"event": "step", step, steps, loss}).
     """
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -155,7 +155,7 @@ def build_embedded_lm(
     curve: list[tuple[int, float]] = []
     window_loss, window_labels, tokens_seen = 0.0, 0, 0
     log_every = max(spec.steps // 20, 1)
-    started = last_report = time.perf_counter()
+    started = time.perf_counter()
     model.train()
     for step in range(1, spec.steps + 1):
         if not plan:
@@ -173,12 +173,8 @@ def build_embedded_lm(
         if step % log_every == 0 or step == spec.steps:
             curve.append((step, window_loss / window_labels))
             window_loss, window_labels = 0.0, 0
-        now = time.perf_counter()
-        if progress and (now - last_report >= progress_every_s or step == spec.steps):
-            last_report = now
-            elapsed = now - started
-            progress({"event": "step", "step": step, "steps": spec.steps, "loss": loss.item(),
-                      "elapsed_s": elapsed, "eta_s": elapsed / step * (spec.steps - step)})
+        if progress:
+            progress({"event": "step", "step": step, "steps": spec.steps, "loss": loss.item()})
     wall_s = time.perf_counter() - started
 
     result = PretrainResult(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ohlora_assets.core.io import atomic_directory, directory_hash
 
 Pairs = list[tuple[str, str]]
-Progress = Callable[[dict], None]
+Progress = Callable[[dict], None]  # see train_lora_adapter
 
 TRAINING_LOG = "training_log.json"
 
@@ -251,14 +251,15 @@ def train_lora_adapter(
     revision: str | None = None,
     device: str = "auto",
     trust_remote_code: bool = False,
-    progress_every_s: float = 10.0,
 ) -> LoraTrainResult:
     """Train a LoRA adapter and save it as a plain PEFT directory at `output_dir`, atomically.
 
     `train_examples` is either a fixed list of (prompt, completion) pairs or a function of the
     epoch (a fresh augmented variant per epoch). The completion is what the loss counts; the
     tokenizer's EOS is appended to it. Everything random is seeded by hp.seed, so two runs on the
-    same data and device give the same adapter.
+    same data and device give the same adapter. `progress` gets a dict per optimizer step
+    ({"event": "step", epoch, step, steps, loss}) and per epoch ({"event": "epoch", ..., token_accuracy,
+    valid_loss}); throttling is the receiver's business (see core/progress.py).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -300,7 +301,7 @@ def train_lora_adapter(
 
     stats: list[EpochStats] = []
     step, tokens_seen, train_time = 0, 0, 0.0
-    started = last_report = time.perf_counter()
+    started = time.perf_counter()
     model.train()
     for epoch, (data, plan) in enumerate(zip(epoch_data, plans)):
         epoch_start = time.perf_counter()
@@ -318,22 +319,16 @@ def train_lora_adapter(
             label_count += n
             correct_sum += int(correct)
             epoch_tokens += sum(len(e.ids) for e in batch)
-            now = time.perf_counter()
-            if progress and now - last_report >= progress_every_s:
-                last_report = now
-                elapsed = now - started
-                progress({"event": "step", "epoch": epoch + 1, "epochs": hp.epochs, "step": step, "steps": total_steps,
-                          "loss": loss.item(), "elapsed_s": elapsed, "eta_s": elapsed / step * (total_steps - step)})
+            if progress:
+                progress({"event": "step", "epoch": epoch + 1, "step": step, "steps": total_steps, "loss": loss.item()})
         train_time += time.perf_counter() - epoch_start
         tokens_seen += epoch_tokens
         valid_loss = evaluate_loss(model, valid, pad_id, device)
         stats.append(EpochStats(epoch + 1, loss_sum / label_count, correct_sum / label_count, valid_loss,
                                 epoch_tokens, time.perf_counter() - epoch_start))
         if progress:
-            elapsed = time.perf_counter() - started
-            progress({"event": "epoch", "epoch": epoch + 1, "epochs": hp.epochs, "step": step, "steps": total_steps,
-                      "loss": stats[-1].train_loss, "token_accuracy": stats[-1].token_accuracy,
-                      "valid_loss": valid_loss, "elapsed_s": elapsed, "eta_s": elapsed / step * (total_steps - step)})
+            progress({"event": "epoch", "epoch": epoch + 1, "step": step, "steps": total_steps,
+                      "loss": stats[-1].train_loss, "token_accuracy": stats[-1].token_accuracy, "valid_loss": valid_loss})
 
     result = LoraTrainResult(
         epochs=stats,

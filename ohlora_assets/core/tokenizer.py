@@ -34,7 +34,9 @@ def build_bpe_tokenizer(
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     tokenizer.post_processor = _post_processor(tokenizer, special_tokens)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special_tokens)
+    bert_style = "cls_token" in special_tokens and "sep_token" in special_tokens
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if bert_style else ["input_ids", "attention_mask"]
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_input_names=inputs, **special_tokens)
 
 
 def _post_processor(tokenizer: Tokenizer, special_tokens: dict[str, str]) -> processors.PostProcessor:
