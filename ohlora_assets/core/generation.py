@@ -279,3 +279,30 @@ def generate_one_by_one(
                 )
             )
     return GenerationRun(answers=answers, wall_s=wall, generated_tokens=tokens, calls=len(answers), settings=settings)
+
+
+def train_and_generate(
+    base_model: str,
+    train_examples,
+    valid_examples: list[tuple[str, str]],
+    hp,
+    adapter_dir,
+    prompts: list[str],
+    task: str,
+    answers_per_prompt: int,
+    settings: SamplingSettings,
+    *,
+    device: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    progress=None,
+):
+    """(training result, generation run): the experiments' unit, one LoRA variant trained then sampled."""
+    from ohlora_assets.core.lora import load_adapter, train_lora_adapter
+
+    trained = train_lora_adapter(
+        base_model, train_examples, valid_examples, hp, adapter_dir, progress,
+        revision=revision, device=device, trust_remote_code=trust_remote_code,
+    )
+    model, tokenizer = load_adapter(adapter_dir, device, trust_remote_code)
+    return trained, generate_answers(model, tokenizer, prompts, task, answers_per_prompt, settings)
