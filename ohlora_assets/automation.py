@@ -1,8 +1,173 @@
-"""Jobs and schedules over the asset graph."""
+"""When things run: jobs, the weekly schedule, and declarative automation over the asset graph.
+
+Declarative automation, in one paragraph. Every raw CSV is an observable source whose data version
+is the file's content hash. The sources carry `SOURCE_CONDITION`: the automation sensor observes
+them when they have never been observed and then every `OBSERVE_CRON` tick (a hash of a few small
+files). Every other asset carries `ASSET_CONDITION`: it is requested when one of its parents got a
+*new data version* since the last tick (or is being requested on this tick, so a whole stale
+branch runs in one run), when its own `code_version` changed, or when it is missing; and never
+while a parent is missing or anything involved is in progress. An edited CSV therefore
+re-materializes exactly its downstream, an unchanged CSV (same hash) requests nothing, and a
+retrain that yields byte-identical weights (same data version) does not ripple further.
+
+Why not `AutomationCondition.eager()`: eager reacts to any new materialization of a parent, even
+one with an unchanged data version, so re-running a model that came out identical would still
+retrain everything below it. `ASSET_CONDITION` is eager with `newly_updated` replaced by
+`data_version_changed` and `code_version_changed` added.
+
+The conditions are applied centrally (`with_automation`, called where the assets are loaded), so
+the asset modules need no automation code; an asset that sets its own condition keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
 
 import dagster as dg
 
-retrain_all = dg.define_asset_job("retrain_all", selection=dg.AssetSelection.all(), description="Every asset.")
+AC = dg.AutomationCondition
 
-JOBS = [retrain_all]
-SCHEDULES: list[dg.ScheduleDefinition] = []
+# --- tags: the queued run coordinator limits runs by these (see deploy/dagster.yaml) ---------
+
+WORKLOAD_TAG = "ohlora/workload"
+TRAINING_TAGS = {WORKLOAD_TAG: "training"}  # may train models: at most one such run at a time
+REPORTS_TAGS = {WORKLOAD_TAG: "reports"}  # generation and evaluation on trained models
+OBSERVE_TAGS = {WORKLOAD_TAG: "observe"}  # hashing the raw files: never queued behind training
+
+# --- conditions ------------------------------------------------------------------------------
+
+#: How often the automation sensor re-hashes the raw files (OHLORA_OBSERVE_CRON to change).
+OBSERVE_CRON = os.environ.get("OHLORA_OBSERVE_CRON", "*/5 * * * *")
+
+SOURCE_CONDITION = (
+    (AC.missing().newly_true() | AC.cron_tick_passed(OBSERVE_CRON)) & ~AC.in_progress()
+).with_label(f"observe when never observed or every {OBSERVE_CRON}")
+
+_parent_has_new_data = AC.any_deps_match(
+    # a parent whose data version changed since the last tick, unless the run that changed it
+    # also ran this asset (then this asset is already up to date with it) ...
+    (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label("data_version_changed_without_root")
+    # ... or a parent requested on this very tick: the whole stale branch goes in one run
+    | AC.will_be_requested()
+).with_label("any_deps_data_version_changed")
+
+ASSET_CONDITION = (
+    AC.in_latest_time_window()
+    & (AC.newly_missing() | _parent_has_new_data | AC.code_version_changed()).since_last_handled()
+    & ~AC.any_deps_missing()
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+).with_label("ohlora: eager on new data versions")
+
+
+def _source_with_condition(source: dg.SourceAsset, condition: dg.AutomationCondition) -> dg.SourceAsset:
+    """A copy of an observable source with an automation condition (SourceAsset has no public
+    replace; this mirrors `SourceAsset.with_attributes`)."""
+    return dg.SourceAsset.dagster_internal_init(
+        key=source.key,
+        metadata=source.raw_metadata,
+        io_manager_key=source.io_manager_key,
+        io_manager_def=source.io_manager_def,
+        description=source.description,
+        partitions_def=source.partitions_def,
+        group_name=source.group_name,
+        resource_defs=source.resource_defs,
+        observe_fn=source.observe_fn,
+        auto_observe_interval_minutes=source.auto_observe_interval_minutes,
+        tags=source.tags,
+        legacy_freshness_policy=source.legacy_freshness_policy,
+        op_tags=source.op_tags,
+        automation_condition=condition,
+        _required_resource_keys=source._required_resource_keys,  # noqa: SLF001
+    )
+
+
+def with_automation(loaded: Iterable[object]) -> list[object]:
+    """The loaded asset definitions with the project's automation conditions applied.
+
+    Observable sources get `SOURCE_CONDITION`, materializable assets `ASSET_CONDITION`; any
+    definition that already has a condition keeps its own. Everything else passes through.
+    """
+    result: list[object] = []
+    for item in loaded:
+        if isinstance(item, dg.SourceAsset):
+            if item.is_observable and item.automation_condition is None:
+                item = _source_with_condition(item, SOURCE_CONDITION)
+        elif isinstance(item, dg.AssetsDefinition) and item.keys:
+            item = item.map_asset_specs(
+                lambda spec: spec
+                if spec.automation_condition is not None
+                else spec.replace_attributes(automation_condition=ASSET_CONDITION)
+            )
+        result.append(item)
+    return result
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+retrain_all = dg.define_asset_job(
+    "retrain_all",
+    selection=dg.AssetSelection.all(),
+    tags=TRAINING_TAGS,
+    description="Every asset and every check: validate the data, train every model, write every report.",
+)
+
+ethics_only = dg.define_asset_job(
+    "ethics_only",
+    # the ethics group and whatever it reads from the data group (raw_ethics_csv -> ethics_dataset)
+    selection=dg.AssetSelection.groups("ethics").upstream() & dg.AssetSelection.groups("data", "ethics"),
+    tags=TRAINING_TAGS,
+    description="The ethics gate: the validated ethics dataset, the S-BERT model, thresholds and report.",
+)
+
+reports_only = dg.define_asset_job(
+    "reports_only",
+    selection=dg.AssetSelection.groups("reports"),
+    tags=REPORTS_TAGS,
+    description="Regenerate the quality reports from the current models (no training).",
+)
+
+JOBS = [retrain_all, ethics_only, reports_only]
+
+# --- schedules ---------------------------------------------------------------------------------
+
+weekly_retrain = dg.ScheduleDefinition(
+    name="weekly_retrain_all",
+    job=retrain_all,
+    cron_schedule="0 3 * * 0",  # Sunday 03:00 UTC
+    execution_timezone="UTC",
+    tags=TRAINING_TAGS,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="A full retrain every Sunday 03:00 UTC (turn it on in the UI or with `dagster schedule start`).",
+)
+
+SCHEDULES: list[dg.ScheduleDefinition] = [weekly_retrain]
+
+# --- sensors (declarative automation) ------------------------------------------------------------
+
+_automation_status = (
+    dg.DefaultSensorStatus.STOPPED
+    if os.environ.get("OHLORA_AUTOMATION", "on").lower() in ("0", "off", "false", "no")
+    else dg.DefaultSensorStatus.RUNNING
+)
+
+observe_raw_files = dg.AutomationConditionSensorDefinition(
+    "observe_raw_files",
+    target=dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all(),
+    run_tags=OBSERVE_TAGS,
+    default_status=_automation_status,
+    minimum_interval_seconds=30,
+    description="Observes the raw CSV/JSON sources (content hash) so that edits are noticed.",
+)
+
+rematerialize_stale = dg.AutomationConditionSensorDefinition(
+    "rematerialize_stale",
+    target=dg.AssetSelection.all(),
+    run_tags=TRAINING_TAGS,
+    default_status=_automation_status,
+    minimum_interval_seconds=30,
+    description="Re-materializes exactly the assets whose parents got a new data version.",
+)
+
+SENSORS: Sequence[dg.SensorDefinition] = [observe_raw_files, rematerialize_stale]

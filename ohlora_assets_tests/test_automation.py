@@ -1,0 +1,226 @@
+"""Jobs, the weekly schedule and declarative automation, with Dagster's own testing APIs.
+
+The automation tests drive `dg.evaluate_automation_conditions` tick by tick on a real (temporary)
+instance, executing what each tick requests, exactly as the automation sensor would:
+
+- the data group alone, materialized for real on copies of our sample files (seconds: nothing trains);
+- the full project graph, with materializations reported without running (no training), to show an
+  edited ethics CSV requests exactly the ethics branch of the real graph, whatever has landed in it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ohlora_assets import automation
+from ohlora_assets.assets import data
+from ohlora_assets.automation import ASSET_CONDITION, SOURCE_CONDITION, TRAINING_TAGS, with_automation
+from ohlora_assets.definitions import defs as project_defs
+from ohlora_assets_tests.conftest import make_resources, sample_paths
+
+# --- jobs and the schedule -------------------------------------------------------------------
+
+
+def _job_keys(defs: dg.Definitions, name: str) -> set[dg.AssetKey]:
+    return set(defs.resolve_job_def(name).asset_layer.selected_asset_keys)
+
+
+def test_jobs_select_every_asset_the_ethics_branch_and_the_reports():
+    graph = project_defs.resolve_asset_graph()
+    materializable = set(graph.materializable_asset_keys)
+    by_group: dict[str, set[dg.AssetKey]] = {}
+    for key in materializable:
+        by_group.setdefault(graph.get(key).group_name, set()).add(key)
+
+    assert _job_keys(project_defs, "retrain_all") >= materializable
+    ethics = by_group.get("ethics", set())
+    ethics_only = _job_keys(project_defs, "ethics_only") & materializable
+    assert ethics_only >= ethics
+    # beyond the ethics group, only the data assets it reads (ethics_dataset), never dialogue or models
+    assert {graph.get(k).group_name for k in ethics_only - ethics} <= {"data"}
+    assert dg.AssetKey("dialogue_dataset") not in ethics_only
+    if ethics:
+        assert dg.AssetKey("ethics_dataset") in ethics_only
+    assert _job_keys(project_defs, "reports_only") & materializable == by_group.get("reports", set())
+
+
+def test_weekly_schedule_ticks_retrain_all_on_sunday_0300_utc():
+    schedule = project_defs.resolve_schedule_def("weekly_retrain_all")
+    assert schedule.job_name == "retrain_all"
+    assert schedule.cron_schedule == "0 3 * * 0" and schedule.execution_timezone == "UTC"
+
+    sunday = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday)
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.tags[automation.WORKLOAD_TAG] == TRAINING_TAGS[automation.WORKLOAD_TAG]
+
+    # the next ticks after a Wednesday noon are Sundays at 03:00 UTC, one week apart
+    # (Dagster's own cron iterator: no public equivalent in 1.13)
+    from dagster._utils.schedules import cron_string_iterator
+
+    wednesday_noon = dt.datetime(2026, 11, 18, 12, tzinfo=dt.timezone.utc).timestamp()
+    ticks = cron_string_iterator(wednesday_noon, schedule.cron_schedule, schedule.execution_timezone)
+    first, second = next(ticks), next(ticks)
+    assert (first.weekday(), first.hour, first.minute) == (6, 3, 0)
+    assert second - first == dt.timedelta(days=7)
+
+
+def test_every_asset_of_the_project_carries_a_condition_and_sensors_cover_them():
+    graph = project_defs.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        assert graph.get(key).automation_condition is not None, key
+    for key in graph.observable_asset_keys:
+        assert graph.get(key).automation_condition == SOURCE_CONDITION, key
+    sensors = {s.name: s for s in project_defs.sensors}
+    assert set(sensors) == {"observe_raw_files", "rematerialize_stale"}
+    observed = sensors["observe_raw_files"].asset_selection.resolve(graph)
+    rematerialized = sensors["rematerialize_stale"].asset_selection.resolve(graph)
+    assert observed == set(graph.observable_asset_keys)
+    assert rematerialized == set(graph.materializable_asset_keys)
+    assert sensors["rematerialize_stale"].run_tags == TRAINING_TAGS
+
+
+# --- automation on the real data group -------------------------------------------------------
+
+
+def _next_observation_tick(after: dt.datetime) -> dt.datetime:
+    # Dagster's own cron iterator (no public equivalent in 1.13)
+    from dagster._utils.schedules import cron_string_iterator
+
+    return next(cron_string_iterator(after.timestamp() + 1, automation.OBSERVE_CRON, "UTC"))
+
+
+class Ticker:
+    """Evaluates the automation conditions tick by tick, keeping the cursor like the sensor does,
+    and executes each tick's request in one run (observations and materializations together).
+
+    Time is explicit: ticks start just after an observation cron tick at least two minutes ahead
+    (so the runs of the test happen before it), a plain tick adds one second (never crossing the
+    next cron tick), and `tick(cron=True)` jumps just past the next cron tick.
+    """
+
+    def __init__(self, assets: list, resources: dict, instance: dg.DagsterInstance):
+        self.assets, self.resources, self.instance = assets, resources, instance
+        self.defs = dg.Definitions(assets=assets, resources=resources)
+        self.cursor = None
+        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+        self.now = _next_observation_tick(start) + dt.timedelta(seconds=1)
+
+    def tick(self, cron: bool = False, execute: bool = True) -> set[str]:
+        if cron:
+            self.now = _next_observation_tick(self.now) + dt.timedelta(seconds=1)
+        else:
+            self.now += dt.timedelta(seconds=1)
+            assert self.now < _next_observation_tick(self.now - dt.timedelta(seconds=1))
+        assert self.now > dt.datetime.now(dt.timezone.utc), "the test outran its simulated clock"
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=self.now
+        )
+        self.cursor = result.cursor
+        requested = {r.key.to_user_string() for r in result.results if r.true_subset.size}
+        assert result.total_requested == len(requested)
+        if requested and execute:
+            self.run(requested)
+        return requested
+
+    def run(self, keys: set[str]) -> None:
+        job = dg.define_asset_job("tick", selection=dg.AssetSelection.keys(*sorted(keys)))
+        defs = dg.Definitions(assets=self.assets, resources=self.resources, jobs=[job])
+        assert defs.resolve_job_def("tick").execute_in_process(instance=self.instance).success
+
+
+def _names(selection: dg.AssetSelection, defs: dg.Definitions) -> set[str]:
+    return {k.to_user_string() for k in selection.resolve(defs.resolve_asset_graph())}
+
+
+def test_edited_ethics_csv_rematerializes_exactly_the_ethics_branch(tmp_path: Path):
+    files = {}
+    for field in ("dialogue_csv", "ethics_csv", "ml_qa_csv", "synonyms_json"):
+        source = Path(getattr(sample_paths(), field))
+        files[field] = tmp_path / source.name
+        shutil.copy(source, files[field])
+    resources = make_resources(tmp_path / "store", sample_paths(**{k: str(v) for k, v in files.items()}))
+    assets = with_automation(dg.load_assets_from_modules([data]))
+
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(assets, resources, instance)
+        sources = _names(dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all(), ticker.defs)
+        materializable = _names(dg.AssetSelection.all(), ticker.defs)
+        assert "raw_ethics_csv" in sources and "ethics_dataset" in materializable
+
+        # first tick: the never-observed files are hashed; nothing can run before that
+        assert ticker.tick() == sources
+        # second tick: everything is missing and its sources are known -> one run builds it all
+        assert ticker.tick() == materializable
+        # nothing changed: nothing is requested, tick after tick
+        assert ticker.tick() == set()
+        # the cron tick re-hashes the files; same content, same data versions -> still nothing
+        assert ticker.tick(cron=True) == sources
+        assert ticker.tick() == set()
+
+        # a manual re-run of an unchanged dataset keeps its data version: no ripple downstream
+        ticker.run({"dialogue_dataset"})
+        assert ticker.tick() == set()
+
+        # the user edits the ethics CSV
+        with files["ethics_csv"].open("a", encoding="utf-8") as handle:
+            handle.write("train,오늘 저녁 뭐 먹을까,일반\n")
+        assert ticker.tick(execute=False) == set(), "an edit is not noticed before the next observation"
+        assert ticker.tick(cron=True) == sources
+        expected = _names(dg.AssetSelection.keys("raw_ethics_csv").downstream(include_self=False), ticker.defs)
+        requested = ticker.tick()
+        assert requested == expected and "ethics_dataset" in requested
+        assert not requested & {"dialogue_dataset", "ml_qa_dataset", "output_message_split"}
+        # ... and once that run is done, the graph is quiet again
+        assert ticker.tick() == set()
+
+        event = instance.get_latest_materialization_event(dg.AssetKey("ethics_dataset"))
+        assert event.asset_materialization.metadata["dagster/row_count"].value == 985  # 984 rows + the new one
+
+
+# --- automation on the whole project graph (reported, not trained) ---------------------------
+
+
+def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream(tmp_path: Path):
+    """Every asset of the real graph, materializations reported (runless) so nothing trains."""
+    ethics_csv = tmp_path / "ethics.csv"
+    shutil.copy(sample_paths().ethics_csv, ethics_csv)
+    resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics_csv)))
+    graph = project_defs.resolve_asset_graph()
+    assets = list(project_defs.assets) + list(project_defs.asset_checks or [])
+
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(assets, resources, instance)
+        # the state after a full build: every file observed, every asset materialized
+        ticker.run({k.to_user_string() for k in graph.observable_asset_keys})
+        for key in sorted(graph.materializable_asset_keys):
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+        assert ticker.tick() == set(), "nothing changed, nothing runs"
+        assert ticker.tick(cron=True) == {k.to_user_string() for k in graph.observable_asset_keys}
+        assert ticker.tick(execute=False) == set()
+
+        ethics_csv.write_text(ethics_csv.read_text(encoding="utf-8") + "test,사귀자 진짜로,사랑 고백/만남\n", "utf-8")
+        ticker.tick(cron=True)  # observation run: raw_ethics_csv gets a new data version
+        requested = ticker.tick(execute=False)
+        expected = {
+            k.to_user_string()
+            for k in dg.AssetSelection.keys("raw_ethics_csv").downstream(include_self=False).resolve(graph)
+        }
+        assert requested == expected
+        assert "ethics_dataset" in requested
+        for untouched in ("dialogue_dataset", "output_message_split", "ml_qa_dataset"):
+            assert untouched not in requested
+
+
+@pytest.mark.parametrize("condition", [ASSET_CONDITION, SOURCE_CONDITION])
+def test_conditions_serialize_for_the_ui(condition):
+    # the automation sensor and the UI read conditions from the code location's snapshot
+    assert condition.get_label()
+    assert condition.get_node_snapshot("0") is not None
