@@ -87,3 +87,15 @@ def test_lines_reach_the_dagster_run_log():
         ]
     assert len(messages) == 4
     assert "step 3/3 (100%)" in messages[2] and "ETA" in messages[2]
+
+
+def test_a_reporter_created_at_the_first_step_does_not_invent_a_rate():
+    """Trainers that build the reporter on their first step event: no absurd step/s or ETA."""
+    clock, lines = FakeClock(), []
+    progress = ProgressReporter(lines.append, total_steps=10, every_s=0, clock=clock)
+    progress.step(loss=3.0)  # no time has passed since the reporter was created
+    assert progress.rate is None and "ETA ?" in lines[-1] and "step/s" not in lines[-1]
+    clock.now += 4
+    progress.step(n=2, loss=2.0)  # 2 steps in 4 s after the first
+    assert progress.rate == 0.5 and progress.eta == 14.0
+    assert "0.50 step/s" in lines[-1] and "ETA 0:00:14" in lines[-1]

@@ -58,6 +58,8 @@ class ProgressReporter:
     lines: int = field(default=0, init=False)
     _start: float = field(default=0.0, init=False)
     _last_log: float | None = field(default=None, init=False)
+    _first_step_at: float | None = field(default=None, init=False)
+    _first_steps: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.every_s < 0:
@@ -72,6 +74,8 @@ class ProgressReporter:
         if loss is not None:
             self.last_loss = float(loss)
         now = self.clock()
+        if self._first_step_at is None:
+            self._first_step_at, self._first_steps = now, self.steps_done
         first = self.steps_done == n
         last = self.total_steps is not None and self.steps_done >= self.total_steps
         if first or last or self._last_log is None or now - self._last_log >= self.every_s:
@@ -102,9 +106,14 @@ class ProgressReporter:
 
     @property
     def rate(self) -> float | None:
-        """Steps per second so far."""
-        elapsed = self.elapsed
-        return self.steps_done / elapsed if elapsed > 0 and self.steps_done else None
+        """Steps per second: measured from the first reported step once there are later ones (a
+        reporter created lazily at the first step has not timed that step), else since creation if
+        that is long enough to mean something; None when unknown."""
+        now = self.clock()
+        if self._first_step_at is not None and self.steps_done > self._first_steps and now > self._first_step_at:
+            return (self.steps_done - self._first_steps) / (now - self._first_step_at)
+        elapsed = now - self._start
+        return self.steps_done / elapsed if elapsed >= 1.0 and self.steps_done else None
 
     @property
     def eta(self) -> float | None:
