@@ -138,8 +138,41 @@ def _end_mark_stop(tokenizer, end_mark: str, prompt_length: int):
     return EndMarkStop()
 
 
-def sample(model, tokenizer, prompts: list[str], n: int, end_mark: str, settings: SamplingSettings) -> list[Attempt]:
-    """One `generate` call: `n` sampled answers for each prompt, rows ordered prompt-major."""
+def _shared_prompt_cache(model, input_ids, attention_mask, n: int):
+    """The KV cache of every prompt but its last token, computed once and repeated for its n answers.
+
+    `generate` with num_return_sequences=n would run the prompt n times; here each prompt runs once.
+    Position ids follow the attention mask, as generate's own are, so left padding changes nothing.
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=causal_lm_config(model))
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
+def causal_lm_config(model):
+    """The transformers config under a PeftModel (or the model's own)."""
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+
+
+def sample(
+    model, tokenizer, prompts: list[str], n: int, end_mark: str, settings: SamplingSettings, share_prompt: bool = True
+) -> list[Attempt]:
+    """One `generate` call: `n` sampled answers for each prompt, rows ordered prompt-major.
+
+    `share_prompt` computes each prompt's KV cache once for its n answers (see _shared_prompt_cache);
+    off, it is plain `generate`, which the tests compare against.
+    """
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only batching: prompts must end where generation starts
@@ -150,8 +183,12 @@ def sample(model, tokenizer, prompts: list[str], n: int, end_mark: str, settings
     prompt_length = encoded["input_ids"].shape[1]
     stop = _end_mark_stop(tokenizer, end_mark, prompt_length)
     with torch.inference_mode():
+        extra = {}
+        if share_prompt and n > 1 and prompt_length > 1:
+            extra["past_key_values"] = _shared_prompt_cache(model, encoded["input_ids"], encoded["attention_mask"], n)
         output = model.generate(
             **encoded,
+            **extra,
             do_sample=True,
             temperature=settings.temperature,
             num_return_sequences=n,

@@ -236,3 +236,49 @@ def flagged_examples_markdown(flagged: pd.DataFrame, limit: int = 5) -> str:
         table["prompt"] = table["prompt"].str.slice(0, 80)
         parts.append(f"**{kind}** ({int(mask.fillna(False).sum())})\n\n" + table.to_markdown(index=False))
     return "\n\n".join(parts) or "no flagged answers"
+
+
+@dataclass
+class RankExperimentResult:
+    metrics: dict[int, dict[str, float | None]]  # rank -> quality metrics
+    flagged: dict[int, pd.DataFrame]  # rank -> scored answers
+    training: dict[int, object]  # rank -> core.lora.LoraTrainResult
+
+
+def run_lora_rank_experiment(
+    base_model: str,
+    train_examples,
+    valid_examples: list[tuple[str, str]],
+    prompts: pd.DataFrame,
+    train_split: pd.DataFrame,
+    hps: dict,
+    answers_per_prompt: int,
+    sampling,
+    output_dir,
+    *,
+    device: str = "auto",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    progress=None,
+) -> RankExperimentResult:
+    """output_message trained once per rank (`hps`: rank -> LoraHyperParams, otherwise equal), each
+    sampled on the same `prompts` (rows with source_row, prompt) and scored with the same rules."""
+    from pathlib import Path
+
+    from ohlora_assets.core.generation import train_and_generate
+
+    result = RankExperimentResult({}, {}, {})
+    for rank, hp in hps.items():
+        trained, run = train_and_generate(
+            base_model, train_examples, valid_examples, hp, Path(output_dir) / f"rank_{rank}", prompts["prompt"].tolist(),
+            "output_message", answers_per_prompt, sampling,
+            device=device, revision=revision, trust_remote_code=trust_remote_code, progress=progress,
+        )
+        samples = run.to_frame()
+        samples["source_row"] = prompts["source_row"].to_numpy()[samples["prompt_index"]]
+        samples["prompt"] = prompts["prompt"].to_numpy()[samples["prompt_index"]]
+        flagged = score_answers("output_message", samples, train_split)
+        result.metrics[rank] = quality_metrics("output_message", flagged, run.wall_s, run.generated_tokens)
+        result.flagged[rank] = flagged
+        result.training[rank] = trained
+    return result

@@ -166,3 +166,33 @@ def per_question_markdown(per_question: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def accuracy_plot(per_question: pd.DataFrame) -> bytes:
+    """PNG: per-question accuracy with and without the concept, and the two overall means."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    positions = np.arange(len(per_question))
+    figure, (bars, overall) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=100, gridspec_kw={"width_ratios": [4, 1]})
+    for offset, variant in ((-0.2, "with_concept"), (0.2, "without_concept")):
+        bars.bar(positions + offset, per_question[f"{variant}_accuracy"], 0.4, label=variant.replace("_", " "))
+    bars.set_xticks(positions, [str(i + 1) for i in positions], fontsize=7)
+    bars.set_xlabel("question #")
+    bars.set_ylabel("correct answers / drawn")
+    bars.set_ylim(0, 1.05)
+    bars.legend(fontsize=8)
+    means = [per_question[f"{v}_accuracy"].mean() for v in VARIANTS]
+    overall.bar(["with", "without"], means, color=["C0", "C1"])
+    overall.set_ylim(0, 1.05)
+    overall.set_title("overall")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

@@ -128,3 +128,15 @@ def test_sampling_is_seeded_and_matches_the_one_by_one_baseline_in_shape(tiny_lm
     assert loop.calls == 6 and [(a.prompt_index, a.answer_index) for a in loop.answers] == list(
         zip(first["prompt_index"], first["answer_index"])
     )
+
+
+def test_shared_prompt_cache_gives_what_plain_generate_gives(tiny_lm):
+    """Near-greedy sampling on unseen prompts of different lengths (left padding): the prompt's cache
+    computed once and repeated must continue exactly like generate's own prefill of every copy."""
+    model, tokenizer = tiny_lm
+    prompts = [_prompt("output_message", q) for q in ("떡볶이 좋아해?", "오늘 도서관에서 하루 종일 공부했어 너는?", "안녕")]
+    cold = dataclasses.replace(SETTINGS, temperature=1e-4, max_new_tokens=10)
+    shared = sample(model, tokenizer, prompts, 3, "(답변 종료)", cold, share_prompt=True)
+    plain = sample(model, tokenizer, prompts, 3, "(답변 종료)", cold, share_prompt=False)
+    assert [a.raw for a in shared] == [a.raw for a in plain]
+    assert len({a.raw for a in shared}) > 1

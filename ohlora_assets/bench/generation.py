@@ -1,0 +1,84 @@
+"""`ohlora bench generation`: our batched generator against the original one-answer-per-call loop.
+
+Both draw 4 answers for each of 40 output_message validation prompts from the same adapter, with the
+same sampling (temperature 0.6, the same max_new_tokens, stop at `(답변 종료)`) and no retries, so the
+two do the same work:
+
+- ours: `generate_answers`, many prompts per `generate` call, `num_return_sequences=4`, left padding;
+- loop: one `generate` call per answer, one prompt at a time (how the original produced its samples).
+
+Figures are answers per second of generation (model loading excluded); the last line printed is
+`ratio=<ours/loop>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+from ohlora_assets.core.formats import task_split
+from ohlora_assets.core.generation import SamplingSettings, generate_answers, generate_one_by_one
+from ohlora_assets.core.schemas import load_dialogue
+from ohlora_assets.resources import ArtifactStore, DataPaths
+
+PROMPTS = 40
+ANSWERS = 4
+MAX_NEW_TOKENS = 64
+QUICK_PROMPTS = 12
+QUICK_MAX_NEW_TOKENS = 24
+
+
+def _adapter(dialogue, workdir: Path, quick: bool) -> Path:
+    """The materialized adapter_output_message when there is one; else a LoRA trained for one epoch
+    on a briefly pretrained embedded LM (speed depends on the architecture, not on training)."""
+    from ohlora_assets.bench.training import _base_model
+    from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
+
+    materialized = ArtifactStore.from_env().model_dir("adapter_output_message")
+    if (materialized / "adapter_config.json").is_file():
+        return materialized
+    print(f"no materialized adapter at {materialized}: training one for one epoch")
+    train = task_split(dialogue, "output_message", "train")
+    if quick:
+        train = train.head(32)
+    pairs = list(zip(train["prompt"], train["completion"]))
+    train_lora_adapter(
+        _base_model(DataPaths.from_env(), workdir), pairs, pairs[:8], LoraHyperParams(rank=16, epochs=1),
+        workdir / "adapter", device="cpu",
+    )
+    return workdir / "adapter"
+
+
+def run(args) -> float:
+    import torch
+
+    from ohlora_assets.core.lora import load_adapter
+
+    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    quick = bool(getattr(args, "quick", False))
+    dialogue = load_dialogue(DataPaths.from_env().dialogue_csv)
+    valid = task_split(dialogue, "output_message", "valid")["prompt"].tolist()
+    count = QUICK_PROMPTS if quick else PROMPTS
+    prompts = [valid[i % len(valid)] for i in range(count)]  # cycles only if the data has fewer prompts
+    settings = SamplingSettings(max_new_tokens=QUICK_MAX_NEW_TOKENS if quick else MAX_NEW_TOKENS, max_retries=0)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        adapter = _adapter(dialogue, Path(workdir), quick)
+        model, tokenizer = load_adapter(adapter, "cpu")
+        print(f"adapter: {adapter}; {count} prompts x {ANSWERS} answers, max_new_tokens {settings.max_new_tokens}")
+        # Warm-up, so neither side pays for first-call allocations.
+        generate_answers(model, tokenizer, prompts[:2], "output_message", 1, dataclasses.replace(settings, max_new_tokens=4))
+        ours = generate_answers(model, tokenizer, prompts, "output_message", ANSWERS, settings)
+        loop = generate_one_by_one(model, tokenizer, prompts, "output_message", ANSWERS, settings)
+
+    for name, result in (("batched", ours), ("loop", loop)):
+        terminated = sum(a.terminated for a in result.answers)
+        print(
+            f"{name:8s} {len(result.answers)} answers in {result.wall_s:.2f}s = {result.answers_per_s:.2f} answers/s, "
+            f"{result.tokens_per_s:.1f} tokens/s, {result.calls} generate calls, {terminated} stopped at the end mark"
+        )
+    ratio = ours.answers_per_s / loop.answers_per_s
+    print(f"ratio={ratio:.2f}")
+    return ratio
