@@ -29,6 +29,40 @@ def _fmt_metadata(metadata: dict) -> str:
     return ", ".join(parts)
 
 
+def judge(result, selected: set, expected_checks: set) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """One row per check (asset, check, PASS/FAIL(severity)/NOT RUN, metadata) and the fatal problems:
+    a failed run, a failed ERROR-severity check, an expected check that never ran, an asset of a
+    successful run that was not materialized. WARN failures are shown, not fatal."""
+    import dagster as dg
+
+    rows, fatal, seen = [], [], set()
+    if not result.success:
+        failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        fatal.append(f"run failed (failed steps: {', '.join(failed_steps) or 'none reported'})")
+    for evaluation in sorted(result.get_asset_check_evaluations(), key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
+        key = dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name)
+        seen.add(key)
+        status = "PASS" if evaluation.passed else f"FAIL({evaluation.severity.value})"
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            fatal.append(f"{key.asset_key.to_user_string()}:{key.name} failed (ERROR)")
+        rows.append((key.asset_key.to_user_string(), key.name, status, _fmt_metadata(dict(evaluation.metadata))))
+    for key in sorted(expected_checks - seen, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        rows.append((key.asset_key.to_user_string(), key.name, "NOT RUN", ""))
+        fatal.append(f"{key.asset_key.to_user_string()}:{key.name} never ran")
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    if result.success and selected - materialized:
+        fatal.append(f"not materialized: {', '.join(sorted(k.to_user_string() for k in selected - materialized))}")
+    return rows, fatal
+
+
+def format_table(rows: list[tuple[str, str, str, str]]) -> str:
+    header = ("asset", "check", "result")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    lines = [f"{'asset':<{widths[0]}}  {'check':<{widths[1]}}  {'result':<{widths[2]}}  metadata"]
+    lines += [f"{a:<{widths[0]}}  {c:<{widths[1]}}  {s:<{widths[2]}}  {m}" for a, c, s, m in rows]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--job", default="retrain_all", help="job to materialize (default: retrain_all, every asset)")
@@ -61,41 +95,16 @@ def main(argv: list[str] | None = None) -> int:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-        evaluations = result.get_asset_check_evaluations()
-        failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     elapsed = time.monotonic() - started
 
-    rows = []
-    seen = set()
-    fatal = []
-    for evaluation in sorted(evaluations, key=lambda e: (e.asset_key.to_user_string(), e.check_name)):
-        key = dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name)
-        seen.add(key)
-        severity = evaluation.severity.value
-        status = "PASS" if evaluation.passed else f"FAIL({severity})"
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            fatal.append(f"{key.asset_key.to_user_string()}:{key.name} failed")
-        rows.append((key.asset_key.to_user_string(), key.name, status, _fmt_metadata(dict(evaluation.metadata))))
-    for key in sorted(expected_checks - seen, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        rows.append((key.asset_key.to_user_string(), key.name, "NOT RUN", ""))
-        fatal.append(f"{key.asset_key.to_user_string()}:{key.name} never ran")
-
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("asset", "check", "result"))]
-    print(f"{'asset':<{widths[0]}}  {'check':<{widths[1]}}  {'result':<{widths[2]}}  metadata")
-    for asset, check, status, meta in rows:
-        print(f"{asset:<{widths[0]}}  {check:<{widths[1]}}  {status:<{widths[2]}}  {meta}")
-
+    rows, fatal = judge(result, selected, expected_checks)
+    print(format_table(rows))
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     print(
         f"ci_smoke: run {'succeeded' if result.success else 'FAILED'} in {elapsed:.0f}s; "
         f"{len(materialized)}/{len(selected)} assets materialized; "
         f"{sum(r[2] == 'PASS' for r in rows)}/{len(rows)} checks passed"
     )
-    if not result.success:
-        fatal.insert(0, f"run failed (failed steps: {', '.join(failed_steps) or 'none reported'})")
-    missing = selected - materialized
-    if result.success and missing:
-        fatal.append(f"not materialized: {', '.join(sorted(k.to_user_string() for k in missing))}")
     workdir.cleanup()
     if fatal:
         print("ci_smoke: FAILED\n  - " + "\n  - ".join(fatal), file=sys.stderr)
