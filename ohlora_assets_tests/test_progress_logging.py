@@ -99,3 +99,17 @@ def test_a_reporter_created_at_the_first_step_does_not_invent_a_rate():
     progress.step(n=2, loss=2.0)  # 2 steps in 4 s after the first
     assert progress.rate == 0.5 and progress.eta == 14.0
     assert "0.50 step/s" in lines[-1] and "ETA 0:00:14" in lines[-1]
+
+
+def test_text_progress_from_generation_gets_a_rate_and_eta():
+    """Generation reports "generated i/N answers": `message` turns that into counts, rate and ETA."""
+    clock, lines = FakeClock(), []
+    progress = ProgressReporter(lines.append, label="summary_inference_samples", unit="answer", every_s=30, clock=clock)
+    for done in range(8, 81, 8):  # a batch of 8 answers every 10 s
+        clock.now += 10
+        progress.message(f"generated {done}/80 answers")
+    assert progress.steps_done == 80 and progress.total_steps == 80
+    assert len(lines) == 4  # first, every 30 s, last
+    assert lines[1].startswith("summary_inference_samples: answer 32/80 (40%)") and "ETA 0:01:00" in lines[1]
+    progress.message("retrying 3 bad answers")
+    assert lines[-1] == "summary_inference_samples: retrying 3 bad answers"

@@ -14,6 +14,9 @@ a 10-hour GPU run alike. In an asset, pass `log=context.log.info`.
         progress.epoch_end(loss=mean_loss)
     progress.done()
 
+For loops that count rather than step, `progress.update(done, total)`; for code that already reports
+text such as "generated 12/40 answers", pass `progress.message` as its `Callable[[str], None]`.
+
 Lines look like:
     adapter_summary: epoch 2/5 step 40/100 (40%) loss 1.8342 | 3.1 step/s | elapsed 0:00:13 | ETA 0:00:19
 """
@@ -21,9 +24,13 @@ Lines look like:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+
+_COUNT = re.compile(r"(\d+)\s*/\s*(\d+)")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -80,6 +87,24 @@ class ProgressReporter:
         last = self.total_steps is not None and self.steps_done >= self.total_steps
         if first or last or self._last_log is None or now - self._last_log >= self.every_s:
             self._emit(now, extra)
+
+    def update(self, done: int, total: int | None = None, loss: float | None = None) -> None:
+        """Set the absolute count (for loops that know "done of total" rather than count steps)."""
+        if total is not None:
+            self.total_steps = total
+        if done > self.steps_done:
+            self.step(n=done - self.steps_done, loss=loss)
+
+    def message(self, text: str) -> None:
+        """A `Callable[[str], None]` for code that reports text like "generated 12/40 answers": the
+        first `done/total` in the text drives the counts (and so the rate and ETA); text without
+        one is passed through."""
+        found = _COUNT.search(text)
+        if found:
+            self.update(int(found.group(1)), int(found.group(2)))
+        else:
+            self.log(f"{self.label}: {text}")
+            self.lines += 1
 
     def epoch_end(self, loss: float | None = None, **extra: float | int | str) -> None:
         """Always logs: an epoch boundary is worth a line whatever the throttle says."""
