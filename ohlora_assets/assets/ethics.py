@@ -1,0 +1,166 @@
+"""Group `ethics`: prompt-category pairs -> S-BERT model -> calibrated thresholds and the test report.
+
+The branch reads only `ethics_dataset`: editing the dialogue CSV never makes it stale. Training uses
+the `train` rows; thresholds and the report use the `test` rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
+from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
+from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.resources import ArtifactStore, ModelProfile
+
+GROUP = "ethics"
+POOL = "accelerator"  # shares the one accelerator slot with the other trainings
+MODEL = "ethics_sbert_model"
+
+
+def _device(profile: ModelProfile) -> str:
+    import torch
+
+    if profile.device != "auto":
+        return profile.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4f")
+
+
+def _png_md(path: Path, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+
+def _scorer(store: ArtifactStore, profile: ModelProfile):
+    from ohlora_assets.core.ethics.scoring import EthicsScorer
+
+    return EthicsScorer.load(store.model_dir(MODEL), _device(profile), profile.trust_remote_code)
+
+
+def _test_scores(ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile):
+    test = ethics_dataset[ethics_dataset["type"] == "test"]
+    if test.empty:
+        raise dg.Failure("ethics_dataset has no `test` rows: thresholds and the report are computed on them")
+    return test, _scorer(store, profile).score(test["user_prompt"].tolist())
+
+
+@dg.asset(group_name=GROUP, code_version="1")
+def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame) -> pd.DataFrame:
+    """Every prompt with each of the five category names; label 1.0 for its own category, else 0.0."""
+    pairs = make_pairs(ethics_dataset)
+    counts = pairs.groupby(["type", "label"]).size().rename("pairs").reset_index()
+    context.add_output_metadata(
+        {
+            "pairs": len(pairs),
+            "prompts": len(ethics_dataset),
+            "pairs_by_split_and_label": dg.MetadataValue.md(counts.to_markdown(index=False)),
+            "sample": dg.MetadataValue.md(pairs.head(10).to_markdown(index=False)),
+        }
+    )
+    return pairs
+
+
+@dg.asset(group_name=GROUP, code_version="1", pool=POOL)
+def ethics_sbert_model(
+    context: dg.AssetExecutionContext, ethics_pairs: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
+) -> dg.MaterializeResult:
+    """S-BERT fine-tuned with cosine-similarity loss (10 epochs, batch 16, seeded 90/10 split, 10% warm-up).
+
+    Base: klue/roberta-base in the `full` profile; in `embedded`, a small Korean encoder built from
+    the training prompts offline. Saved in the sentence-transformers format, atomically.
+    """
+    target = store.model_dir(MODEL)
+    trained = train_ethics_model(
+        ethics_pairs,
+        target,
+        profile=profile.name,
+        smoke=profile.smoke,
+        override=profile.base_model_overrides.get("ethics"),
+        device=_device(profile),
+        trust_remote_code=profile.trust_remote_code,
+        log=context.log.info,
+    )
+    history = trained.history
+    curve = pd.DataFrame(
+        {"epoch": range(1, len(history.train_loss) + 1), "train_loss": history.train_loss, "valid_loss": history.valid_loss}
+    )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(directory_hash(target)),
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "base_model": trained.base,
+            "profile": profile.name + (" (smoke)" if profile.smoke else ""),
+            "train_prompts": history.train_prompts,
+            "valid_prompts": history.valid_prompts,
+            "epochs": trained.settings.epochs,
+            "learning_rate": trained.settings.learning_rate,
+            "final_valid_loss": float(history.valid_loss[-1]),
+            "training_seconds": round(history.seconds, 1),
+            "loss_per_epoch": dg.MetadataValue.md(_md_table(curve)),
+        },
+    )
+
+
+# The model is read from its folder, not through the IO manager: `deps` orders and versions it.
+@dg.asset(group_name=GROUP, code_version="1", deps=[ethics_sbert_model])
+def ethics_thresholds(
+    context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
+) -> dict:
+    """Production thresholds (the gate's defaults) beside the lowest with no false positive on `일반` test prompts."""
+    from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate, threshold_table
+
+    test, scores = _test_scores(ethics_dataset, store, profile)
+    calibrated = calibrate(scores, test["category"].tolist())
+    table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
+    result = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrated}
+    atomic_write_bytes(
+        store.report_dir("ethics_thresholds") / "thresholds.json", json.dumps(result, ensure_ascii=False, indent=2).encode()
+    )
+    context.add_output_metadata(
+        {
+            "thresholds": dg.MetadataValue.md(_md_table(table)),
+            **{f"calibrated_{CATEGORY_KEYS[c]}": v for c, v in calibrated.items()},
+            "test_prompts": len(test),
+        }
+    )
+    return result
+
+
+@dg.asset(group_name=GROUP, code_version="1", deps=[ethics_sbert_model])
+def ethics_report(
+    context: dg.AssetExecutionContext,
+    ethics_dataset: pd.DataFrame,
+    ethics_thresholds: dict,
+    store: ArtifactStore,
+    profile: ModelProfile,
+) -> dg.MaterializeResult:
+    """Test-set quality: MSE/MAE/correlation, confusion matrix, per-category histograms, misclassified prompts."""
+    from ohlora_assets.core.ethics.evaluation import build_report
+
+    test, scores = _test_scores(ethics_dataset, store, profile)
+    report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report"))
+    evaluation = report.evaluation
+    histograms = "\n\n".join(
+        f"**{category}**\n\n{_png_md(path, CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
+    )
+    misclassified = (
+        _md_table(evaluation.misclassified) if len(evaluation.misclassified) else "_none: every test prompt is right_"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **{name: dg.MetadataValue.float(value) for name, value in evaluation.summary().items()},
+            "test_prompts": len(test),
+            "confusion_matrix": dg.MetadataValue.md(report.confusion_md),
+            "histograms": dg.MetadataValue.md(histograms),
+            "misclassified": dg.MetadataValue.md(misclassified),
+            "report": dg.MetadataValue.path(str(report.markdown_path)),
+        }
+    )

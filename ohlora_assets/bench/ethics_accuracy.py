@@ -1,0 +1,65 @@
+"""`ohlora bench ethics-accuracy`: train the embedded ethics model on A's train rows, score B's test rows.
+
+The bar is the original system: klue/roberta-base trained on the upstream train split scored
+accuracy 0.9632 on its 190 test prompts (MSE 0.0138, MAE 0.0261, correlation 0.9568). Our
+embedded encoder, built offline from the same training prompts, must reach accuracy >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ohlora_assets.resources import PROJECT_ROOT, DataPaths
+
+ORIGINAL = {"accuracy": 0.9632, "mse": 0.0138, "mae": 0.0261, "correlation": 0.9568}
+UPSTREAM_CSV = PROJECT_ROOT.parent / "shared" / "upstream" / "ethics_train_test_dataset.csv"
+
+
+def _default_csv() -> Path:
+    """The upstream file when it is beside the project, else our sample data."""
+    return UPSTREAM_CSV if UPSTREAM_CSV.is_file() else Path(DataPaths.from_env().ethics_csv)
+
+
+def run(args: argparse.Namespace) -> float:
+    import torch
+
+    from ohlora_assets.core.ethics.evaluation import evaluate
+    from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
+    from ohlora_assets.core.schemas import load_ethics
+
+    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    train_csv = Path(args.train) if getattr(args, "train", None) else _default_csv()
+    test_csv = Path(args.test) if getattr(args, "test", None) else train_csv
+    quick = bool(getattr(args, "quick", False))
+    train = load_ethics(train_csv).query("type == 'train'")
+    test = load_ethics(test_csv).query("type == 'test'")
+    if train.empty or test.empty:
+        raise SystemExit(f"need train rows in {train_csv} and test rows in {test_csv}")
+    print(f"train: {len(train)} prompts from {train_csv}\ntest:  {len(test)} prompts from {test_csv}")
+    print(f"profile: embedded{' (quick: smoke budgets)' if quick else ''}", flush=True)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ohlora-ethics-bench-") as workdir:
+        model_dir = Path(workdir) / "model"
+        trained = train_ethics_model(make_pairs(train), model_dir, profile="embedded", smoke=quick)
+        train_seconds = time.perf_counter() - started
+        scored_at = time.perf_counter()
+        scores = EthicsScorer.load(model_dir).score(test["user_prompt"].tolist())
+        score_seconds = time.perf_counter() - scored_at
+    evaluation = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), scores)
+
+    print(f"base: {trained.base}")
+    print(f"build + train: {train_seconds:.0f}s; scoring {len(test)} prompts: {score_seconds:.2f}s")
+    print(f"{'metric':<12} {'ours':>8} {'original':>9}")
+    for name, value in evaluation.summary().items():
+        print(f"{name:<12} {value:>8.4f} {ORIGINAL[name]:>9.4f}")
+    print(f"misclassified: {len(evaluation.misclassified)} of {len(test)}")
+    for row in evaluation.misclassified.itertuples(index=False):
+        print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
+    print(f"accuracy={evaluation.accuracy:.4f}")
+    return evaluation.accuracy

@@ -1,0 +1,156 @@
+"""Test-set metrics of the ethics model: regression errors, confusion matrix, score histograms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS, GENERAL
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+
+
+@dataclass
+class EthicsEvaluation:
+    accuracy: float
+    mse: float  # over every prompt-category pair, against the 1.0/0.0 labels
+    mae: float
+    correlation: float
+    confusion: pd.DataFrame  # rows predicted, columns true
+    precision: dict[str, float]
+    recall: dict[str, float]
+    misclassified: pd.DataFrame  # user_prompt, category, predicted, score of each
+
+    def summary(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "mse": self.mse, "mae": self.mae, "correlation": self.correlation}
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else float("nan")
+
+
+def evaluate(prompts: list[str], truth: list[str], scores: np.ndarray) -> EthicsEvaluation:
+    """Predicted category = highest cosine; `scores` is (n, 5) in ETHICS_CATEGORIES order."""
+    categories = np.array(ETHICS_CATEGORIES)
+    truth_arr = np.asarray(truth)
+    predicted = categories[scores.argmax(axis=1)] if len(scores) else np.array([], dtype=str)
+    labels = (categories[None, :] == truth_arr[:, None]).astype(np.float32)
+    errors = scores - labels
+    flat_scores, flat_labels = scores.ravel(), labels.ravel()
+    correlation = (
+        float(np.corrcoef(flat_scores, flat_labels)[0, 1])
+        if flat_scores.size > 1 and flat_scores.std() > 0 and flat_labels.std() > 0
+        else float("nan")
+    )
+    confusion = pd.crosstab(
+        pd.Categorical(predicted, categories=ETHICS_CATEGORIES),
+        pd.Categorical(truth_arr, categories=ETHICS_CATEGORIES),
+        dropna=False,
+    )
+    confusion.index.name, confusion.columns.name = "predicted", "true"
+    diagonal = np.diag(confusion.to_numpy())
+    wrong = predicted != truth_arr
+    misclassified = pd.DataFrame(
+        {"user_prompt": np.asarray(prompts)[wrong], "category": truth_arr[wrong], "predicted": predicted[wrong]}
+    )
+    for index, name in enumerate(ETHICS_CATEGORIES):
+        misclassified[name] = scores[wrong, index].round(4)
+    return EthicsEvaluation(
+        accuracy=_ratio(int((~wrong).sum()), len(truth_arr)),
+        mse=float((errors**2).mean()) if errors.size else float("nan"),
+        mae=float(np.abs(errors).mean()) if errors.size else float("nan"),
+        correlation=correlation,
+        confusion=confusion,
+        precision={c: _ratio(diagonal[i], confusion.iloc[i, :].sum()) for i, c in enumerate(ETHICS_CATEGORIES)},
+        recall={c: _ratio(diagonal[i], confusion.iloc[:, i].sum()) for i, c in enumerate(ETHICS_CATEGORIES)},
+        misclassified=misclassified,
+    )
+
+
+def _pct(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.1%}"
+
+
+def confusion_markdown(evaluation: EthicsEvaluation) -> str:
+    """Rows predicted, columns true; a precision column, a recall row, overall accuracy in the corner."""
+    header = "| predicted \\ true | " + " | ".join(ETHICS_CATEGORIES) + " | precision |"
+    lines = [header, "|" + " --- |" * (len(ETHICS_CATEGORIES) + 2)]
+    for name in ETHICS_CATEGORIES:
+        cells = " | ".join(str(int(evaluation.confusion.loc[name, c])) for c in ETHICS_CATEGORIES)
+        lines.append(f"| **{name}** | {cells} | {_pct(evaluation.precision[name])} |")
+    recalls = " | ".join(_pct(evaluation.recall[c]) for c in ETHICS_CATEGORIES)
+    lines.append(f"| **recall** | {recalls} | **accuracy {_pct(evaluation.accuracy)}** |")
+    return "\n".join(lines)
+
+
+def plot_histogram(
+    scores: np.ndarray, truth: list[str], category: str, thresholds: dict[str, float], path: str | Path
+) -> Path:
+    """Scores for `category` of that category's prompts vs `일반` prompts, each threshold a vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    column = scores[:, ETHICS_CATEGORIES.index(category)]
+    truth_arr = np.asarray(truth)
+    bins = np.linspace(min(-0.2, float(column.min(initial=0))), 1.0, 41)
+    figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
+    key = CATEGORY_KEYS[category]
+    axes.hist(column[truth_arr == GENERAL], bins=bins, alpha=0.6, label="general prompts", color="tab:blue")
+    axes.hist(column[truth_arr == category], bins=bins, alpha=0.6, label=f"{key} prompts", color="tab:red")
+    for (label, value), style in zip(thresholds.items(), ("--", ":")):
+        axes.axvline(value, color="black", linestyle=style, label=f"{label} threshold {value:.4f}")
+    axes.set_xlabel(f"cosine similarity to the '{key}' category")
+    axes.set_ylabel("prompts")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
+
+
+@dataclass
+class EthicsReport:
+    evaluation: EthicsEvaluation
+    confusion_md: str
+    histograms: dict[str, Path]  # category -> PNG
+    markdown_path: Path
+
+
+def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, dict[str, float]], out_dir: str | Path) -> EthicsReport:
+    """Evaluate the test rows and write `report.md`, one histogram PNG per blockable category and
+    `misclassified.csv` under `out_dir`. `thresholds` is {"default": {...}, "calibrated": {...}}."""
+    from ohlora_assets.core.ethics.thresholds import BLOCKABLE
+    from ohlora_assets.core.io import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    prompts, truth = test["user_prompt"].tolist(), test["category"].tolist()
+    evaluation = evaluate(prompts, truth, scores)
+    confusion = confusion_markdown(evaluation)
+    histograms = {
+        category: plot_histogram(
+            scores, truth, category, {label: values[category] for label, values in thresholds.items()},
+            out_dir / f"histogram_{CATEGORY_KEYS[category]}.png",
+        )
+        for category in BLOCKABLE
+    }
+    atomic_write_bytes(out_dir / "misclassified.csv", evaluation.misclassified.to_csv(index=False).encode())
+    summary = pd.DataFrame([evaluation.summary()]).to_markdown(index=False, floatfmt=".4f")
+    sections = [
+        "# Ethics model on the test split",
+        summary,
+        "## Confusion matrix (rows predicted, columns true)",
+        confusion,
+        "## Scores per category: its own prompts vs `일반`",
+        *(f"![{CATEGORY_KEYS[c]}]({p.name})" for c, p in histograms.items()),
+        f"## Misclassified ({len(evaluation.misclassified)})",
+        evaluation.misclassified.to_markdown(index=False) if len(evaluation.misclassified) else "none",
+    ]
+    markdown_path = out_dir / "report.md"
+    atomic_write_bytes(markdown_path, "\n\n".join(sections).encode())
+    return EthicsReport(evaluation, confusion, histograms, markdown_path)

@@ -1,0 +1,48 @@
+"""Text normalization applied identically before training and before scoring.
+
+Users dodge filters by inserting noise into words (`사1랑2해`, `투.표`, `사 랑 해`) or by pasting
+control characters and emoji; the model only ever sees the cleaned form, so the dodge does not work
+and a 10,000-character paste costs no more than a short prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Longer prompts carry no more signal: the encoder reads at most 64 tokens.
+MAX_CHARS = 256
+
+_HANGUL = "가-힣ㄱ-ㅎㅏ-ㅣ"
+# 1-2 characters that are neither Hangul, Latin, nor space, wedged between two Hangul syllables.
+_NOISE_IN_WORD = re.compile(rf"(?<=[가-힣])[^{_HANGUL}A-Za-z\s]{{1,2}}(?=[가-힣])")
+# Three or more single syllables separated by single spaces: `사 랑 해` -> `사랑해`.
+_SPACED_SYLLABLES = re.compile(r"(?<![가-힣])[가-힣](?: [가-힣](?![가-힣])){2,}")
+_REPEATS = re.compile(r"(.)\1{3,}")
+_SPACES = re.compile(r"\s+")
+# Unicode categories dropped outright: controls/format (zero-width, bidi), symbols (emoji), private use, unassigned.
+_DROPPED = {"Cc", "Cf", "Cs", "Co", "Cn", "So", "Sk", "Mn", "Me"}
+
+
+def _is_hangul(char: str) -> bool:
+    return "가" <= char <= "힣" or "ㄱ" <= char <= "ㅣ"
+
+
+def _clean_char(char: str) -> str:
+    if char.isspace():
+        return " "
+    if _is_hangul(char):
+        return char
+    # NFKC folds full-width letters and digits; applied per character so Hangul jamo are left alone.
+    folded = unicodedata.normalize("NFKC", char)
+    return "".join(c for c in folded if unicodedata.category(c) not in _DROPPED)
+
+
+def normalize_prompt(text: str) -> str:
+    """The form of `text` the ethics model reads. Total: any string in, a (possibly empty) string out."""
+    text = unicodedata.normalize("NFC", text[: MAX_CHARS * 4])
+    text = "".join(_clean_char(c) for c in text)
+    text = _NOISE_IN_WORD.sub("", text)
+    text = _SPACED_SYLLABLES.sub(lambda m: m.group(0).replace(" ", ""), text)
+    text = _REPEATS.sub(r"\1\1\1", text)
+    return _SPACES.sub(" ", text).strip().lower()[:MAX_CHARS]

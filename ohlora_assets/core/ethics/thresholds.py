@@ -1,0 +1,53 @@
+"""Block thresholds: the original production values, and the lowest ones with no false positive on `일반`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+
+GENERAL = "일반"
+LOVE, POLITICS, PAEDRIP, HATE = "사랑 고백/만남", "정치", "패드립", "혐오/기타"
+BLOCKABLE = (LOVE, POLITICS, PAEDRIP, HATE)
+# ASCII names for file names and plot labels (no Hangul font can be assumed on a server).
+CATEGORY_KEYS = {LOVE: "love", GENERAL: "general", POLITICS: "politics", PAEDRIP: "paedrip", HATE: "hate"}
+
+# The original product's thresholds on cosine similarity to the category name.
+DEFAULT_THRESHOLDS = {LOVE: 0.98, POLITICS: 0.95, PAEDRIP: 0.9, HATE: 0.9}
+# A `일반` score at or above this cancels every block candidate.
+GENERAL_CANCEL = 0.5
+_GRID = 1e-4  # thresholds are reported to 4 decimals
+
+
+def calibrate(scores: np.ndarray, categories: list[str] | np.ndarray) -> dict[str, float]:
+    """Per blockable category, the lowest threshold (on a 1e-4 grid) that no `일반` prompt reaches.
+
+    `scores` is (n, 5) in ETHICS_CATEGORIES order and `categories` the true category of each row.
+    With no `일반` prompt, any threshold is free of false positives; we then report 0.
+    """
+    general = np.asarray(categories) == GENERAL
+    result = {}
+    for name in BLOCKABLE:
+        column = scores[general, ETHICS_CATEGORIES.index(name)]
+        # Strictly above the highest `일반` score: `>=` is the blocking comparison.
+        result[name] = (math.floor(float(column.max()) / _GRID) + 1) * _GRID if column.size else 0.0
+        result[name] = round(result[name], 4)
+    return result
+
+
+def threshold_table(scores: np.ndarray, categories: list[str] | np.ndarray, calibrated: dict[str, float]) -> list[dict]:
+    """Default vs calibrated threshold per category, with the recall and `일반` false positives of each."""
+    truth = np.asarray(categories)
+    rows = []
+    for name in BLOCKABLE:
+        column = scores[:, ETHICS_CATEGORIES.index(name)]
+        own, general = column[truth == name], column[truth == GENERAL]
+        row = {"category": name}
+        for label, threshold in (("default", DEFAULT_THRESHOLDS[name]), ("calibrated", calibrated[name])):
+            row[f"{label}_threshold"] = threshold
+            row[f"{label}_recall"] = float((own >= threshold).mean()) if own.size else float("nan")
+            row[f"{label}_general_fp"] = int((general >= threshold).sum())
+        rows.append(row)
+    return rows

@@ -1,0 +1,222 @@
+"""Pairs and S-BERT fine-tuning: cosine similarity between a prompt and each category name."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import pandas as pd
+
+from ohlora_assets.core.ethics.normalize import normalize_prompt
+from ohlora_assets.core.progress import ProgressReporter
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PAIR_COLUMNS = ["type", "user_prompt", "category", "category_name", "label"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The original recipe (10 epochs, batch 16, seeded 90/10 split, 10% warm-up); lr depends on the base."""
+
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    valid_fraction: float = 0.1
+    warmup_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class TrainHistory:
+    train_loss: list[float] = field(default_factory=list)  # mean per epoch
+    valid_loss: list[float] = field(default_factory=list)  # after each epoch
+    train_prompts: int = 0
+    valid_prompts: int = 0
+    seconds: float = 0.0
+
+
+def make_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every prompt with each of the five category names: label 1.0 for its own category, else 0.0."""
+    rows = [
+        (split, prompt, category, name, 1.0 if name == category else 0.0)
+        for split, prompt, category in frame[["type", "user_prompt", "category"]].itertuples(index=False)
+        for name in ETHICS_CATEGORIES
+    ]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def split_prompts(prompts: list[str], valid_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split by prompt, so a prompt's five pairs never straddle train and valid."""
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    n_valid = max(1, round(valid_fraction * len(prompts))) if len(prompts) > 1 else 0
+    valid = {prompts[i] for i in order[:n_valid]}
+    return [p for p in prompts if p not in valid], sorted(valid)
+
+
+def _batches(pairs: pd.DataFrame, batch_size: int, rng: np.random.Generator | None):
+    order = rng.permutation(len(pairs)) if rng is not None else np.arange(len(pairs))
+    for start in range(0, len(order), batch_size):
+        chunk = pairs.iloc[order[start : start + batch_size]]
+        yield chunk["prompt"].tolist(), chunk["name_index"].to_numpy(), chunk["label"].to_numpy(np.float32)
+
+
+def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, labels: np.ndarray):
+    """CosineSimilarityLoss of a batch, encoding each of the five category names once, not once per pair.
+
+    Same loss as passing the (prompt, name) columns to `loss_fn` (the names are identical texts);
+    about half the forward work, since a batch of 16 pairs otherwise encodes 16 copies of 5 names.
+    """
+    import torch
+
+    prompt_embeddings = model(_to_device(model.preprocess(prompts), model.device))["sentence_embedding"]
+    name_embeddings = model(_to_device(model.preprocess(list(ETHICS_CATEGORIES)), model.device))["sentence_embedding"]
+    index = torch.from_numpy(name_index).to(model.device)
+    target = torch.from_numpy(labels).to(model.device)
+    return loss_fn.compute_loss_from_embeddings([prompt_embeddings, name_embeddings[index]], target)
+
+
+def _loss_over(model, loss_fn, pairs: pd.DataFrame, batch_size: int) -> float:
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for prompts, name_index, labels in _batches(pairs, batch_size * 4, None):
+            total += _pair_loss(model, loss_fn, prompts, name_index, labels).item() * len(labels)
+    return total / max(1, len(pairs))
+
+
+def _to_device(features: dict, device) -> dict:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+
+
+def train_sbert(
+    model: "SentenceTransformer", pairs: pd.DataFrame, settings: TrainSettings, log: Callable[[str], None] = print
+) -> TrainHistory:
+    """Fine-tune `model` in place with CosineSimilarityLoss on the `train` rows of `pairs`.
+
+    Prompts are normalized exactly as at scoring time. Returns per-epoch train and valid loss.
+    """
+    import torch
+    from sentence_transformers import losses
+    from transformers import get_linear_schedule_with_warmup
+
+    started = time.perf_counter()
+    train_rows = pairs[pairs["type"] == "train"].assign(
+        prompt=lambda f: f["user_prompt"].map(normalize_prompt),
+        name_index=lambda f: f["category_name"].map(ETHICS_CATEGORIES.index),
+    )
+    fit_prompts, valid_prompts = split_prompts(
+        list(dict.fromkeys(train_rows["prompt"])), settings.valid_fraction, settings.seed
+    )
+    valid_set = set(valid_prompts)
+    fit_pairs = train_rows[~train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
+    valid_pairs = train_rows[train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
+
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    loss_fn = losses.CosineSimilarityLoss(model)
+    steps = settings.epochs * math.ceil(len(fit_pairs) / settings.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_fraction * steps), steps)
+    history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts))
+    progress = ProgressReporter(log, total_steps=steps, total_epochs=settings.epochs, label="ethics_sbert_model")
+    for _ in range(settings.epochs):
+        model.train()
+        epoch_loss = []
+        for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
+            loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            epoch_loss.append(loss.item())
+            progress.step(loss=epoch_loss[-1])
+        model.eval()
+        history.train_loss.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
+        history.valid_loss.append(_loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else float("nan"))
+        progress.epoch_end(loss=history.train_loss[-1], valid_loss=round(history.valid_loss[-1], 4))
+    progress.done()
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+FULL_BASE_MODEL = "klue/roberta-base"
+# A pretrained base is fine-tuned gently; the embedded encoder starts from a small MLM and needs larger steps.
+LEARNING_RATES = {"full": 2e-5, "embedded": 1e-3}
+
+
+def settings_for(profile: str, smoke: bool) -> TrainSettings:
+    return TrainSettings(epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile])
+
+
+def base_model(
+    profile: str,
+    corpus: list[str],
+    smoke: bool = False,
+    override: str | None = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> tuple["SentenceTransformer", str]:
+    """The model to fine-tune and a one-line description of where it came from.
+
+    `full`: a hub id or local directory (klue/roberta-base unless overridden) with mean pooling.
+    `embedded`: our encoder built from `corpus` offline (an override still wins: a local directory).
+    """
+    from sentence_transformers import SentenceTransformer, models
+
+    from ohlora_assets.core.ethics.encoder import MAX_SEQ_LENGTH, SMOKE_ENCODER, EncoderSpec, build_encoder
+
+    if profile not in LEARNING_RATES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(LEARNING_RATES)}")
+    source = override or (FULL_BASE_MODEL if profile == "full" else None)
+    if source is None:
+        spec = SMOKE_ENCODER if smoke else EncoderSpec()
+        model = build_encoder(corpus, spec).to(device)
+        return model, f"embedded encoder built from {len(corpus)} texts ({spec})"
+    transformer = models.Transformer(
+        source,
+        max_seq_length=MAX_SEQ_LENGTH,
+        model_kwargs={"trust_remote_code": trust_remote_code},
+        processor_kwargs={"trust_remote_code": trust_remote_code},
+        config_kwargs={"trust_remote_code": trust_remote_code},
+    )
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    return SentenceTransformer(modules=[transformer, pooling], device=device), source
+
+
+@dataclass
+class TrainedEthicsModel:
+    base: str
+    settings: TrainSettings
+    history: TrainHistory
+
+
+def train_ethics_model(
+    pairs: pd.DataFrame,
+    target: str | Path,
+    profile: str = "embedded",
+    smoke: bool = False,
+    override: str | None = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainedEthicsModel:
+    """Build the base model, fine-tune it on the train pairs, save it to `target` atomically."""
+    from ohlora_assets.core.io import atomic_directory
+
+    train_prompts = pairs.loc[pairs["type"] == "train", "user_prompt"].drop_duplicates().tolist()
+    # The embedded encoder's vocabulary must cover the category names it is compared against.
+    model, base = base_model(profile, train_prompts + list(ETHICS_CATEGORIES), smoke, override, device, trust_remote_code)
+    settings = settings_for(profile, smoke)
+    history = train_sbert(model, pairs, settings, log)
+    with atomic_directory(target) as staging:
+        model.save(str(staging))
+    return TrainedEthicsModel(base=base, settings=settings, history=history)
