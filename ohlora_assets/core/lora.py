@@ -10,12 +10,11 @@ whose next token is a completion token (the only ones the loss counts).
 from __future__ import annotations
 
 import json
-import math
 import random
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -50,6 +49,11 @@ class LoraHyperParams:
     seed: int = 0
     max_length: int = 256
 
+    def __post_init__(self) -> None:
+        for name in ("rank", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class EpochStats:
@@ -78,7 +82,7 @@ class LoraTrainResult:
     valid_examples: int
     truncated_examples: int
     steps: int
-    hyper_params: LoraHyperParams = field(default_factory=lambda: LoraHyperParams(rank=0))
+    hyper_params: LoraHyperParams
 
     @property
     def first_train_loss(self) -> float:
@@ -117,6 +121,8 @@ class Encoded:
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[Encoded], int]:
     """Token ids of each pair, and how many were cut to max_length (the prompt's start goes first)."""
+    if not pairs:
+        return [], 0
     prompts = tokenizer([p for p, _ in pairs])["input_ids"]
     completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
@@ -263,6 +269,8 @@ def train_lora_adapter(
     """
     from peft import LoraConfig, get_peft_model
 
+    if isinstance(train_examples, list) and not train_examples:
+        raise ValueError("no training examples")
     device = resolve_device(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -273,13 +281,13 @@ def train_lora_adapter(
     epoch_data, truncated = [], 0
     for epoch in range(hp.epochs):
         pairs = train_examples(epoch) if callable(train_examples) else train_examples
+        if not pairs:
+            raise ValueError(f"no training examples for epoch {epoch}")
         if callable(train_examples) or epoch == 0:
             encoded, cut = encode_pairs(tokenizer, pairs, hp.max_length)
             truncated = max(truncated, cut)
         epoch_data.append(encoded)
     valid, _ = encode_pairs(tokenizer, valid_examples, hp.max_length)
-    if not epoch_data or not epoch_data[0]:
-        raise ValueError("no training examples")
 
     torch.manual_seed(hp.seed)
     targets = target_modules_for(model.config.model_type)
@@ -357,7 +365,7 @@ def train_lora_adapter(
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading and a minimal generation helper (the batched generation core lives in core/generation.py)
+# Loading (generation lives in core/generation.py)
 
 
 def load_adapter(adapter_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
@@ -370,28 +378,3 @@ def load_adapter(adapter_dir: str | Path, device: str = "cpu", trust_remote_code
     model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir), dtype=dtype, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer
-
-
-@torch.no_grad()
-def generate_until(model, tokenizer, prompts: list[str], end_mark: str, max_new_tokens: int = 64) -> list[str]:
-    """Greedy continuations of `prompts`, each stopped once it contains `end_mark` (or at EOS)."""
-    device = next(model.parameters()).device
-    outputs = []
-    for prompt in prompts:
-        inputs = tokenizer(prompt, return_tensors="pt").to(device)
-        generated = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            stop_strings=[end_mark],
-            tokenizer=tokenizer,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        )
-        outputs.append(tokenizer.decode(generated[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
-    return outputs
-
-
-def stops_at_end_mark(generated: str, end_mark: str) -> bool:
-    """The text reaches the end mark and nothing but whitespace follows it."""
-    head, found, tail = generated.partition(end_mark)
-    return bool(found) and tail.strip() == ""

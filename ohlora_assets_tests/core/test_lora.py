@@ -1,0 +1,156 @@
+"""The lean LoRA trainer: tokenization, batching, the loss shortcut, and the saved PEFT adapter."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm
+from ohlora_assets.core.lora import (
+    Encoded,
+    LoraHyperParams,
+    collate,
+    completion_loss,
+    encode_pairs,
+    length_grouped_batches,
+    load_adapter,
+    read_training_log,
+    train_lora_adapter,
+)
+from ohlora_assets.core.generation import SamplingSettings, generate_answers
+
+# Tiny models: a second thread costs more in synchronization than it saves.
+torch.set_num_threads(1)
+
+THINGS = ["사과", "바다", "고양이", "커피", "노래", "여행", "강아지", "영화"]
+END = "(답변 종료)"
+PAIRS = [(f"{thing} 좋아해? (답변 시작) ### 답변:", f" 응, {thing} 정말 좋아! {END}") for thing in THINGS]
+TINY = PretrainSpec(vocab_size=500, hidden_size=48, intermediate_size=96, num_layers=2, num_heads=2, batch_size=8, steps=60)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A tiny Llama pretrained for a few seconds on the task's own texts."""
+    directory = tmp_path_factory.mktemp("base") / "lm"
+    corpus = [prompt + completion for prompt, completion in PAIRS] * 4 + [f"오늘은 {t} 이야기를 했어" for t in THINGS]
+    build_embedded_lm(corpus, TINY, directory, device="cpu")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tokenizer(base):
+    return AutoTokenizer.from_pretrained(base)
+
+
+def test_prompt_ids_are_exactly_what_generation_sees_and_eos_ends_the_completion(tokenizer):
+    (encoded,), truncated = encode_pairs(tokenizer, PAIRS[:1], 64)
+    prompt, completion = PAIRS[0]
+    assert truncated == 0
+    assert encoded.ids[: encoded.n_prompt] == tokenizer(prompt)["input_ids"]
+    assert encoded.ids[encoded.n_prompt :] == tokenizer(completion, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
+
+
+def test_overlong_examples_lose_the_start_of_the_prompt_first(tokenizer):
+    prompt, completion = PAIRS[0]
+    (full,), _ = encode_pairs(tokenizer, [(prompt, completion)], 256)
+    n_completion = len(full.ids) - full.n_prompt
+    (cut,), truncated = encode_pairs(tokenizer, [(prompt, completion)], n_completion + 2)
+    assert truncated == 1
+    assert len(cut.ids) == n_completion + 2
+    assert cut.ids == full.ids[-(n_completion + 2) :] and cut.n_prompt == 2
+
+
+def test_length_grouped_batches_cover_everything_once_and_pad_little():
+    rng = random.Random(0)
+    examples = [Encoded([1] * rng.randint(5, 120), 3) for _ in range(400)]
+    batches = length_grouped_batches(examples, 4, random.Random(7))
+    assert sorted(i for batch in batches for i in batch) == list(range(400))
+    assert all(len(batch) == 4 for batch in batches)
+    assert batches == length_grouped_batches(examples, 4, random.Random(7))
+
+    def padding(batch_list):
+        return sum(max(len(examples[i].ids) for i in b) * len(b) - sum(len(examples[i].ids) for i in b) for b in batch_list)
+
+    order = list(range(400))
+    random.Random(7).shuffle(order)
+    shuffled = [order[i : i + 4] for i in range(0, 400, 4)]
+    assert padding(batches) < padding(shuffled) / 5
+
+
+def test_collate_marks_exactly_the_completion_tokens_as_targets(tokenizer):
+    encoded, _ = encode_pairs(tokenizer, PAIRS[:3], 64)
+    ids, mask, targets = collate(encoded, tokenizer.pad_token_id, "cpu")
+    for row, example in enumerate(encoded):
+        assert targets[row][mask[row]].tolist() == example.ids[example.n_prompt :]
+        assert ids[row, : len(example.ids)].tolist() == example.ids
+
+
+def test_completion_loss_equals_transformers_loss_with_masked_prompt(base, tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    encoded, _ = encode_pairs(tokenizer, PAIRS[:3], 64)
+    ids, mask, targets = collate(encoded, tokenizer.pad_token_id, "cpu")
+    attention = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, example in enumerate(encoded):
+        attention[row, : len(example.ids)] = 1
+        labels[row, example.n_prompt : len(example.ids)] = torch.tensor(example.ids[example.n_prompt :])
+    with torch.no_grad():
+        reference = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        ours, count, _ = completion_loss(model, ids, mask, targets)
+    assert count == int((labels != -100).sum())
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, tokenizer, tmp_path):
+    hp = LoraHyperParams(rank=8, learning_rate=5e-3, epochs=6, batch_size=2)
+    seen_epochs = []
+
+    def train(epoch):
+        seen_epochs.append(epoch)
+        return PAIRS
+
+    events = []
+    first = train_lora_adapter(base, train, PAIRS[:2], hp, tmp_path / "a", progress=events.append, device="cpu")
+    second = train_lora_adapter(base, PAIRS, PAIRS[:2], hp, tmp_path / "b", device="cpu")
+
+    assert seen_epochs == list(range(6))
+    assert first.data_version == second.data_version, "same data and seed must give the same adapter"
+    assert [e.train_loss for e in first.epochs] == [e.train_loss for e in second.epochs]
+    assert first.final_train_loss < first.first_train_loss
+    assert first.epochs[-1].valid_loss is not None and first.epochs[-1].valid_loss < first.epochs[0].valid_loss
+    assert first.steps == 6 * 4 and sum(e["event"] == "step" for e in events) == 24
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4, 5, 6]
+
+    directory = tmp_path / "a"
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {p.name for p in directory.iterdir()}
+    config = json.loads((directory / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base)
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+    assert read_training_log(directory).epochs == first.epochs
+    assert not list(tmp_path.glob(".a.tmp-*")), "the staging directory must be gone"
+
+    # Plain PEFT, no code of ours: the adapter changes the base model's predictions.
+    plain_base = AutoModelForCausalLM.from_pretrained(base)
+    ids = tokenizer(PAIRS[0][0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = plain_base(ids).logits
+        adapted = PeftModel.from_pretrained(plain_base, directory)(ids).logits
+    assert not torch.allclose(before, adapted)
+
+    model, loaded_tokenizer = load_adapter(directory)
+    run = generate_answers(model, loaded_tokenizer, [p for p, _ in PAIRS[:4]], "output_message", 1,
+                           SamplingSettings(temperature=0.1, max_new_tokens=24, max_retries=0))
+    assert all(END in a.raw and a.answer for a in run.answers), [a.raw for a in run.answers]
+
+
+def test_no_training_examples_is_an_error(base, tmp_path):
+    with pytest.raises(ValueError, match="no training examples"):
+        train_lora_adapter(base, [], [], LoraHyperParams(rank=4), tmp_path / "x", device="cpu")
+    assert not (tmp_path / "x").exists()
