@@ -31,6 +31,7 @@ POOL = "accelerator"  # generation and the experiments' training share the one a
 SMOKE_PROMPTS = 3
 SMOKE_ANSWERS = 2
 SMOKE_MAX_NEW_TOKENS = 16
+SMOKE_RETRIES = 1
 SMOKE_EPOCHS = 1
 SMOKE_TRAIN_ROWS = 8
 
@@ -88,14 +89,12 @@ class InferenceSamplesConfig(dg.Config):
     max_prompts: int = Field(default=0, description="use only the first N validation prompts (0: all)")
     seed: int = Field(default=0, description="seeds the sampling")
 
-    def sampling(self, smoke: bool) -> SamplingSettings:
-        return SamplingSettings(
-            temperature=self.temperature,
-            max_new_tokens=min(self.max_new_tokens, SMOKE_MAX_NEW_TOKENS) if smoke else self.max_new_tokens,
-            max_retries=self.max_retries,
-            prompt_batch_size=self.prompt_batch_size,
-            seed=self.seed,
-        )
+
+
+def _sampling(smoke: bool, temperature: float, max_new_tokens: int, max_retries: int, seed: int, **rest) -> SamplingSettings:
+    if smoke:
+        max_new_tokens, max_retries = min(max_new_tokens, SMOKE_MAX_NEW_TOKENS), min(max_retries, SMOKE_RETRIES)
+    return SamplingSettings(temperature=temperature, max_new_tokens=max_new_tokens, max_retries=max_retries, seed=seed, **rest)
 
 
 class QualityReportConfig(dg.Config):
@@ -154,7 +153,7 @@ def _report_assets(task: str) -> list:
         split: pd.DataFrame,
     ) -> dg.MaterializeResult:
         _set_torch_threads()
-        from ohlora_assets.core.generation import generate_answers
+        from ohlora_assets.core.generation import generate_answers, merged_for_inference
         from ohlora_assets.core.lora import load_adapter
 
         valid = split[split["split"] == "valid"].reset_index(drop=True)
@@ -165,7 +164,10 @@ def _report_assets(task: str) -> list:
         valid = valid.head(limit)
         model, tokenizer = load_adapter(store.model_dir(adapter), profile.device, profile.trust_remote_code)
         run = generate_answers(
-            model, tokenizer, valid["prompt"].tolist(), task, answers, config.sampling(profile.smoke), progress=context.log.info
+            merged_for_inference(model), tokenizer, valid["prompt"].tolist(), task, answers,
+            _sampling(profile.smoke, config.temperature, config.max_new_tokens, config.max_retries, config.seed,
+                      prompt_batch_size=config.prompt_batch_size),
+            progress=context.log.info,
         )
         frame = run.to_frame()
         frame.insert(1, "source_row", valid["source_row"].to_numpy()[frame["prompt_index"]])
@@ -289,6 +291,7 @@ class LoraRankExperimentConfig(dg.Config):
     answers_per_prompt: int = 4
     temperature: float = 0.6
     max_new_tokens: int = 96
+    max_retries: int = 3
     max_prompts: int = Field(default=0, description="use only the first N validation prompts (0: all)")
 
 
@@ -327,11 +330,7 @@ def lora_rank_experiment(
                               epochs=epochs, batch_size=config.batch_size, seed=config.seed)
         for rank in config.ranks
     }
-    sampling = SamplingSettings(
-        temperature=config.temperature,
-        max_new_tokens=min(config.max_new_tokens, SMOKE_MAX_NEW_TOKENS) if profile.smoke else config.max_new_tokens,
-        seed=config.seed,
-    )
+    sampling = _sampling(profile.smoke, config.temperature, config.max_new_tokens, config.max_retries, config.seed)
     base = base_models["output_message"]
     result = run_lora_rank_experiment(
         base["model"], train, valid_pairs, prompts.head(limit), split[split["split"] == "train"], hps, answers, sampling,
@@ -417,12 +416,7 @@ def rag_concept_experiment(
         hp=LoraHyperParams(rank=config.rank, alpha=config.alpha, dropout=config.dropout,
                            learning_rate=config.learning_rate, epochs=epochs, batch_size=config.batch_size, seed=config.seed),
         answers_per_question=answers,
-        sampling=SamplingSettings(
-            temperature=config.temperature,
-            max_new_tokens=min(config.max_new_tokens, SMOKE_MAX_NEW_TOKENS) if profile.smoke else config.max_new_tokens,
-            max_retries=config.max_retries,
-            seed=config.seed,
-        ),
+        sampling=_sampling(profile.smoke, config.temperature, config.max_new_tokens, config.max_retries, config.seed),
         max_train_rows=SMOKE_TRAIN_ROWS if profile.smoke else None,
         max_questions=SMOKE_PROMPTS if profile.smoke else None,
     )

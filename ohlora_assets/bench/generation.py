@@ -7,7 +7,8 @@ two do the same work:
 - ours: `generate_answers`, many prompts per `generate` call, `num_return_sequences=4`, left padding;
 - loop: one `generate` call per answer, one prompt at a time (how the original produced its samples).
 
-Figures are answers per second of generation (model loading excluded); the last line printed is
+Both run the adapter merged into its base weights, as the reports do, so the ratio measures the
+batching alone. Figures are answers per second of generation (model loading excluded); the last line printed is
 `ratio=<ours/loop>`.
 """
 
@@ -19,7 +20,12 @@ import tempfile
 from pathlib import Path
 
 from ohlora_assets.core.formats import task_split
-from ohlora_assets.core.generation import SamplingSettings, generate_answers, generate_one_by_one
+from ohlora_assets.core.generation import (
+    SamplingSettings,
+    generate_answers,
+    generate_one_by_one,
+    merged_for_inference,
+)
 from ohlora_assets.core.schemas import load_dialogue
 from ohlora_assets.resources import ArtifactStore, DataPaths
 
@@ -67,6 +73,7 @@ def run(args) -> float:
     with tempfile.TemporaryDirectory() as workdir:
         adapter = _adapter(dialogue, Path(workdir), quick)
         model, tokenizer = load_adapter(adapter, "cpu")
+        model = merged_for_inference(model)  # both sides run the same merged weights: only batching differs
         print(f"adapter: {adapter}; {count} prompts x {ANSWERS} answers, max_new_tokens {settings.max_new_tokens}")
         # Warm-up, so neither side pays for first-call allocations.
         generate_answers(model, tokenizer, prompts[:2], "output_message", 1, dataclasses.replace(settings, max_new_tokens=4))

@@ -100,6 +100,12 @@ class GenerationRun:
         }
 
 
+def merged_for_inference(model):
+    """The LoRA folded into the base weights: the same outputs without the adapters' extra matmuls
+    in every layer at every step. (The adapter on disk is untouched.)"""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def _end_mark_stop(tokenizer, end_mark: str, prompt_length: int):
     """A stopping criterion that ends each row once its new text contains `end_mark` (or EOS).
 
@@ -342,4 +348,4 @@ def train_and_generate(
         revision=revision, device=device, trust_remote_code=trust_remote_code,
     )
     model, tokenizer = load_adapter(adapter_dir, device, trust_remote_code)
-    return trained, generate_answers(model, tokenizer, prompts, task, answers_per_prompt, settings)
+    return trained, generate_answers(merged_for_inference(model), tokenizer, prompts, task, answers_per_prompt, settings)

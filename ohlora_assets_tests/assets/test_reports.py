@@ -15,6 +15,8 @@ ASSETS = dg.load_assets_from_modules([data, models, reports])
 REPORT_CHECKS = dg.load_asset_checks_from_modules([reports])
 ALL = [*ASSETS, *REPORT_CHECKS]
 REPORTS = [f"{task}_quality_report" for task in TASKS]
+# One epoch and shorter examples for the adapters: the reports need adapters, not good ones.
+ADAPTERS_FAST = {"ops": {f"adapter_{task}": {"config": {"epochs": 1, "max_length": 96}} for task in TASKS}}
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
@@ -27,7 +29,7 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     instance = dg.DagsterInstance.ephemeral()
     resources = make_resources(root)
-    result = dg.materialize(ALL, resources=resources, instance=instance)
+    result = dg.materialize(ALL, resources=resources, instance=instance, run_config=ADAPTERS_FAST)
     assert result.success
     return result, instance, resources, root
 
@@ -44,8 +46,8 @@ def test_inference_samples_are_saved_and_shown(pipeline):
         assert list(frame["answer_index"]) == [0, 1] * 3
         assert {"source_row", "prompt", "answer", "retries", "gave_up", "output_tokens", "latency_s"} <= set(frame.columns)
         assert frame["prompt"].str.endswith("### 답변:").all() and (frame["output_tokens"] > 0).all()
-        assert (frame["latency_s"] > 0).all() and frame["retries"].between(0, 3).all()
-        assert "| source_row |" in meta["samples"].value
+        assert (frame["latency_s"] > 0).all() and frame["retries"].between(0, 1).all()
+        assert "source_row" in meta["samples"].value.splitlines()[0]
 
 
 def test_quality_reports_have_metrics_plot_and_evaluated_checks(pipeline):
@@ -61,11 +63,15 @@ def test_quality_reports_have_metrics_plot_and_evaluated_checks(pipeline):
         assert (resources["store"].report_dir(name) / "quality.png").is_file()
     assert "copied_answer_rate" not in events["eyes_mouth_pose_quality_report"].metadata
     assert "format_valid_rate" in events["memory_quality_report"].metadata
-    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() in REPORTS
+    }
     assert ("output_message_quality_report", "copied_answer_rate") in evaluations
     assert ("eyes_mouth_pose_quality_report", "format_valid_rate") in evaluations
     assert ("output_message_quality_report", "format_valid_rate") not in evaluations
-    assert len(evaluations) == 4 * 2 + 2 + 1  # numbered+give-up each, copy on 3 tasks, format on 2
+    assert len(evaluations) == 4 * 2 + 3 + 2  # numbered + give-up on each, copy on 3 tasks, format on 2
     for evaluation in evaluations.values():
         assert evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.metadata["threshold"].value is not None

@@ -1,4 +1,5 @@
-"""RAG-concept experiment: key facts, grading, the two input variants, and one tiny end-to-end run."""
+"""RAG-concept experiment: key facts, grading and the two input variants (the end-to-end runs, ours and
+on the seed CSVs, are in assets/test_reports.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.core.formats import ANSWER_MARK
-from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.rag_concept import (
-    RagConceptSettings,
     derive_key_facts,
     experiment_data,
     grade,
@@ -18,12 +17,10 @@ from ohlora_assets.core.rag_concept import (
     key_facts_of,
     per_question_markdown,
     question_input,
-    run_rag_concept_experiment,
 )
 from ohlora_assets.core.schemas import load_ml_qa
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "ml_qa_rag_concept.csv"
-UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream"
 
 
 @pytest.mark.parametrize(
@@ -91,53 +88,3 @@ def test_grading_per_question_and_overall():
     assert derived == 1 and len(per_answer) == 16 and per_answer["correct"].sum() == 6
     table = per_question_markdown(per_question)
     assert "| 1 | 과적합? | 일반화 | 3/4 | 1/4 |" in table and "*(derived)*" in table
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """The embedded base model at its smoke size, pretrained on the ML Q&A texts."""
-    import torch
-
-    from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm
-
-    torch.set_num_threads(2)
-    qa = load_ml_qa(DATA)
-    texts = (qa["user_question"] + " " + qa["rag_retrieved_data"] + " " + qa["output_message"]).tolist()
-    directory = tmp_path_factory.mktemp("base") / "lm"
-    build_embedded_lm(texts, PretrainSpec.smoke(), directory, device="cpu")
-    return directory
-
-
-def _run(tiny_base, tmp_path, qa):
-    from ohlora_assets.core.lora import LoraHyperParams
-
-    settings = RagConceptSettings(
-        hp=LoraHyperParams(rank=8, epochs=1, batch_size=2),
-        answers_per_question=2,
-        sampling=SamplingSettings(max_new_tokens=12, max_retries=1),
-        max_train_rows=6,
-        max_questions=3,
-    )
-    return run_rag_concept_experiment(str(tiny_base), qa, settings, tmp_path / "exp", device="cpu")
-
-
-def test_tiny_end_to_end_run_trains_both_variants_and_grades_every_answer(tiny_base, tmp_path):
-    result = _run(tiny_base, tmp_path, load_ml_qa(DATA))
-    assert set(result.accuracy) == {"with_concept", "without_concept"}
-    assert all(0.0 <= a <= 1.0 for a in result.accuracy.values())
-    assert len(result.per_question) == 3 and len(result.answers) == 2 * 3 * 2
-    for variant in ("with_concept", "without_concept"):
-        assert (tmp_path / "exp" / variant / "adapter_config.json").is_file()
-        assert result.training[variant].train_examples == 6
-    assert result.derived_key_facts == 0
-
-
-@pytest.mark.skipif(not (UPSTREAM / "SFT_with_RAG_concept.csv").is_file(), reason="upstream seed data not present")
-def test_runs_on_the_seed_csvs_with_derived_key_facts(tiny_base, tmp_path):
-    qa = load_ml_qa(UPSTREAM / "SFT_with_RAG_concept.csv")
-    result = _run(tiny_base, tmp_path, qa)
-    # the seed's valid rows carry no answers: every key fact is derived from the concept
-    assert result.derived_key_facts == 3 and result.per_question["key_facts"].str.len().gt(0).all()
-    # its without-RAG file holds the same questions and answers, as bare inputs
-    bare = pd.read_csv(UPSTREAM / "SFT_wo_RAG_concept.csv", dtype=str, keep_default_na=False)
-    assert bare["input_data"].tolist() == qa["user_question"].tolist()
