@@ -77,7 +77,9 @@ def _progress_callback(log, label: str, epochs: int | None = None):
 
 
 def _md_table(rows: list[dict]) -> dg.MetadataValue:
-    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f"))
+    # Floats formatted per cell: a table-wide floatfmt would also print the epoch numbers as floats.
+    cells = [{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+    return dg.MetadataValue.md(pd.DataFrame(cells).to_markdown(index=False))
 
 
 def _loss_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], xlabel: str) -> dg.MetadataValue:
