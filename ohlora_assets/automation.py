@@ -22,6 +22,7 @@ the asset modules need no automation code; an asset that sets its own condition 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Iterable, Sequence
 
 import dagster as dg
@@ -152,9 +153,13 @@ _automation_status = (
     else dg.DefaultSensorStatus.RUNNING
 )
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # `include_sources` is beta; the selection is plain
+    SOURCES = dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all()
+
 observe_raw_files = dg.AutomationConditionSensorDefinition(
     "observe_raw_files",
-    target=dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all(),
+    target=SOURCES,
     run_tags=OBSERVE_TAGS,
     default_status=_automation_status,
     minimum_interval_seconds=30,
