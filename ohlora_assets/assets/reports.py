@@ -1,9 +1,10 @@
 """Group `reports`: sampled answers and quality reports per adapter (one factory), and two experiments.
 
-`<task>_inference_samples` draws answers for every validation prompt with the adapter as saved;
-`<task>_quality_report` scores them, compares with its own previous materialization (read from the
-Dagster instance, i.e. what the asset's history in the UI shows), and feeds the quality checks, which
-read the report's latest metrics so that new thresholds can be tried without generating again.
+`<task>_inference_samples` draws answers for every validation prompt with the adapter as saved, and
+keeps the table of its previous materialization beside the new one (`previous/`). `<task>_quality_report`
+scores both with the same rules, so "previous" means the answers of the model before this one, judged
+exactly as today's (a changed threshold or rule never shows up as a model change). The quality checks
+read the report's latest metrics from the instance, so new thresholds can be tried without generating.
 
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """
@@ -21,7 +22,7 @@ from ohlora_assets.assets.models import ADAPTER_DEFAULTS, _training_data
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.quality import METRICS, QualitySettings
+from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -37,6 +38,7 @@ SMOKE_TRAIN_ROWS = 8
 
 SAMPLES_FILE = "samples.parquet"
 RUN_FILE = "generation.json"
+PREVIOUS = "previous"
 
 
 def _set_torch_threads() -> None:
@@ -110,18 +112,16 @@ class QualityThresholds(dg.Config):
     severity: str = Field(default="WARN", description="WARN or ERROR for a failed check")
 
 
-# check name -> (metric, threshold field, True when the metric must stay at or below the threshold)
+# check (named after its metric) -> (threshold field, True when the metric must stay at or below it)
 CHECKS = {
-    "numbered_prefix_rate": ("numbered_prefix_rate", "max_numbered_prefix_rate", True),
-    "copied_answer_rate": ("copied_answer_rate", "max_copied_answer_rate", True),
-    "give_up_rate": ("give_up_rate", "max_give_up_rate", True),
-    "format_valid_rate": ("format_valid_rate", "min_format_valid_rate", False),
+    "numbered_prefix_rate": ("max_numbered_prefix_rate", True),
+    "copied_answer_rate": ("max_copied_answer_rate", True),
+    "give_up_rate": ("max_give_up_rate", True),
+    "format_valid_rate": ("min_format_valid_rate", False),
 }
 
 
 def _checks_for(task: str) -> list[str]:
-    from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS
-
     applies = {"copied_answer_rate": task in COPY_TASKS, "format_valid_rate": task in FORMAT_VALIDATORS}
     return [name for name in CHECKS if applies.get(name, True)]
 
@@ -173,10 +173,14 @@ def _report_assets(task: str) -> list:
         frame.insert(1, "source_row", valid["source_row"].to_numpy()[frame["prompt_index"]])
         frame.insert(2, "prompt", valid["prompt"].to_numpy()[frame["prompt_index"]])
         folder = store.report_dir(samples_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PREVIOUS).mkdir(parents=True, exist_ok=True)
+        if (folder / SAMPLES_FILE).is_file() and (folder / RUN_FILE).is_file():
+            for name in (SAMPLES_FILE, RUN_FILE):
+                os.replace(folder / name, folder / PREVIOUS / name)
         frame.to_parquet(folder / f".{SAMPLES_FILE}.tmp")
         os.replace(folder / f".{SAMPLES_FILE}.tmp", folder / SAMPLES_FILE)
-        atomic_write_bytes(folder / RUN_FILE, json.dumps(run.summary(), indent=2).encode())
+        summary = {**run.summary(), "run_id": context.run_id}
+        atomic_write_bytes(folder / RUN_FILE, json.dumps(summary, indent=2).encode())
         shown = frame[["source_row", "answer_index", "answer", "retries", "output_tokens", "latency_s"]].head(40)
         return dg.MaterializeResult(
             metadata={
@@ -204,7 +208,8 @@ def _report_assets(task: str) -> list:
         ins=split_in,
         description=(
             f"Quality of `{samples_name}`: numbered-prefix and copied-answer rates, empty answers, retries and "
-            "give-ups, format validity, latency and tokens/s, each beside the previous materialization's value."
+            "give-ups, format validity, latency and tokens/s; each beside the same metric of the samples' previous "
+            "materialization, scored by today's rules."
         ),
     )
     def _report(
@@ -218,17 +223,25 @@ def _report_assets(task: str) -> list:
             score_answers,
         )
 
-        folder = store.report_dir(samples_name)
-        samples = pd.read_parquet(folder / SAMPLES_FILE)
-        run = json.loads((folder / RUN_FILE).read_text())
         settings = QualitySettings(copy_similarity=config.copy_similarity, unrelated_below=config.unrelated_below)
-        flagged = score_answers(task, samples, split[split["split"] == "train"], settings)
-        metrics = quality_metrics(task, flagged, run["wall_s"], run["generated_tokens"])
-        previous, previous_run = _latest_metrics(context.instance, context.asset_key)
+        train = split[split["split"] == "train"]
+
+        def score(folder: Path):
+            samples = pd.read_parquet(folder / SAMPLES_FILE)
+            run = json.loads((folder / RUN_FILE).read_text())
+            flagged = score_answers(task, samples, train, settings)
+            return flagged, quality_metrics(task, flagged, run["wall_s"], run["generated_tokens"]), run["run_id"]
+
+        folder = store.report_dir(samples_name)
+        flagged, metrics, run_id = score(folder)
+        series, latencies = {"now": metrics}, {"now": flagged["latency_s"].tolist()}
+        previous, previous_run = None, None
+        if (folder / PREVIOUS / SAMPLES_FILE).is_file():
+            previous_flagged, previous, previous_run = score(folder / PREVIOUS)
+            series, latencies = {"previous": previous, **series}, {"previous": previous_flagged["latency_s"].tolist(), **latencies}
 
         out = store.report_dir(report_name)
-        series = {"now": metrics} if previous is None else {"previous": previous, "now": metrics}
-        plot = _png(out / "quality.png", quality_plot(series, {"now": samples["latency_s"].tolist()}, report_name), "quality")
+        plot = _png(out / "quality.png", quality_plot(series, latencies, report_name), "quality")
         table = comparison_markdown(metrics, previous)
         examples = flagged_examples_markdown(flagged)
         atomic_write_bytes(out / "report.md", f"# {report_name}\n\n{table}\n\n{examples}\n".encode())
@@ -239,7 +252,8 @@ def _report_assets(task: str) -> list:
                 "report": dg.MetadataValue.md(table),
                 "plot": plot,
                 "flagged_examples": dg.MetadataValue.md(examples),
-                "previous_run_id": previous_run or "none (first materialization)",
+                "samples_run_id": run_id,
+                "previous_samples_run_id": previous_run or "none (first materialization of the samples)",
                 "path": dg.MetadataValue.path(str(out / "report.md")),
             }
         )
@@ -249,7 +263,7 @@ def _report_assets(task: str) -> list:
     @dg.multi_asset_check(
         name=f"{task}_quality_checks",
         specs=[
-            dg.AssetCheckSpec(name, asset=report_name, description=f"{METRICS[CHECKS[name][0]][0]} within its threshold")
+            dg.AssetCheckSpec(name, asset=report_name, description=f"{METRICS[name][0]} within its threshold")
             for name in check_names
         ],
         can_subset=True,
@@ -261,8 +275,8 @@ def _report_assets(task: str) -> list:
             raise dg.Failure(f"{report_name} has no materialization to check")
         severity = dg.AssetCheckSeverity(config.severity.upper())
         for check in context.selected_asset_check_keys:
-            metric, field, at_most = CHECKS[check.name]
-            value, threshold = metrics[metric], getattr(config, field)
+            field, at_most = CHECKS[check.name]
+            value, threshold = metrics[check.name], getattr(config, field)
             yield dg.AssetCheckResult(
                 asset_key=key,
                 check_name=check.name,

@@ -17,9 +17,6 @@ import pandas as pd
 
 from ohlora_assets.core.formats import TASK_FORMATS, is_valid_memory, parse_eyes_mouth_pose
 
-# What the serving side shows when every retry failed: Oh-LoRA "reads and ignores" the message.
-GIVE_UP_TEXT = "(읽씹)"
-
 # Per task, whether a (terminated) answer is well formed.
 ANSWER_VALIDATORS: dict[str, Callable[[str], bool]] = {
     "output_message": lambda answer: answer != "",
@@ -232,7 +229,8 @@ def generate_answers(
 
     An answer is bad when it did not terminate within max_new_tokens or fails the task's validator
     (empty text; a memory that is not `[key: value]` or empty; an unparsable eyes/mouth/pose).
-    After `max_retries` failed retries the last attempt is kept and marked as a give-up.
+    After `max_retries` failed retries the last attempt is kept and marked as a give-up (where the
+    original showed `(읽씹)`, "read, no reply").
     """
     import torch
 

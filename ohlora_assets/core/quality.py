@@ -155,10 +155,12 @@ METRICS: dict[str, tuple[str, bool]] = {
 }
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(key: str, value: float | None) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.3f}"
+    if key.endswith("_rate"):
+        return f"{value:.3f}"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
 
 
 def comparison_markdown(current: dict[str, float | None], previous: dict[str, float | None] | None) -> str:
@@ -173,7 +175,7 @@ def comparison_markdown(current: dict[str, float | None], previous: dict[str, fl
             delta = now - before
             verdict = "" if abs(delta) < 1e-9 else (" better" if (delta > 0) == higher_is_better else " worse")
             change = f"{delta:+.3f}{verdict}"
-        lines.append(f"| {label} | {_fmt(now)} | {_fmt(before)} | {change} |")
+        lines.append(f"| {label} | {_fmt(key, now)} | {_fmt(key, before)} | {change} |")
     return "\n".join(lines)
 
 
@@ -182,7 +184,7 @@ def side_by_side_markdown(columns: dict[str, dict[str, float | None]]) -> str:
     names = list(columns)
     lines = ["| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for key, (label, _) in METRICS.items():
-        lines.append(f"| {label} | " + " | ".join(_fmt(columns[n].get(key)) for n in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(key, columns[n].get(key)) for n in names) + " |")
     return "\n".join(lines)
 
 

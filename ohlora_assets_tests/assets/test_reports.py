@@ -1,7 +1,6 @@
 """The reports group on the smoke profile: data -> embedded base -> adapters -> samples, reports, checks, experiments."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -77,26 +76,36 @@ def test_quality_reports_have_metrics_plot_and_evaluated_checks(pipeline):
         assert evaluation.metadata["threshold"].value is not None
 
 
-def test_a_second_report_compares_with_the_previous_materialization(pipeline):
+def test_new_samples_are_compared_with_the_previous_ones(pipeline):
     result, instance, resources, _ = pipeline
-    first = _materializations(result)["output_message_quality_report"]
-    config = {"ops": {"output_message_quality_checks": {"config": {"max_give_up_rate": -1.0, "severity": "ERROR"}}}}
+    first = _materializations(result)["output_message_quality_report"].metadata
+    config = {
+        "ops": {
+            # another seed: other answers from the same adapter
+            "output_message_inference_samples": {"config": {"seed": 1}},
+            "output_message_quality_checks": {"config": {"max_give_up_rate": -1.0, "severity": "ERROR"}},
+        }
+    }
     again = dg.materialize(
         ALL,
-        selection=["output_message_quality_report"],
+        selection=["output_message_inference_samples", "output_message_quality_report"],
         resources=resources,
         instance=instance,
         run_config=config,
     )
     assert again.success
     meta = _materializations(again)["output_message_quality_report"].metadata
-    assert meta["previous_run_id"].value == result.run_id
-    assert "first run" not in meta["report"].value
-    # same samples, same rules: every metric is unchanged and the table says so
-    assert meta["numbered_prefix_rate"].value == first.metadata["numbered_prefix_rate"].value
-    assert "| numbered-prefix rate |" in meta["report"].value and "+0.000 |" in meta["report"].value
+    assert meta["previous_samples_run_id"].value == result.run_id and meta["samples_run_id"].value == again.run_id
+    table = meta["report"].value
+    assert "first run" not in table
+    # the previous column holds the first run's values, scored again by the same rules
+    row = next(line for line in table.splitlines() if line.startswith("| give-up rate |"))
+    assert row.split("|")[3].strip() == f"{first['give_up_rate'].value:.3f}"
+    assert "data:image/png;base64," in meta["plot"].value
+    folder = resources["store"].report_dir("output_message_inference_samples")
+    assert (folder / "previous" / "samples.parquet").is_file()
     checks = {e.check_name: e for e in again.get_asset_check_evaluations()}
-    # the configured threshold makes a give-up rate >= 0 fail, at the configured severity
+    # the configured threshold makes any give-up rate fail, at the configured severity
     assert not checks["give_up_rate"].passed and checks["give_up_rate"].severity == dg.AssetCheckSeverity.ERROR
     assert checks["give_up_rate"].metadata["threshold"].value == -1.0
 
