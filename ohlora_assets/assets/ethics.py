@@ -4,7 +4,6 @@ The branch reads only `ethics_dataset`: editing the dialogue CSV never makes it 
 the `train` rows; thresholds and the report use the `test` rows.
 """
 
-from __future__ import annotations
 
 import base64
 import json

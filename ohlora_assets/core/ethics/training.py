@@ -31,6 +31,9 @@ class TrainSettings:
     valid_fraction: float = 0.1
     warmup_fraction: float = 0.1
     seed: int = 42
+    # Chance that a training prompt loses one random word in a step: the model must not hinge on any
+    # single word or on exact sentence shapes it memorized (the test prompts are paraphrases).
+    word_dropout: float = 0.0
 
 
 @dataclass
@@ -65,6 +68,16 @@ def _batches(pairs: pd.DataFrame, batch_size: int, rng: np.random.Generator | No
     for start in range(0, len(order), batch_size):
         chunk = pairs.iloc[order[start : start + batch_size]]
         yield chunk["prompt"].tolist(), chunk["name_index"].to_numpy(), chunk["label"].to_numpy(np.float32)
+
+
+def _drop_words(prompts: list[str], rate: float, rng: np.random.Generator) -> list[str]:
+    result = []
+    for prompt in prompts:
+        words = prompt.split(" ")
+        if len(words) > 1 and rng.random() < rate:
+            del words[rng.integers(len(words))]
+        result.append(" ".join(words))
+    return result
 
 
 def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, labels: np.ndarray):
@@ -131,6 +144,8 @@ def train_sbert(
         model.train()
         epoch_loss = []
         for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
+            if settings.word_dropout:
+                prompts = _drop_words(prompts, settings.word_dropout, rng)
             loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

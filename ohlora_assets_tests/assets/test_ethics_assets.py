@@ -1,0 +1,129 @@
+"""The ethics group materialized on the smoke profile, its lineage, and the commands built on its model."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from ohlora_assets import cli
+from ohlora_assets.assets import data, ethics
+from ohlora_assets.core.ethics.thresholds import BLOCKABLE, GENERAL
+from ohlora_assets.core.io import directory_hash
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+from ohlora_assets_tests.conftest import make_resources
+
+ETHICS = ["ethics_pairs", "ethics_sbert_model", "ethics_thresholds", "ethics_report"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    resources = make_resources(tmp_path_factory.mktemp("ethics") / "store")
+    assets = dg.load_assets_from_modules([data, ethics])
+    selection = dg.AssetSelection.assets(*ETHICS).upstream()
+    result = dg.materialize(
+        assets, selection=selection, resources=resources, instance=dg.DagsterInstance.ephemeral()
+    )
+    return result, resources
+
+
+def _materialization(result, name):
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == name]
+    return event.materialization
+
+
+def test_the_group_materializes_with_a_loadable_model_and_its_data_version(run):
+    result, resources = run
+    assert result.success
+    pairs = result.output_for_node("ethics_pairs")
+    assert len(pairs) == 5 * len(result.output_for_node("ethics_dataset"))
+    model_dir = resources["store"].model_dir("ethics_sbert_model")
+    materialization = _materialization(result, "ethics_sbert_model")
+    assert materialization.tags["dagster/data_version"] == directory_hash(model_dir)
+    assert materialization.metadata["train_prompts"].value + materialization.metadata["valid_prompts"].value > 600
+    model = SentenceTransformer(str(model_dir), device="cpu")  # plain sentence-transformers, no code of ours
+    assert model.max_seq_length == 64 and model[1].pooling_mode == "mean"
+    assert model.encode(["로라야 사랑해"]).shape[0] == 1
+
+
+def test_thresholds_show_defaults_beside_calibrated_values(run):
+    result, _ = run
+    thresholds = result.output_for_node("ethics_thresholds")
+    assert thresholds["default"] == {BLOCKABLE[0]: 0.98, BLOCKABLE[1]: 0.95, BLOCKABLE[2]: 0.9, BLOCKABLE[3]: 0.9}
+    assert set(thresholds["calibrated"]) == set(BLOCKABLE)
+    table = _materialization(result, "ethics_thresholds").metadata["thresholds"].value
+    assert "default_threshold" in table and "calibrated_general_fp" in table
+
+
+def test_report_has_metrics_confusion_histograms_and_misclassified(run):
+    result, resources = run
+    metadata = _materialization(result, "ethics_report").metadata
+    assert 0.0 <= metadata["accuracy"].value <= 1.0 and metadata["mse"].value >= 0.0
+    assert "predicted \\ true" in metadata["confusion_matrix"].value and "precision" in metadata["confusion_matrix"].value
+    assert metadata["histograms"].value.count("data:image/png;base64,") == 4
+    report_dir = resources["store"].report_dir("ethics_report")
+    assert sorted(p.name for p in report_dir.glob("*.png")) == [
+        "histogram_hate.png", "histogram_love.png", "histogram_paedrip.png", "histogram_politics.png",
+    ]
+    assert "misclassified" in metadata
+
+
+def test_the_ethics_branch_reads_only_the_ethics_csv():
+    from ohlora_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    upstream = dg.AssetSelection.assets(*ETHICS).upstream().resolve(graph)  # materializable assets only
+    assert {key.to_user_string() for key in upstream} == {"ethics_dataset", *ETHICS}
+    groups = {key.to_user_string(): graph.get(key).group_name for key in upstream}
+    assert all(groups[name] == "ethics" for name in ETHICS)
+
+
+def test_cli_check_prints_json_and_logs_to_the_given_file(run, tmp_path, capsys):
+    _, resources = run
+    model_dir = resources["store"].model_dir("ethics_sbert_model")
+    log = tmp_path / "sanctions.sqlite"
+    code = cli.main(["ethics", "check", "사1랑2해 로라야", "--user", "u1", "--answer", "미안", "--model", str(model_dir), "--log", str(log)])
+    assert code == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["decision"] in {"allow", "warn", "block"}
+    assert output["normalized_prompt"] == "사랑해 로라야"
+    assert set(output["scores"]) == set(ETHICS_CATEGORIES)
+    assert log.is_file()
+
+
+def test_cli_check_without_a_model_says_how_to_get_one(tmp_path, capsys):
+    code = cli.main(["ethics", "check", "안녕", "--user", "u", "--model", str(tmp_path / "none"), "--log", str(tmp_path / "l.sqlite")])
+    assert code == 2 and "ethics_sbert_model" in capsys.readouterr().err
+
+
+def test_throughput_bench_beats_the_per_pair_method(run, monkeypatch, capsys):
+    import argparse
+
+    from ohlora_assets.bench import ethics_throughput
+
+    _, resources = run
+    monkeypatch.setenv("OHLORA_HOME", resources["store"].root)
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "1")
+    ratio = ethics_throughput.run(argparse.Namespace(quick=True))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "materialized model" in lines[0]
+    assert lines[-1] == f"ratio={ratio:.2f}" and ratio > 2
+
+
+def test_accuracy_bench_prints_accuracy_last(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from ohlora_assets.bench import ethics_accuracy
+    from ohlora_assets.resources import SAMPLE_DATA
+
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "1")
+    csv = str(SAMPLE_DATA / "ethics_dataset.csv")
+    accuracy = ethics_accuracy.run(argparse.Namespace(train=csv, test=csv, quick=True))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"accuracy={accuracy:.4f}" and 0.0 <= accuracy <= 1.0
+    assert any(line.startswith("misclassified:") for line in lines)

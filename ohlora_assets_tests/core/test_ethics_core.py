@@ -1,0 +1,99 @@
+"""Pairs, split, normalization, threshold calibration, metrics and the report files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ohlora_assets.core.ethics.evaluation import build_report, confusion_markdown, evaluate
+from ohlora_assets.core.ethics.normalize import normalize_prompt
+from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, GENERAL, HATE, LOVE, PAEDRIP, POLITICS, calibrate
+from ohlora_assets.core.ethics.training import make_pairs, split_prompts
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+
+
+def test_pairs_have_every_category_name_with_one_positive_label():
+    frame = pd.DataFrame(
+        {"type": ["train", "test"], "user_prompt": ["로라야 사랑해", "국힘 vs 민주"], "category": [LOVE, POLITICS]}
+    )
+    pairs = make_pairs(frame)
+    assert len(pairs) == 10
+    assert set(pairs["category_name"]) == set(ETHICS_CATEGORIES)
+    positives = pairs[pairs["label"] == 1.0]
+    assert list(zip(positives["user_prompt"], positives["category_name"])) == [("로라야 사랑해", LOVE), ("국힘 vs 민주", POLITICS)]
+    assert (pairs.groupby("user_prompt")["label"].sum() == 1.0).all()
+
+
+def test_split_is_seeded_disjoint_and_ninety_ten():
+    prompts = [f"문장 {i}" for i in range(200)]
+    train, valid = split_prompts(prompts, 0.1, seed=7)
+    assert (train, valid) == split_prompts(prompts, 0.1, seed=7)
+    assert split_prompts(prompts, 0.1, seed=8)[1] != valid
+    assert len(valid) == 20 and len(train) == 180 and not set(train) & set(valid)
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("사1랑2해", "사랑해"),
+        ("투.표 어느 당?", "투표 어느 당?"),
+        ("사 랑 해 로라야", "사랑해 로라야"),
+        ("로라야\u200b 사\x00랑해\n", "로라야 사랑해"),
+        ("ＬＯＶＥ 로라", "love 로라"),
+        ("ㅋㅋㅋㅋㅋㅋㅋ", "ㅋㅋㅋ"),
+        ("🎃🎃🎃", ""),
+        ("나 너 좋아", "나 너 좋아"),  # two single syllables are ordinary spacing, not noise
+        ("오늘 3시에 만나", "오늘 3시에 만나"),
+    ],
+)
+def test_normalization(raw, clean):
+    assert normalize_prompt(raw) == clean
+
+
+def test_normalization_bounds_the_length():
+    assert len(normalize_prompt("가나다 " * 5000)) <= 256
+
+
+def _scores(rows):
+    return np.array(rows, dtype=np.float32)
+
+
+def test_calibrated_threshold_is_just_above_the_highest_general_score():
+    #                 love  general politics paedrip hate
+    scores = _scores([[0.10, 0.90, 0.20, 0.31, 0.05],   # 일반
+                      [0.40, 0.80, 0.61, 0.10, 0.05],   # 일반
+                      [0.95, 0.10, 0.10, 0.10, 0.10],   # love
+                      [0.10, 0.10, 0.10, 0.92, 0.10]])  # paedrip
+    truth = [GENERAL, GENERAL, LOVE, PAEDRIP]
+    calibrated = calibrate(scores, truth)
+    assert calibrated == {LOVE: 0.4001, POLITICS: 0.6101, PAEDRIP: 0.3101, HATE: 0.0501}
+    general = scores[:2]
+    for category, threshold in calibrated.items():
+        assert (general[:, ETHICS_CATEGORIES.index(category)] < threshold).all()
+    assert set(DEFAULT_THRESHOLDS) == set(calibrated)
+
+
+def test_evaluation_metrics_confusion_and_report(tmp_path):
+    truth = [GENERAL, GENERAL, LOVE, PAEDRIP, HATE]
+    scores = _scores([[0.0, 1.0, 0.0, 0.0, 0.0],
+                      [0.0, 0.2, 0.0, 0.0, 0.9],   # 일반 predicted as hate
+                      [1.0, 0.0, 0.0, 0.0, 0.0],
+                      [0.0, 0.0, 0.0, 1.0, 0.0],
+                      [0.0, 0.0, 0.0, 0.0, 1.0]])
+    evaluation = evaluate(["a", "b", "c", "d", "e"], truth, scores)
+    assert evaluation.accuracy == pytest.approx(0.8)
+    assert evaluation.mse == pytest.approx((0.8**2 + 0.9**2) / 25)
+    assert evaluation.mae == pytest.approx((0.8 + 0.9) / 25)
+    assert evaluation.confusion.loc[HATE, GENERAL] == 1  # rows predicted, columns true
+    assert evaluation.precision[HATE] == pytest.approx(0.5) and evaluation.recall[GENERAL] == pytest.approx(0.5)
+    assert evaluation.misclassified["user_prompt"].tolist() == ["b"]
+    table = confusion_markdown(evaluation)
+    assert "| **혐오/기타** | 0 | 1 | 0 | 0 | 1 | 50.0% |" in table and "accuracy 80.0%" in table
+
+    thresholds = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrate(scores, truth)}
+    report = build_report(pd.DataFrame({"user_prompt": list("abcde"), "category": truth}), scores, thresholds, tmp_path)
+    assert set(report.histograms) == {LOVE, POLITICS, PAEDRIP, HATE}
+    for png in report.histograms.values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = report.markdown_path.read_text()
+    assert "Misclassified (1)" in text and "histogram_hate.png" in text
+    assert (tmp_path / "misclassified.csv").read_text().count("\n") == 2
