@@ -199,12 +199,13 @@ def quality_plot(series: dict[str, dict[str, float | None]], latencies: dict[str
     import matplotlib.pyplot as plt
 
     figure, (rates, hist) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    shown = [k for k in RATE_METRICS if any(m.get(k) is not None for m in series.values())]  # n/a is no bar
     width = 0.8 / max(len(series), 1)
-    positions = np.arange(len(RATE_METRICS))
+    positions = np.arange(len(shown))
     for i, (name, metrics) in enumerate(series.items()):
-        values = [metrics.get(k) if metrics.get(k) is not None else 0.0 for k in RATE_METRICS]
+        values = [metrics.get(k) or 0.0 for k in shown]
         rates.bar(positions + i * width, values, width, label=name)
-    rates.set_xticks(positions + width * (len(series) - 1) / 2, [METRICS[k][0] for k in RATE_METRICS], rotation=25, ha="right", fontsize=8)
+    rates.set_xticks(positions + width * (len(series) - 1) / 2, [METRICS[k][0] for k in shown], rotation=25, ha="right", fontsize=8)
     rates.set_ylim(0, 1.05)
     rates.set_title("rates")
     rates.legend(fontsize=8)
