@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import Field, create_model
 
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
-from ohlora_assets.core.io import atomic_write_bytes
+from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
@@ -186,6 +186,13 @@ def base_models(
 # --- adapters: one factory for the four tasks -------------------------------------------------
 
 
+def _revision(base: dict) -> str:
+    """A hub model's requested revision; for a local directory, the hash of its weights."""
+    if base["source"] == "hub":
+        return base["revision"] or "main"
+    return "sha256:" + directory_hash(base["model"])[:16]
+
+
 def _config_class(task: str) -> type[dg.Config]:
     """Run config of one adapter, defaulting to the task's original hyper-parameters."""
     rank, epochs, batch_size = ADAPTER_DEFAULTS[task]
@@ -275,7 +282,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
                 "hyper_parameters": _md_table([{"name": k, "value": v} for k, v in vars(hp).items()]),
                 "smoke_caps": profile.smoke,
                 "base_model": base["model"],
-                "base_model_revision": base["revision"] or ("local" if base["source"] != "hub" else "main"),
+                "base_model_revision": _revision(base),
                 "base_model_source": base["source"],
                 "per_epoch": _md_table(epochs),
                 "loss_curve": _loss_plot(store.report_dir(name) / "loss_curve.png", curves, "epoch"),

@@ -45,7 +45,7 @@ class PretrainSpec:
     num_heads: int = 4
     max_length: int = 192
     batch_size: int = 16
-    steps: int = 400
+    steps: int = 600
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
@@ -147,7 +147,7 @@ def build_embedded_lm(
     )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(spec))
 
     rng = random.Random(spec.seed)
@@ -163,7 +163,7 @@ def build_embedded_lm(
         batch = [examples[i] for i in plan.pop()]
         loss, n, _ = completion_loss(model, *collate(batch, tokenizer.pad_token_id, device))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -59,6 +59,7 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
         # The data version is the hash of the saved weights.
         assert meta[name].tags["dagster/data_version"] == directory_hash(directory)
         assert metadata["base_model"].value == str(embedded.resolve())
+        assert metadata["base_model_revision"].value == "sha256:" + directory_hash(embedded)[:16]
         assert metadata["tokens_per_s"].value > 0 and metadata["peak_memory_mb"].value > 0
         assert len(re.findall(r"^\|\s*\d+\s*\|", metadata["per_epoch"].value, re.M)) == models.SMOKE_EPOCHS
         assert "data:image/png;base64," in metadata["loss_curve"].value
