@@ -154,3 +154,22 @@ def test_no_training_examples_is_an_error(base, tmp_path):
     with pytest.raises(ValueError, match="no training examples"):
         train_lora_adapter(base, [], [], LoraHyperParams(rank=4), tmp_path / "x", device="cpu")
     assert not (tmp_path / "x").exists()
+
+
+def test_gpt_neox_bases_get_lora_on_the_fused_qkv_projection(base, tokenizer, tmp_path):
+    """The `full` profile's Polyglot-Ko is GPT-NeoX: a tiny random one stands in for it here."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    neox = tmp_path / "neox"
+    torch.manual_seed(0)
+    GPTNeoXForCausalLM(config).save_pretrained(neox)
+    tokenizer.save_pretrained(neox)
+    result = train_lora_adapter(neox, PAIRS, [], LoraHyperParams(rank=4, epochs=2), tmp_path / "adapter", device="cpu")
+    assert result.target_modules == ["query_key_value"]
+    assert result.epochs[-1].valid_loss is None
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["query_key_value"]
