@@ -22,7 +22,7 @@ from ohlora_assets.assets.models import ADAPTER_DEFAULTS, _training_data
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings
+from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -182,6 +182,7 @@ def _report_assets(task: str) -> list:
         summary = {**run.summary(), "run_id": context.run_id}
         atomic_write_bytes(folder / RUN_FILE, json.dumps(summary, indent=2).encode())
         shown = frame[["source_row", "answer_index", "answer", "retries", "output_tokens", "latency_s"]].head(40)
+        shown.insert(1, "question", frame["prompt"].head(40).map(lambda p: prompt_question(task, p)[:60]))
         return dg.MaterializeResult(
             metadata={
                 "prompts": len(valid),
