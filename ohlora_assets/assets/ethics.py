@@ -7,6 +7,7 @@ the `train` rows; thresholds and the report use the `test` rows.
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +26,8 @@ MODEL = "ethics_sbert_model"
 def _device(profile: ModelProfile) -> str:
     import torch
 
+    # The CPU is shared with other runs; OHLORA_TORCH_THREADS raises the cap on a bigger machine.
+    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
     if profile.device != "auto":
         return profile.device
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -42,8 +42,7 @@ def _model(store):
 
         return SentenceTransformer(str(model_dir), device="cpu"), f"materialized model {model_dir}"
     corpus = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist() + list(ETHICS_CATEGORIES)
-    spec = EncoderSpec(mlm_epochs=0)
-    return build_encoder(corpus, spec), f"untrained embedded encoder ({spec})"
+    return build_encoder(corpus, EncoderSpec()), f"untrained embedded encoder ({EncoderSpec()})"
 
 
 def run(args: argparse.Namespace) -> float:
