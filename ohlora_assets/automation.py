@@ -15,7 +15,7 @@ one with an unchanged data version, so re-running a model that came out identica
 retrain everything below it. `ASSET_CONDITION` is eager with `newly_updated` replaced by
 `data_version_changed` and `code_version_changed` added.
 
-The conditions are applied centrally (`with_automation`, called where the assets are loaded), so
+`ASSET_CONDITION` is applied centrally (`with_automation`, called where the assets are loaded), so
 the asset modules need no automation code; an asset that sets its own condition keeps it.
 """
 
@@ -62,40 +62,15 @@ ASSET_CONDITION = (
 ).with_label("ohlora: eager on new data versions")
 
 
-def _source_with_condition(source: dg.SourceAsset, condition: dg.AutomationCondition) -> dg.SourceAsset:
-    """A copy of an observable source with an automation condition (SourceAsset has no public
-    replace; this mirrors `SourceAsset.with_attributes`)."""
-    return dg.SourceAsset.dagster_internal_init(
-        key=source.key,
-        metadata=source.raw_metadata,
-        io_manager_key=source.io_manager_key,
-        io_manager_def=source.io_manager_def,
-        description=source.description,
-        partitions_def=source.partitions_def,
-        group_name=source.group_name,
-        resource_defs=source.resource_defs,
-        observe_fn=source.observe_fn,
-        auto_observe_interval_minutes=source.auto_observe_interval_minutes,
-        tags=source.tags,
-        legacy_freshness_policy=source.legacy_freshness_policy,
-        op_tags=source.op_tags,
-        automation_condition=condition,
-        _required_resource_keys=source._required_resource_keys,  # noqa: SLF001
-    )
-
-
 def with_automation(loaded: Iterable[object]) -> list[object]:
     """The loaded asset definitions with the project's automation conditions applied.
 
-    Observable sources get `SOURCE_CONDITION`, materializable assets `ASSET_CONDITION`; any
-    definition that already has a condition keeps its own. Everything else passes through.
+    Materializable assets get `ASSET_CONDITION` unless they set their own; observable sources carry
+    `SOURCE_CONDITION` from their factory (ohlora_assets/assets/data.py). Everything else passes through.
     """
     result: list[object] = []
     for item in loaded:
-        if isinstance(item, dg.SourceAsset):
-            if item.is_observable and item.automation_condition is None:
-                item = _source_with_condition(item, SOURCE_CONDITION)
-        elif isinstance(item, dg.AssetsDefinition) and item.keys:
+        if isinstance(item, dg.AssetsDefinition) and item.keys:
             item = item.map_asset_specs(
                 lambda spec: spec
                 if spec.automation_condition is not None
@@ -107,9 +82,14 @@ def with_automation(loaded: Iterable[object]) -> list[object]:
 
 # --- jobs --------------------------------------------------------------------------------------
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # `include_sources` is beta; the selection is plain
+    SOURCES = dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all()
+
 retrain_all = dg.define_asset_job(
     "retrain_all",
-    selection=dg.AssetSelection.all(),
+    # Observing the raw files first records their content hashes, so staleness is known afterwards.
+    selection=dg.AssetSelection.all() | SOURCES,
     tags=TRAINING_TAGS,
     description="Every asset and every check: validate the data, train every model, write every report.",
 )
@@ -153,9 +133,6 @@ _automation_status = (
     else dg.DefaultSensorStatus.RUNNING
 )
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)  # `include_sources` is beta; the selection is plain
-    SOURCES = dg.AssetSelection.all(include_sources=True) - dg.AssetSelection.all()
 
 observe_raw_files = dg.AutomationConditionSensorDefinition(
     "observe_raw_files",

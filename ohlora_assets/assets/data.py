@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.core import schemas
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
@@ -40,7 +41,9 @@ def _frame_version(frame: pd.DataFrame) -> dg.DataVersion:
 
 
 def _raw_source(name: str, path_field: str, description: str) -> dg.SourceAsset:
-    @dg.observable_source_asset(name=name, group_name=GROUP, description=description)
+    @dg.observable_source_asset(
+        name=name, group_name=GROUP, description=description, automation_condition=SOURCE_CONDITION
+    )
     def _observe(paths: DataPaths) -> dg.ObserveResult:
         path = getattr(paths, path_field)
         try:
