@@ -295,6 +295,7 @@ def train_lora_adapter(
         r=hp.rank,
         lora_alpha=hp.alpha,
         lora_dropout=hp.dropout,
+        # "default" is PEFT's own init (Kaiming-uniform A, zero B); other names are PEFT's named inits.
         init_lora_weights=hp.init if hp.init != "default" else True,
         target_modules=targets,
         task_type="CAUSAL_LM",
