@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ohlora_assets.core.formats import TASKS, task_split
+from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
 from ohlora_assets.core.io import atomic_directory, directory_hash
 from ohlora_assets.core.lora import (
     collate,
@@ -81,7 +81,7 @@ class PretrainResult:
 
 
 def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> list[str]:
-    """Raw texts and task-formatted training texts of the train rows, in a fixed order."""
+    """Raw texts and task-formatted training texts (with a non-empty answer) of the train rows, in a fixed order."""
     train_dialogue = dialogue[dialogue["data_type"].str.startswith("train")]
     texts = [
         text
@@ -91,7 +91,14 @@ def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> list[str]
     ]
     for task in TASKS:
         split = task_split(dialogue, task, "train")
-        texts += [prompt + completion for prompt, completion in zip(split["prompt"], split["completion"])]
+        end_mark = TASK_FORMATS[task].end_mark
+        # Empty answers (most memory rows) are left to the memory adapter: pretrained, they teach the base
+        # that `(요약 시작) ### 답변:` is followed by nothing, a marker the summary task shares.
+        texts += [
+            prompt + completion
+            for prompt, completion in zip(split["prompt"], split["completion"])
+            if completion.strip() != end_mark
+        ]
     train_qa = ml_qa[ml_qa["data_type"] == "train"]
     texts += [
         text

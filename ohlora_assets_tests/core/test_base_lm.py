@@ -22,6 +22,8 @@ def _dialogue() -> pd.DataFrame:
             {**row, "data_type": "train", "input_data": "안녕 오로라", "output_message": "안녕! 반가워",
              "memory": "[이름: 민수]", "summary": "인사", "eyes_mouth_pose": "(눈 크게, 입 보통, 고개 돌림 없음)",
              "eyes": "크게", "mouth": "보통", "pose": "없음"},
+            {**row, "data_type": "train", "input_data": "배고파", "output_message": "밥 먹자", "summary": "배고픔",
+             "eyes_mouth_pose": "(눈 보통, 입 보통, 고개 돌림 없음)", "eyes": "보통", "mouth": "보통", "pose": "없음"},
             {**row, "data_type": "train_msg", "input_data": "뭐 해?", "output_message": "책 읽어"},
             {**row, "data_type": "valid", "input_data": "검증 질문", "output_message": "검증 답변 샘플"},
         ]
@@ -47,6 +49,9 @@ def test_corpus_has_raw_and_task_formatted_train_texts_but_no_validation_rows():
     for fmt in TASK_FORMATS.values():
         assert any(text.endswith(fmt.end_mark) for text in corpus), fmt.name
     assert not any("검증" in text for text in corpus), "validation rows must not leak into pretraining"
+    # "배고파" has nothing to remember: its empty memory answer is not pretrained on.
+    assert "배고파 (요약 시작) ### 답변:  (요약 종료)" not in corpus and "배고파 (답변 시작) ### 답변: 밥 먹자 (답변 종료)" in corpus
+    assert "안녕 오로라 (요약 시작) ### 답변: [이름: 민수] (요약 종료)" in corpus
 
 
 def test_pretraining_learns_saves_and_reloads_deterministically(tmp_path):
