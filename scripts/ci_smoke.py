@@ -29,6 +29,12 @@ def _fmt_metadata(metadata: dict) -> str:
     return ", ".join(parts)
 
 
+def _done(result) -> set:
+    """Assets the run materialized, and the observable sources (raw files) it observed."""
+    observed = {e.asset_key for e in result.get_asset_observation_events()}
+    return {e.asset_key for e in result.get_asset_materialization_events()} | observed
+
+
 def judge(result, selected: set, expected_checks: set) -> tuple[list[tuple[str, str, str, str]], list[str]]:
     """One row per check (asset, check, PASS/FAIL(severity)/NOT RUN, metadata) and the fatal problems:
     a failed run, a failed ERROR-severity check, an expected check that never ran, an asset of a
@@ -49,9 +55,9 @@ def judge(result, selected: set, expected_checks: set) -> tuple[list[tuple[str, 
     for key in sorted(expected_checks - seen, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         rows.append((key.asset_key.to_user_string(), key.name, "NOT RUN", ""))
         fatal.append(f"{key.asset_key.to_user_string()}:{key.name} never ran")
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    if result.success and selected - materialized:
-        fatal.append(f"not materialized: {', '.join(sorted(k.to_user_string() for k in selected - materialized))}")
+    done = _done(result)
+    if result.success and selected - done:
+        fatal.append(f"not materialized: {', '.join(sorted(k.to_user_string() for k in selected - done))}")
     return rows, fatal
 
 
@@ -99,10 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, fatal = judge(result, selected, expected_checks)
     print(format_table(rows))
-    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     print(
         f"ci_smoke: run {'succeeded' if result.success else 'FAILED'} in {elapsed:.0f}s; "
-        f"{len(materialized)}/{len(selected)} assets materialized; "
+        f"{len(_done(result))}/{len(selected)} assets materialized or observed; "
         f"{sum(r[2] == 'PASS' for r in rows)}/{len(rows)} checks passed"
     )
     workdir.cleanup()
