@@ -13,12 +13,13 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.assets.models import ADAPTER_DEFAULTS, _training_data
+from ohlora_assets.assets.models import ADAPTER_DEFAULTS, LEARNING_RATES, _training_data
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
@@ -299,7 +300,7 @@ class LoraRankExperimentConfig(dg.Config):
     ranks: list[int] = Field(default=[16, 64], description="LoRA ranks to compare")
     alpha: int = 16
     dropout: float = 0.05
-    learning_rate: float = 3e-4
+    learning_rate: Optional[float] = Field(default=None, description="empty: the profile's, as the adapters (LEARNING_RATES)")
     epochs: int = Field(default=ADAPTER_DEFAULTS["output_message"][1], description="as adapter_output_message")
     batch_size: int = ADAPTER_DEFAULTS["output_message"][2]
     seed: int = 0
@@ -340,8 +341,9 @@ def lora_rank_experiment(
     limit, answers, epochs = config.max_prompts or len(prompts), config.answers_per_prompt, config.epochs
     if profile.smoke:
         limit, answers, epochs = min(limit, SMOKE_PROMPTS), min(answers, SMOKE_ANSWERS), min(epochs, SMOKE_EPOCHS)
+    learning_rate = config.learning_rate or LEARNING_RATES[profile.name]
     hps = {
-        rank: LoraHyperParams(rank=rank, alpha=config.alpha, dropout=config.dropout, learning_rate=config.learning_rate,
+        rank: LoraHyperParams(rank=rank, alpha=config.alpha, dropout=config.dropout, learning_rate=learning_rate,
                               epochs=epochs, batch_size=config.batch_size, seed=config.seed)
         for rank in config.ranks
     }
@@ -388,7 +390,9 @@ class RagConceptExperimentConfig(dg.Config):
     rank: int = 64
     alpha: int = 16
     dropout: float = 0.05
-    learning_rate: float = 3e-4
+    learning_rate: Optional[float] = Field(
+        default=None, description="empty: the profile's (3e-4 on full as the seed; the tiny embedded base needs more)"
+    )
     batch_size: int = 2
     epochs: int = 20
     seed: int = 0
@@ -428,8 +432,11 @@ def rag_concept_experiment(
     if profile.smoke:
         answers, epochs = min(answers, SMOKE_ANSWERS), min(epochs, SMOKE_EPOCHS)
     settings = RagConceptSettings(
-        hp=LoraHyperParams(rank=config.rank, alpha=config.alpha, dropout=config.dropout,
-                           learning_rate=config.learning_rate, epochs=epochs, batch_size=config.batch_size, seed=config.seed),
+        hp=LoraHyperParams(
+            rank=config.rank, alpha=config.alpha, dropout=config.dropout,
+            learning_rate=config.learning_rate or LEARNING_RATES[profile.name],
+            epochs=epochs, batch_size=config.batch_size, seed=config.seed,
+        ),
         answers_per_question=answers,
         sampling=_sampling(profile.smoke, config.temperature, config.max_new_tokens, config.max_retries, config.seed),
         max_train_rows=SMOKE_TRAIN_ROWS if profile.smoke else None,
