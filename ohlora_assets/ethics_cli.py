@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from ohlora_assets.core.runtime import limit_torch_threads
 from pathlib import Path
 
 
@@ -21,7 +22,7 @@ def check(args: argparse.Namespace) -> int:
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.resources import ArtifactStore, ModelProfile
 
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     store = ArtifactStore.from_env()
     model_dir = Path(args.model) if args.model else store.model_dir("ethics_sbert_model")
     log_path = Path(args.log) if args.log else store.path("ethics", "sanctions.sqlite")

@@ -7,7 +7,6 @@ the `train` rows; thresholds and the report use the `test` rows.
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ import pandas as pd
 from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "ethics"
@@ -26,8 +26,7 @@ MODEL = "ethics_sbert_model"
 def _device(profile: ModelProfile) -> str:
     import torch
 
-    # The CPU is shared with other runs; OHLORA_TORCH_THREADS raises the cap on a bigger machine.
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     if profile.device != "auto":
         return profile.device
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -11,7 +11,6 @@ asset functions' annotations, which must therefore be real objects, not strings.
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +19,7 @@ from pydantic import Field, create_model
 
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
@@ -55,13 +55,6 @@ CHECK_PROMPTS = 10
 # Near-greedy: the check asks whether the adapter's most likely answer has the format; how often
 # sampled answers derail is the quality reports' business.
 CHECK_TEMPERATURE = 0.1
-
-
-def _set_torch_threads() -> None:
-    import torch
-
-    # The CPU is shared with other runs; OHLORA_TORCH_THREADS raises the cap on a bigger machine.
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
 
 
 def _progress_callback(log, label: str, epochs: int | None = None):
@@ -146,7 +139,7 @@ def base_models(
         raise dg.Failure(f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}")
     metadata: dict[str, object] = {}
     if profile.name == "embedded":
-        _set_torch_threads()
+        limit_torch_threads()
         from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm, pretraining_corpus
 
         spec = PretrainSpec.smoke() if profile.smoke else PretrainSpec()
@@ -225,7 +218,7 @@ def _pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return list(zip(frame["prompt"], frame["completion"]))
 
 
-def _training_data(task: str, split: pd.DataFrame, augmented: pd.DataFrame | None, smoke: bool):
+def adapter_training_data(task: str, split: pd.DataFrame, augmented: pd.DataFrame | None, smoke: bool):
     """(train examples: a list, or a function of the epoch; labelled validation pairs; row counts)."""
     train = split[split["split"] == "train"]
     valid = split[(split["split"] == "valid") & split["has_label"]]
@@ -267,7 +260,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         split: pd.DataFrame,
         **augmented: pd.DataFrame,
     ) -> dg.MaterializeResult:
-        _set_torch_threads()
+        limit_torch_threads()
         from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
 
         chosen = config.model_dump()
@@ -275,7 +268,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         if profile.smoke:
             chosen["epochs"] = min(config.epochs, SMOKE_EPOCHS)
         hp = LoraHyperParams(**chosen)
-        train, valid, train_rows = _training_data(task, split, augmented.get("augmented"), profile.smoke)
+        train, valid, train_rows = adapter_training_data(task, split, augmented.get("augmented"), profile.smoke)
         base = base_models[task]
         context.log.info(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base['model']}")
         directory = store.model_dir(name)
@@ -335,7 +328,7 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         ),
     )
     def _generates(store: ArtifactStore, profile: ModelProfile, split: pd.DataFrame) -> dg.AssetCheckResult:
-        _set_torch_threads()
+        limit_torch_threads()
         from ohlora_assets.core.generation import SamplingSettings, generate_answers, merged_for_inference
         from ohlora_assets.core.lora import load_adapter
 

@@ -19,11 +19,12 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.assets.models import ADAPTER_DEFAULTS, LEARNING_RATES, _training_data
+from ohlora_assets.assets.models import ADAPTER_DEFAULTS, LEARNING_RATES, adapter_training_data
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -40,13 +41,6 @@ SMOKE_TRAIN_ROWS = 8
 SAMPLES_FILE = "samples.parquet"
 RUN_FILE = "generation.json"
 PREVIOUS = "previous"
-
-
-def _set_torch_threads() -> None:
-    import torch
-
-    # The CPU is shared with other runs; OHLORA_TORCH_THREADS raises the cap on a bigger machine.
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -153,7 +147,7 @@ def _report_assets(task: str) -> list:
         profile: ModelProfile,
         split: pd.DataFrame,
     ) -> dg.MaterializeResult:
-        _set_torch_threads()
+        limit_torch_threads()
         from ohlora_assets.core.generation import generate_answers, merged_for_inference
         from ohlora_assets.core.lora import load_adapter
 
@@ -332,11 +326,11 @@ def lora_rank_experiment(
 ) -> dg.MaterializeResult:
     """output_message trained at each rank (default 16 and 64) on the same data, seed and epochs as
     `adapter_output_message`, then sampled on the validation prompts: quality metrics side by side."""
-    _set_torch_threads()
+    limit_torch_threads()
     from ohlora_assets.core.lora import LoraHyperParams
     from ohlora_assets.core.quality import quality_plot, run_lora_rank_experiment, side_by_side_markdown
 
-    train, valid_pairs, _ = _training_data("output_message", split, augmented, profile.smoke)
+    train, valid_pairs, _ = adapter_training_data("output_message", split, augmented, profile.smoke)
     prompts = split[split["split"] == "valid"].reset_index(drop=True)
     limit, answers, epochs = config.max_prompts or len(prompts), config.answers_per_prompt, config.epochs
     if profile.smoke:
@@ -419,7 +413,7 @@ def rag_concept_experiment(
     """An ML-tutor adapter trained twice on the same questions, with `(제공된 정보) {concept} (사용자 질문)
     {question}` and with the bare question; accuracy = answers containing every key fact / answers drawn,
     per question, and its mean. The seed reported 100% with the concept and 80% without."""
-    _set_torch_threads()
+    limit_torch_threads()
     from ohlora_assets.core.lora import LoraHyperParams
     from ohlora_assets.core.rag_concept import (
         RagConceptSettings,

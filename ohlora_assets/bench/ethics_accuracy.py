@@ -8,11 +8,11 @@ embedded encoder, built offline from the same training prompts, must reach accur
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.resources import PROJECT_ROOT, DataPaths
 
 ORIGINAL = {"accuracy": 0.9632, "mse": 0.0138, "mae": 0.0261, "correlation": 0.9568}
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
     from ohlora_assets.core.schemas import load_ethics
 
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     train_csv = Path(args.train) if getattr(args, "train", None) else _default_csv()
     test_csv = Path(args.test) if getattr(args, "test", None) else train_csv
     quick = bool(getattr(args, "quick", False))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import time
+
+from ohlora_assets.core.runtime import limit_torch_threads
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.schemas import load_ethics
     from ohlora_assets.resources import ArtifactStore, DataPaths
 
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     count = QUICK_PROMPTS if getattr(args, "quick", False) else PROMPTS
     sample = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist()
     prompts = list(itertools.islice(itertools.cycle(sample), count))

@@ -15,10 +15,10 @@ batching alone. Figures are answers per second of generation (model loading excl
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.core.formats import task_split
 from ohlora_assets.core.generation import (
     SamplingSettings,
@@ -62,7 +62,7 @@ def run(args) -> float:
 
     from ohlora_assets.core.lora import load_adapter
 
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     quick = bool(getattr(args, "quick", False))
     dialogue = load_dialogue(DataPaths.from_env().dialogue_csv)
     valid = task_split(dialogue, "output_message", "valid")["prompt"].tolist()

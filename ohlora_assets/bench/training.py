@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import random
 import tempfile
 import time
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
 from ohlora_assets.core.formats import ANSWER_MARK, task_split
 from ohlora_assets.core.lora import LoraHyperParams, encode_pairs, evaluate_loss, load_adapter, train_lora_adapter
@@ -121,7 +121,7 @@ def _baseline(base: Path, pairs: list[tuple[str, str]], swapper: SynonymSwapper,
 
 
 def run(args: argparse.Namespace) -> float:
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    limit_torch_threads()
     paths = DataPaths.from_env()
     dialogue = load_dialogue(paths.dialogue_csv)
     swapper = SynonymSwapper(load_synonym_groups(paths.synonyms_json))

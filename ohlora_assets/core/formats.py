@@ -116,9 +116,9 @@ def is_valid_memory(text: str) -> bool:
 def core_question(input_data: str) -> str:
     """The user's own words: input_data without time tag, memory prefix or summary wrapper."""
     text = SUMMARY_WRAPPER_PATTERN.sub("", input_data)
-    text = MEMORY_PREFIX_PATTERN.sub("", text)
+    # The time tag goes first so that a memory prefix behind it becomes a prefix too.
     text = TIME_TAG_PATTERN.sub("", text)
-    return text.strip()
+    return MEMORY_PREFIX_PATTERN.sub("", text).strip()
 
 
 SPLIT_COLUMNS = ["source_row", "prompt", "completion", "has_label"]

@@ -69,3 +69,4 @@ def test_core_question_strips_wrappers():
     text = "(오로라 답변 요약) 떡볶이를 좋아함 (사용자 질문) [기분: 좋음] (지금은 월요일 오전) 점심 뭐 먹지?"
     assert core_question(text) == "점심 뭐 먹지?"
     assert core_question("(지금은 일요일 오후) 심심해") == "심심해"
+    assert core_question("(지금은 화요일 오전) [기분: 좋음] 점심 뭐 먹지?") == "점심 뭐 먹지?"
