@@ -5,7 +5,6 @@ the `train` rows; thresholds and the report use the `test` rows.
 """
 
 
-import base64
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.metadata import inline_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "ethics"
@@ -36,8 +36,6 @@ def _md_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4f")
 
 
-def _png_md(path: Path, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
 
 def _scorer(store: ArtifactStore, profile: ModelProfile):
@@ -150,7 +148,7 @@ def ethics_report(
     report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report"))
     evaluation = report.evaluation
     histograms = "\n\n".join(
-        f"**{category}**\n\n{_png_md(path, CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
+        f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
     )
     misclassified = (
         _md_table(evaluation.misclassified) if len(evaluation.misclassified) else "_none: every test prompt is right_"

@@ -8,7 +8,6 @@ No `from __future__ import annotations` here: Dagster reads the per-task Config 
 asset functions' annotations, which must therefore be real objects, not strings.
 """
 
-import base64
 import hashlib
 import json
 from pathlib import Path
@@ -18,8 +17,9 @@ import pandas as pd
 from pydantic import Field, create_model
 
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
-from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.metadata import saved_png
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
@@ -102,9 +102,7 @@ def _loss_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], x
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return dg.MetadataValue.md(f"![loss curve](data:image/png;base64,{encoded})\n\n`{path}`")
+    return saved_png(path, buffer.getvalue(), "loss curve")
 
 
 # --- base models ------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ read the report's latest metrics from the instance, so new thresholds can be tri
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
 from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.metadata import saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -45,12 +45,6 @@ PREVIOUS = "previous"
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".3f"))
-
-
-def _png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:
-    """Save the PNG under the report folder and show it inline (base64) in the UI."""
-    atomic_write_bytes(path, png)
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})\n\n`{path}`")
 
 
 def _metric_metadata(metrics: dict) -> dict[str, float]:
@@ -237,7 +231,7 @@ def _report_assets(task: str) -> list:
             series, latencies = {"previous": previous, **series}, {"previous": previous_flagged["latency_s"].tolist(), **latencies}
 
         out = store.report_dir(report_name)
-        plot = _png(out / "quality.png", quality_plot(series, latencies, report_name), "quality")
+        plot = saved_png(out / "quality.png", quality_plot(series, latencies, report_name), "quality")
         table = comparison_markdown(metrics, previous)
         examples = flagged_examples_markdown(flagged)
         atomic_write_bytes(out / "report.md", f"# {report_name}\n\n{table}\n\n{examples}\n".encode())
@@ -355,7 +349,7 @@ def lora_rank_experiment(
         [{"rank": r, "trainable_params": t.trainable_params, "final_train_loss": t.final_train_loss,
           "final_valid_loss": t.epochs[-1].valid_loss, "train_wall_s": t.wall_s} for r, t in result.training.items()]
     )
-    plot = _png(
+    plot = saved_png(
         out / "ranks.png",
         quality_plot({names[r]: m for r, m in result.metrics.items()},
                      {names[r]: f["latency_s"].tolist() for r, f in result.flagged.items()}, "LoRA rank"),
@@ -461,7 +455,7 @@ def rag_concept_experiment(
             "accuracy_without_concept": result.accuracy["without_concept"],
             "summary": dg.MetadataValue.md(summary),
             "per_question": dg.MetadataValue.md(table),
-            "plot": _png(out / "accuracy.png", accuracy_plot(result.per_question), "accuracy per question"),
+            "plot": saved_png(out / "accuracy.png", accuracy_plot(result.per_question), "accuracy per question"),
             "questions": len(result.per_question),
             "answers_per_question": answers,
             "epochs": epochs,
