@@ -6,7 +6,6 @@ the `train` rows; thresholds and the report use the `test` rows.
 
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
