@@ -22,6 +22,7 @@ from ohlora_assets.assets.models import ADAPTER_DEFAULTS, LEARNING_RATES, adapte
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
+from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
 from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.metadata import saved_png
@@ -156,7 +157,7 @@ def _report_assets(task: str) -> list:
             merged_for_inference(model), tokenizer, valid["prompt"].tolist(), task, answers,
             _sampling(profile.smoke, config.temperature, config.max_new_tokens, config.max_retries, config.seed,
                       prompt_batch_size=config.prompt_batch_size),
-            progress=context.log.info,
+            progress=ProgressReporter(context.log.info, label=samples_name, unit="answer").message,
         )
         frame = run.to_frame()
         frame.insert(1, "source_row", valid["source_row"].to_numpy()[frame["prompt_index"]])
@@ -166,8 +167,7 @@ def _report_assets(task: str) -> list:
         if (folder / SAMPLES_FILE).is_file() and (folder / RUN_FILE).is_file():
             for name in (SAMPLES_FILE, RUN_FILE):
                 os.replace(folder / name, folder / PREVIOUS / name)
-        frame.to_parquet(folder / f".{SAMPLES_FILE}.tmp")
-        os.replace(folder / f".{SAMPLES_FILE}.tmp", folder / SAMPLES_FILE)
+        atomic_write_bytes(folder / SAMPLES_FILE, frame.to_parquet())
         summary = {**run.summary(), "run_id": context.run_id}
         atomic_write_bytes(folder / RUN_FILE, json.dumps(summary, indent=2).encode())
         shown = frame[["source_row", "answer_index", "answer", "retries", "output_tokens", "latency_s"]].head(40)
