@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -231,6 +232,43 @@ def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.op
 # LoRA training
 
 
+class BulkRandomDropout(torch.nn.Module):
+    """Inverted dropout whose mask comes from NumPy's PCG64 in one bulk draw.
+
+    On CPU, torch's `bernoulli_` draws each element separately and was 12% of a LoRA step on the
+    embedded model (28 masks a step); comparing 16 random bits with p is ~3x cheaper. Same
+    distribution as `nn.Dropout(p)` up to p's rounding to 1/65536 (the scale uses the rounded p,
+    so the expectation is exact), seeded by the trainer. Training-time only: PEFT saves no dropout.
+    """
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        super().__init__()
+        self.threshold = round(p * 65536)
+        self.scale = 65536 / (65536 - self.threshold)
+        self.rng = rng
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not self.threshold:
+            return x
+        bits = np.frombuffer(self.rng.bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
+        return x * torch.from_numpy(bits >= self.threshold) * self.scale
+
+
+def use_bulk_random_dropout(model, seed: int) -> int:
+    """Swap the LoRA layers' `nn.Dropout` for BulkRandomDropout (CPU only); returns how many."""
+    from peft.tuners.lora import LoraLayer
+
+    rng = np.random.default_rng(seed)
+    swapped = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            for name, dropout in module.lora_dropout.items():
+                if isinstance(dropout, torch.nn.Dropout):
+                    module.lora_dropout[name] = BulkRandomDropout(dropout.p, rng)
+                    swapped += 1
+    return swapped
+
+
 def target_modules_for(model_type: str) -> list[str] | None:
     """Our LoRA targets for an architecture; None lets PEFT use its own default for other types."""
     return TARGET_MODULES.get(model_type)
@@ -302,6 +340,8 @@ def train_lora_adapter(
         revision=revision,
     )
     model = get_peft_model(model, config)
+    if device == "cpu":
+        use_bulk_random_dropout(model, hp.seed)
     trainable, total = model.get_nb_trainable_parameters()
     params = [p for p in model.parameters() if p.requires_grad]
     # Fused: one kernel for all LoRA tensors instead of a Python loop over them (same update).

@@ -46,8 +46,12 @@ def test_the_group_materializes_with_a_loadable_model_and_its_data_version(run):
     materialization = _materialization(result, "ethics_sbert_model")
     assert materialization.tags["dagster/data_version"] == directory_hash(model_dir)
     assert materialization.metadata["train_prompts"].value + materialization.metadata["valid_prompts"].value > 600
-    model = SentenceTransformer(str(model_dir), device="cpu")  # plain sentence-transformers, no code of ours
+    # Plain sentence-transformers; the input module that analyses morphemes is this package's class,
+    # which sentence-transformers imports only when trusted.
+    model = SentenceTransformer(str(model_dir), device="cpu", trust_remote_code=True)
+    assert type(model[0]).__name__ == "MorphemeTransformer"
     assert model.max_seq_length == 64 and model[1].pooling_mode == "mean"
+    assert materialization.metadata["augmentation"].value["minority_repeats"] == 2
     assert model.encode(["로라야 사랑해"]).shape[0] == 1
 
 

@@ -29,6 +29,7 @@ def test_split_is_seeded_disjoint_and_ninety_ten():
     assert (train, valid) == split_prompts(prompts, 0.1, seed=7)
     assert split_prompts(prompts, 0.1, seed=8)[1] != valid
     assert len(valid) == 20 and len(train) == 180 and not set(train) & set(valid)
+    assert split_prompts(prompts, 0.0, seed=7) == (prompts, [])
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm
 from ohlora_assets.core.lora import (
+    TARGET_MODULES,
+    BulkRandomDropout,
     Encoded,
     LoraHyperParams,
     collate,
@@ -20,6 +22,7 @@ from ohlora_assets.core.lora import (
     load_adapter,
     read_training_log,
     train_lora_adapter,
+    use_bulk_random_dropout,
 )
 from ohlora_assets.core.generation import SamplingSettings, generate_answers
 
@@ -173,3 +176,33 @@ def test_gpt_neox_bases_get_lora_on_the_fused_qkv_projection(base, tokenizer, tm
     assert result.epochs[-1].valid_loss is None
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["target_modules"] == ["query_key_value"]
+
+
+def test_bulk_random_dropout_keeps_the_expectation_and_is_seeded():
+    import numpy as np
+
+    x = torch.ones(400, 500)
+    dropout = BulkRandomDropout(0.05, np.random.default_rng(1))
+    out = dropout(x)
+    kept = (out != 0).float().mean().item()
+    assert 0.945 < kept < 0.955  # 200,000 draws: within ~7 standard deviations of 0.95
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted scaling keeps E[out] = x
+    assert torch.equal(BulkRandomDropout(0.05, np.random.default_rng(1))(x), out)
+    assert not torch.equal(dropout(x), out)  # the next draw is a new mask
+    dropout.eval()
+    assert dropout(x) is x
+
+
+def test_cpu_training_swaps_every_lora_dropout(base):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(base)),
+        LoraConfig(r=4, lora_alpha=16, lora_dropout=0.05, target_modules=TARGET_MODULES["llama"], task_type="CAUSAL_LM"),
+    )
+    layers = model.config.num_hidden_layers
+    assert use_bulk_random_dropout(model, seed=0) == 7 * layers
+    from peft.tuners.lora import LoraLayer
+
+    dropouts = [d for m in model.modules() if isinstance(m, LoraLayer) for d in m.lora_dropout.values()]
+    assert len(dropouts) == 7 * layers and all(isinstance(d, BulkRandomDropout) for d in dropouts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -12,6 +13,14 @@ from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+
+def uses_our_modules(model_dir: str | Path) -> bool:
+    """Whether a saved sentence-transformers model names a module class of this package."""
+    modules = Path(model_dir) / "modules.json"
+    if not modules.is_file():
+        return False
+    return any(m.get("type", "").startswith("ohlora_assets.") for m in json.loads(modules.read_text(encoding="utf-8")))
 
 
 class EthicsScorer:
@@ -31,7 +40,10 @@ class EthicsScorer:
     def load(cls, model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> "EthicsScorer":
         from sentence_transformers import SentenceTransformer
 
-        return cls(SentenceTransformer(str(model_dir), device=device, trust_remote_code=trust_remote_code))
+        # sentence-transformers imports a module class outside its own package only when trusted;
+        # the embedded encoder's input module is ours (ohlora_assets), so it is trusted here.
+        trusted = trust_remote_code or uses_our_modules(model_dir)
+        return cls(SentenceTransformer(str(model_dir), device=device, trust_remote_code=trusted))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,8 @@ from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from ohlora_assets.core.ethics.morphemes import MorphemeNeighbours
 
 PAIR_COLUMNS = ["type", "user_prompt", "category", "category_name", "label"]
 
@@ -35,6 +37,12 @@ class TrainSettings:
     # Chance that a training prompt gets 1-2 words of a random `일반` prompt added before or after it:
     # harmless words around an offence leave it an offence, so the model must not average them away.
     context_mix: float = 0.0
+    # Chance that each content morpheme of a training prompt is swapped for a Kiwi neighbour
+    # (morpheme encoders only): the test set uses words the ~1,000 training prompts never do.
+    substitution_rate: float = 0.0
+    # The pairs of every non-`일반` prompt appear this many times per epoch: two thirds of the
+    # prompts are `일반`, and without it the rarer categories lose their borderline cases to it.
+    minority_repeats: int = 1
 
 
 @dataclass
@@ -43,6 +51,7 @@ class TrainHistory:
     valid_loss: list[float] = field(default_factory=list)  # after each epoch
     train_prompts: int = 0
     valid_prompts: int = 0
+    train_pairs: int = 0  # per epoch, minority repeats included
     seconds: float = 0.0
 
 
@@ -59,7 +68,7 @@ def make_pairs(frame: pd.DataFrame) -> pd.DataFrame:
 def split_prompts(prompts: list[str], valid_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Seeded split by prompt, so a prompt's five pairs never straddle train and valid."""
     order = np.random.default_rng(seed).permutation(len(prompts))
-    n_valid = max(1, round(valid_fraction * len(prompts))) if len(prompts) > 1 else 0
+    n_valid = max(1, round(valid_fraction * len(prompts))) if valid_fraction > 0 and len(prompts) > 1 else 0
     valid = {prompts[i] for i in order[:n_valid]}
     return [p for p in prompts if p not in valid], sorted(valid)
 
@@ -69,6 +78,21 @@ def _batches(pairs: pd.DataFrame, batch_size: int, rng: np.random.Generator | No
     for start in range(0, len(order), batch_size):
         chunk = pairs.iloc[order[start : start + batch_size]]
         yield chunk["prompt"].tolist(), chunk["name_index"].to_numpy(), chunk["label"].to_numpy(np.float32)
+
+
+def _augment(
+    prompts: list[str],
+    settings: TrainSettings,
+    general: list[str],
+    neighbours: "MorphemeNeighbours | None",
+    rng: np.random.Generator,
+) -> list[str]:
+    """A fresh variant of a batch's prompts (analysed prompts: morpheme tokens split on spaces)."""
+    if neighbours is not None and settings.substitution_rate:
+        prompts = [" ".join(neighbours.vary(p.split(" "), settings.substitution_rate, rng)) for p in prompts]
+    if settings.context_mix:
+        prompts = _mix_context(prompts, settings.context_mix, general, rng)
+    return prompts
 
 
 def _mix_context(prompts: list[str], rate: float, general: list[str], rng: np.random.Generator) -> list[str]:
@@ -83,7 +107,7 @@ def _mix_context(prompts: list[str], rate: float, general: list[str], rng: np.ra
     return result
 
 
-def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, labels: np.ndarray):
+def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, labels: np.ndarray, form=str):
     """CosineSimilarityLoss of a batch, encoding each of the five category names once, not once per pair.
 
     Same loss as passing the (prompt, name) columns to `loss_fn` (the names are identical texts);
@@ -91,20 +115,20 @@ def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, label
     """
     import torch
 
-    prompt_embeddings = model(_to_device(model.preprocess(prompts), model.device))["sentence_embedding"]
+    prompt_embeddings = model(_to_device(model.preprocess([form(p) for p in prompts]), model.device))["sentence_embedding"]
     name_embeddings = model(_to_device(model.preprocess(list(ETHICS_CATEGORIES)), model.device))["sentence_embedding"]
     index = torch.from_numpy(name_index).to(model.device)
     target = torch.from_numpy(labels).to(model.device)
     return loss_fn.compute_loss_from_embeddings([prompt_embeddings, name_embeddings[index]], target)
 
 
-def _loss_over(model, loss_fn, pairs: pd.DataFrame, batch_size: int) -> float:
+def _loss_over(model, loss_fn, pairs: pd.DataFrame, batch_size: int, form=str) -> float:
     import torch
 
     total = 0.0
     with torch.no_grad():
         for prompts, name_index, labels in _batches(pairs, batch_size * 4, None):
-            total += _pair_loss(model, loss_fn, prompts, name_index, labels).item() * len(labels)
+            total += _pair_loss(model, loss_fn, prompts, name_index, labels, form).item() * len(labels)
     return total / max(1, len(pairs))
 
 
@@ -113,19 +137,29 @@ def _to_device(features: dict, device) -> dict:
 
 
 def train_sbert(
-    model: "SentenceTransformer", pairs: pd.DataFrame, settings: TrainSettings, log: Callable[[str], None] = print
+    model: "SentenceTransformer",
+    pairs: pd.DataFrame,
+    settings: TrainSettings,
+    log: Callable[[str], None] = print,
+    neighbours: "MorphemeNeighbours | None" = None,
 ) -> TrainHistory:
     """Fine-tune `model` in place with CosineSimilarityLoss on the `train` rows of `pairs`.
 
-    Prompts are normalized exactly as at scoring time. Returns per-epoch train and valid loss.
+    Prompts are normalized exactly as at scoring time (and, for a morpheme encoder, analysed once
+    up front, so that augmentation works on morphemes). Returns per-epoch train and valid loss.
     """
     import torch
     from sentence_transformers import losses
     from transformers import get_linear_schedule_with_warmup
 
+    from ohlora_assets.core.ethics.morphemes import Morphemes, MorphemeTransformer, to_morphemes
+
     started = time.perf_counter()
+    # `form` marks what the model's input module receives: text, or analysed (and varied) morphemes.
+    analysed = isinstance(model[0], MorphemeTransformer)
+    form = Morphemes if analysed else str
     train_rows = pairs[pairs["type"] == "train"].assign(
-        prompt=lambda f: f["user_prompt"].map(normalize_prompt),
+        prompt=lambda f: f["user_prompt"].map(normalize_prompt).map(lambda text: str(to_morphemes(text)) if analysed else text),
         name_index=lambda f: f["category_name"].map(ETHICS_CATEGORIES.index),
     )
     fit_prompts, valid_prompts = split_prompts(
@@ -135,6 +169,8 @@ def train_sbert(
     fit_pairs = train_rows[~train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
     valid_pairs = train_rows[train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
 
+    minority = fit_pairs[fit_pairs["category"] != GENERAL]
+    fit_pairs = pd.concat([fit_pairs] + [minority] * (settings.minority_repeats - 1), ignore_index=True)
     general_prompts = fit_pairs.loc[fit_pairs["category"] == GENERAL, "prompt"].drop_duplicates().tolist()
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -142,15 +178,14 @@ def train_sbert(
     steps = settings.epochs * math.ceil(len(fit_pairs) / settings.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_fraction * steps), steps)
-    history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts))
+    history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts), train_pairs=len(fit_pairs))
     progress = ProgressReporter(log, total_steps=steps, total_epochs=settings.epochs, label="ethics_sbert_model")
     for _ in range(settings.epochs):
         model.train()
         epoch_loss = []
         for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
-            if settings.context_mix:
-                prompts = _mix_context(prompts, settings.context_mix, general_prompts, rng)
-            loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
+            prompts = _augment(prompts, settings, general_prompts, neighbours, rng)
+            loss = _pair_loss(model, loss_fn, prompts, name_index, labels, form)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -160,7 +195,7 @@ def train_sbert(
             progress.step(loss=epoch_loss[-1])
         model.eval()
         history.train_loss.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
-        history.valid_loss.append(_loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else float("nan"))
+        history.valid_loss.append(_loss_over(model, loss_fn, valid_pairs, settings.batch_size, form) if len(valid_pairs) else float("nan"))
         progress.epoch_end(loss=history.train_loss[-1], valid_loss=round(history.valid_loss[-1], 4))
     progress.done()
     history.seconds = time.perf_counter() - started
@@ -173,12 +208,20 @@ LEARNING_RATES = {"full": 2e-5, "embedded": 1e-3}
 
 
 def settings_for(profile: str, smoke: bool) -> TrainSettings:
-    # Measured on the upstream split, context mixing lifts the from-scratch encoder by a few points
-    # (MSE 0.055 -> 0.047); a pretrained base keeps the original recipe.
+    """The original recipe; the from-scratch embedded encoder adds augmentation and class balance.
+
+    Measured on the upstream split (three seeds), morpheme substitution and repeated minority pairs
+    lift the embedded encoder from 0.865 to 0.902 mean accuracy (MSE 0.046 -> 0.031); context
+    mixing had lifted the character encoder before (MSE 0.055 -> 0.047). A pretrained base keeps
+    the original recipe.
+    """
+    embedded = profile == "embedded"
     return TrainSettings(
         epochs=1 if smoke else 10,
         learning_rate=LEARNING_RATES[profile],
-        context_mix=0.3 if profile == "embedded" else 0.0,
+        context_mix=0.3 if embedded else 0.0,
+        substitution_rate=0.3 if embedded else 0.0,
+        minority_repeats=2 if embedded else 1,
     )
 
 
@@ -189,11 +232,13 @@ def base_model(
     override: str | None = None,
     device: str = "cpu",
     trust_remote_code: bool = False,
+    extra_tokens: Iterable[str] = (),
 ) -> tuple["SentenceTransformer", str]:
     """The model to fine-tune and a one-line description of where it came from.
 
     `full`: a hub id or local directory (klue/roberta-base unless overridden) with mean pooling.
-    `embedded`: our encoder built from `corpus` offline (an override still wins: a local directory).
+    `embedded`: our encoder built from `corpus` (plus `extra_tokens` in its vocabulary) offline;
+    an override still wins: a local directory.
     """
     from sentence_transformers import SentenceTransformer, models
 
@@ -204,7 +249,7 @@ def base_model(
     source = override or (FULL_BASE_MODEL if profile == "full" else None)
     if source is None:
         spec = SMOKE_ENCODER if smoke else EncoderSpec()
-        model = build_encoder(corpus, spec).to(device)
+        model = build_encoder(corpus, spec, extra_tokens=extra_tokens).to(device)
         return model, f"embedded encoder built from {len(corpus)} texts ({spec})"
     transformer = models.Transformer(
         source,
@@ -235,13 +280,26 @@ def train_ethics_model(
     log: Callable[[str], None] = print,
 ) -> TrainedEthicsModel:
     """Build the base model, fine-tune it on the train pairs, save it to `target` atomically."""
+    from ohlora_assets.core.ethics.morphemes import MorphemeNeighbours
     from ohlora_assets.core.io import atomic_directory
 
     train_prompts = pairs.loc[pairs["type"] == "train", "user_prompt"].drop_duplicates().tolist()
-    # The embedded encoder's vocabulary must cover the category names it is compared against.
-    model, base = base_model(profile, train_prompts + list(ETHICS_CATEGORIES), smoke, override, device, trust_remote_code)
     settings = settings_for(profile, smoke)
-    history = train_sbert(model, pairs, settings, log)
+    neighbours = None
+    if profile == "embedded" and override is None and settings.substitution_rate:
+        neighbours = MorphemeNeighbours.of(normalize_prompt(prompt) for prompt in train_prompts)
+    # The embedded encoder's vocabulary must cover the category names it is compared against and
+    # every neighbour that substitution may put into a prompt.
+    model, base = base_model(
+        profile,
+        train_prompts + list(ETHICS_CATEGORIES),
+        smoke,
+        override,
+        device,
+        trust_remote_code,
+        extra_tokens=neighbours.vocabulary() if neighbours else (),
+    )
+    history = train_sbert(model, pairs, settings, log, neighbours)
     with atomic_directory(target) as staging:
         model.save(str(staging))
     return TrainedEthicsModel(base=base, settings=settings, history=history)
