@@ -116,7 +116,7 @@ def _override(value: str) -> dict:
     return {"model": model, "revision": revision or None, "source": "hub"}
 
 
-@dg.asset(group_name=GROUP, code_version="1", pool=POOL)
+@dg.asset(group_name=GROUP, code_version="2", pool=POOL)
 def base_models(
     context: dg.AssetExecutionContext,
     store: ArtifactStore,
@@ -240,7 +240,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP,
-        code_version="1",
+        code_version="2",
         pool=POOL,
         ins=ins,
         description=(

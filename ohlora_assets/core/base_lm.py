@@ -21,6 +21,7 @@ import torch
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
 from ohlora_assets.core.io import atomic_directory, directory_hash
 from ohlora_assets.core.lora import (
+    Encoded,
     collate,
     completion_loss,
     encode_pairs,
@@ -80,33 +81,51 @@ class PretrainResult:
         return self.loss_curve[-1][1]
 
 
-def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> list[str]:
+@dataclass(frozen=True)
+class PretrainingCorpus:
+    """What the embedded base model reads.
+
+    `documents` are the task-formatted training texts (prompt, answer, end mark): whole examples,
+    trained to end with EOS. `fragments` are the raw texts (a user message, an answer, a summary):
+    parts of a conversation, trained without EOS, so the base does not learn that a bare answer
+    ends the text: downstream, an answer is followed by its end mark.
+    """
+
+    documents: list[str]
+    fragments: list[str]
+
+    def __contains__(self, text: str) -> bool:
+        return text in self.documents or text in self.fragments
+
+
+def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> PretrainingCorpus:
     """Raw texts and task-formatted training texts (with a non-empty answer) of the train rows, in a fixed order."""
     train_dialogue = dialogue[dialogue["data_type"].str.startswith("train")]
-    texts = [
+    fragments = [
         text
         for column in ("input_data", "output_message", "summary", "memory")
         for text in train_dialogue[column]
         if text.strip()
     ]
+    documents = []
     for task in TASKS:
         split = task_split(dialogue, task, "train")
         end_mark = TASK_FORMATS[task].end_mark
         # Empty answers (most memory rows) are left to the memory adapter: pretrained, they teach the base
         # that `(요약 시작) ### 답변:` is followed by nothing, a marker the summary task shares.
-        texts += [
+        documents += [
             prompt + completion
             for prompt, completion in zip(split["prompt"], split["completion"])
             if completion.strip() != end_mark
         ]
     train_qa = ml_qa[ml_qa["data_type"] == "train"]
-    texts += [
+    fragments += [
         text
         for column in ("user_question", "rag_retrieved_data", "output_message")
         for text in train_qa[column]
         if text.strip()
     ]
-    return texts
+    return PretrainingCorpus(documents=documents, fragments=fragments)
 
 
 def _warmup_cosine(spec: PretrainSpec) -> Callable[[int], float]:
@@ -120,13 +139,14 @@ def _warmup_cosine(spec: PretrainSpec) -> Callable[[int], float]:
 
 
 def build_embedded_lm(
-    texts: list[str],
+    texts: list[str] | PretrainingCorpus,
     spec: PretrainSpec,
     output_dir: Path,
     progress: Callable[[dict], None] | None = None,
     device: str = "auto",
 ) -> PretrainResult:
-    """Train the tokenizer and pretrain a tiny Llama on `texts`; save both at `output_dir`, atomically.
+    """Train the tokenizer and pretrain a tiny Llama on `texts` (a plain list: all documents);
+    save both at `output_dir`, atomically.
 
     The directory loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained. Seeded: the same
     texts and spec give the same weights on the same device. `progress` gets a dict per step
@@ -135,9 +155,13 @@ def build_embedded_lm(
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     device = resolve_device(device)
+    corpus = texts if isinstance(texts, PretrainingCorpus) else PretrainingCorpus(documents=list(texts), fragments=[])
+    texts = corpus.documents + corpus.fragments
     tokenizer = build_bpe_tokenizer(texts, spec.vocab_size, SPECIAL_TOKENS)
-    # Each text is one sequence from BOS to EOS, the shape every prompt downstream has.
+    # Each text is one sequence from BOS, the shape every prompt downstream has; documents end with EOS.
     examples, _ = encode_pairs(tokenizer, [("", text) for text in texts], spec.max_length)
+    n_documents = len(corpus.documents)
+    examples = examples[:n_documents] + [Encoded(e.ids[:-1], e.n_prompt) for e in examples[n_documents:]]
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -6,7 +6,13 @@ import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ohlora_assets.core.base_lm import PRETRAIN_LOG, PretrainSpec, build_embedded_lm, pretraining_corpus
+from ohlora_assets.core.base_lm import (
+    PRETRAIN_LOG,
+    PretrainingCorpus,
+    PretrainSpec,
+    build_embedded_lm,
+    pretraining_corpus,
+)
 from ohlora_assets.core.formats import TASK_FORMATS
 
 # Tiny models: a second thread costs more in synchronization than it saves.
@@ -41,17 +47,36 @@ def _ml_qa() -> pd.DataFrame:
     )
 
 
-def test_corpus_has_raw_and_task_formatted_train_texts_but_no_validation_rows():
+def test_corpus_has_raw_fragments_and_task_formatted_documents_but_no_validation_rows():
     corpus = pretraining_corpus(_dialogue(), _ml_qa())
-    assert "안녕 오로라" in corpus and "책 읽어" in corpus and "과적합 정의" in corpus
-    assert "안녕 오로라 (답변 시작) ### 답변: 안녕! 반가워 (답변 종료)" in corpus
-    assert any(text.endswith("### 답변: (눈 크게, 입 보통, 고개 돌림 없음) (표정 출력 종료)") for text in corpus)
+    fragments, documents = corpus.fragments, corpus.documents
+    assert "안녕 오로라" in fragments and "책 읽어" in fragments and "과적합 정의" in fragments
+    assert "안녕 오로라 (답변 시작) ### 답변: 안녕! 반가워 (답변 종료)" in documents
+    assert any(text.endswith("### 답변: (눈 크게, 입 보통, 고개 돌림 없음) (표정 출력 종료)") for text in documents)
     for fmt in TASK_FORMATS.values():
-        assert any(text.endswith(fmt.end_mark) for text in corpus), fmt.name
-    assert not any("검증" in text for text in corpus), "validation rows must not leak into pretraining"
+        assert any(text.endswith(fmt.end_mark) for text in documents), fmt.name
+        assert not any(fmt.end_mark in text for text in fragments), fmt.name
+    assert not any("검증" in text for text in documents + fragments), "validation rows must not leak into pretraining"
     # "배고파" has nothing to remember: its empty memory answer is not pretrained on.
     assert "배고파 (요약 시작) ### 답변:  (요약 종료)" not in corpus and "배고파 (답변 시작) ### 답변: 밥 먹자 (답변 종료)" in corpus
     assert "안녕 오로라 (요약 시작) ### 답변: [이름: 민수] (요약 종료)" in corpus
+
+
+def test_documents_end_with_eos_and_fragments_do_not(tmp_path):
+    import torch
+
+    corpus = PretrainingCorpus(documents=["커피 한 잔 할래? (답변 종료)"] * 20, fragments=["오늘 날씨 정말 좋다"] * 20)
+    build_embedded_lm(corpus, TINY, tmp_path, device="cpu")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+
+    def eos_probability(text: str) -> float:
+        with torch.no_grad():
+            logits = model(**tokenizer(text, return_tensors="pt")).logits[0, -1]
+        return torch.softmax(logits, -1)[tokenizer.eos_token_id].item()
+
+    # A bare answer is a fragment of a conversation: the base must not learn that the text ends there.
+    assert eos_probability("커피 한 잔 할래? (답변 종료)") > 0.5 > 0.05 > eos_probability("오늘 날씨 정말 좋다")
 
 
 def test_pretraining_learns_saves_and_reloads_deterministically(tmp_path):
