@@ -46,7 +46,7 @@ class PretrainSpec:
     num_heads: int = 4
     max_length: int = 192
     batch_size: int = 16
-    steps: int = 600
+    steps: int = 900
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
