@@ -46,7 +46,10 @@ class PretrainSpec:
     num_heads: int = 4
     max_length: int = 192
     batch_size: int = 16
-    steps: int = 900
+    # Measured on the bundled data: at 600 steps one summary check prompt got an empty answer, at 900
+    # the base memorised enough that 23% of output_message answers copied an unrelated training
+    # answer; 750 passes every adapter's end-mark check on 30 prompts with copy rates 0.08-0.09.
+    steps: int = 750
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
