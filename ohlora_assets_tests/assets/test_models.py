@@ -129,3 +129,12 @@ def test_full_profile_resolves_hub_ids_and_overrides_without_downloading(tmp_pat
     assert base["memory"] == {"model": str(local.resolve()), "revision": None, "source": "local"}
     assert base["eyes_mouth_pose"]["model"] == "EleutherAI/polyglot-ko-1.3b"
     assert not Path(resources["store"].model_dir("base_models")).exists()
+
+
+def test_epochs_are_the_original_ones_but_memory_on_the_embedded_base():
+    assert models.adapter_epochs("memory", "full", smoke=False, configured=None) == 20
+    assert models.adapter_epochs("memory", "embedded", smoke=False, configured=None) == 10
+    assert models.adapter_epochs("summary", "embedded", smoke=False, configured=None) == 10
+    assert models.adapter_epochs("eyes_mouth_pose", "embedded", smoke=False, configured=None) == 30
+    assert models.adapter_epochs("memory", "embedded", smoke=False, configured=25) == 25  # run config wins
+    assert models.adapter_epochs("eyes_mouth_pose", "embedded", smoke=True, configured=None) == models.SMOKE_EPOCHS
