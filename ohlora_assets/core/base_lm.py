@@ -21,7 +21,6 @@ import torch
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
 from ohlora_assets.core.io import atomic_directory, directory_hash
 from ohlora_assets.core.lora import (
-    Encoded,
     collate,
     completion_loss,
     encode_pairs,
@@ -97,9 +96,6 @@ class PretrainingCorpus:
     documents: list[str]
     fragments: list[str]
 
-    def __contains__(self, text: str) -> bool:
-        return text in self.documents or text in self.fragments
-
 
 def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> PretrainingCorpus:
     """Raw texts and task-formatted training texts (with a non-empty answer) of the train rows, in a fixed order."""
@@ -142,14 +138,13 @@ def _warmup_cosine(spec: PretrainSpec) -> Callable[[int], float]:
 
 
 def build_embedded_lm(
-    texts: list[str] | PretrainingCorpus,
+    corpus: PretrainingCorpus,
     spec: PretrainSpec,
     output_dir: Path,
     progress: Callable[[dict], None] | None = None,
     device: str = "auto",
 ) -> PretrainResult:
-    """Train the tokenizer and pretrain a tiny Llama on `texts` (a plain list: all documents);
-    save both at `output_dir`, atomically.
+    """Train the tokenizer and pretrain a tiny Llama on `corpus`; save both at `output_dir`, atomically.
 
     The directory loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained. Seeded: the same
     texts and spec give the same weights on the same device. `progress` gets a dict per step
@@ -158,13 +153,12 @@ def build_embedded_lm(
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     device = resolve_device(device)
-    corpus = texts if isinstance(texts, PretrainingCorpus) else PretrainingCorpus(documents=list(texts), fragments=[])
     texts = corpus.documents + corpus.fragments
     tokenizer = build_bpe_tokenizer(texts, spec.vocab_size, SPECIAL_TOKENS)
     # Each text is one sequence from BOS, the shape every prompt downstream has; documents end with EOS.
-    examples, _ = encode_pairs(tokenizer, [("", text) for text in texts], spec.max_length)
-    n_documents = len(corpus.documents)
-    examples = examples[:n_documents] + [Encoded(e.ids[:-1], e.n_prompt) for e in examples[n_documents:]]
+    documents, _ = encode_pairs(tokenizer, [("", text) for text in corpus.documents], spec.max_length)
+    fragments, _ = encode_pairs(tokenizer, [("", text) for text in corpus.fragments], spec.max_length, end_with_eos=False)
+    examples = documents + fragments
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -120,16 +120,19 @@ class Encoded:
     n_prompt: int
 
 
-def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[Encoded], int]:
-    """Token ids of each pair, and how many were cut to max_length (the prompt's start goes first)."""
+def encode_pairs(
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int, end_with_eos: bool = True
+) -> tuple[list[Encoded], int]:
+    """Token ids of each pair (the completion followed by EOS unless `end_with_eos` is False), and
+    how many were cut to max_length (the prompt's start goes first)."""
     if not pairs:
         return [], 0
     prompts = tokenizer([p for p, _ in pairs])["input_ids"]
     completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
+    ending = [tokenizer.eos_token_id] if end_with_eos else []
     encoded, truncated = [], 0
     for prompt, completion in zip(prompts, completions):
-        completion = (completion + [eos])[:max_length]
+        completion = (completion + ending)[:max_length]
         room = max_length - len(completion)
         if len(prompt) > room:
             truncated += 1

@@ -58,8 +58,9 @@ def test_corpus_has_raw_fragments_and_task_formatted_documents_but_no_validation
         assert not any(fmt.end_mark in text for text in fragments), fmt.name
     assert not any("검증" in text for text in documents + fragments), "validation rows must not leak into pretraining"
     # "배고파" has nothing to remember: its empty memory answer is not pretrained on.
-    assert "배고파 (요약 시작) ### 답변:  (요약 종료)" not in corpus and "배고파 (답변 시작) ### 답변: 밥 먹자 (답변 종료)" in corpus
-    assert "안녕 오로라 (요약 시작) ### 답변: [이름: 민수] (요약 종료)" in corpus
+    everything = documents + fragments
+    assert "배고파 (요약 시작) ### 답변:  (요약 종료)" not in everything and "배고파 (답변 시작) ### 답변: 밥 먹자 (답변 종료)" in documents
+    assert "안녕 오로라 (요약 시작) ### 답변: [이름: 민수] (요약 종료)" in documents
 
 
 def test_documents_end_with_eos_and_fragments_do_not(tmp_path):
@@ -80,7 +81,8 @@ def test_documents_end_with_eos_and_fragments_do_not(tmp_path):
 
 
 def test_pretraining_learns_saves_and_reloads_deterministically(tmp_path):
-    corpus = ["오로라는 가상 인간이야 (답변 종료)", "오늘 날씨 정말 좋다 (답변 종료)", "커피 한 잔 할래? (답변 종료)"] * 10
+    texts = ["오로라는 가상 인간이야 (답변 종료)", "오늘 날씨 정말 좋다 (답변 종료)", "커피 한 잔 할래? (답변 종료)"] * 10
+    corpus = PretrainingCorpus(documents=texts, fragments=[])
     events = []
     first = build_embedded_lm(corpus, TINY, tmp_path / "a", progress=events.append, device="cpu")
     second = build_embedded_lm(corpus, TINY, tmp_path / "b", device="cpu")

@@ -9,7 +9,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm
+from ohlora_assets.core.base_lm import PretrainingCorpus, PretrainSpec, build_embedded_lm
 from ohlora_assets.core.lora import (
     TARGET_MODULES,
     BulkRandomDropout,
@@ -39,8 +39,8 @@ TINY = PretrainSpec(vocab_size=500, hidden_size=48, intermediate_size=96, num_la
 def base(tmp_path_factory) -> Path:
     """A tiny Llama pretrained for a few seconds on the task's own texts."""
     directory = tmp_path_factory.mktemp("base") / "lm"
-    corpus = [prompt + completion for prompt, completion in PAIRS] * 4 + [f"오늘은 {t} 이야기를 했어" for t in THINGS]
-    build_embedded_lm(corpus, TINY, directory, device="cpu")
+    texts = [prompt + completion for prompt, completion in PAIRS] * 4 + [f"오늘은 {t} 이야기를 했어" for t in THINGS]
+    build_embedded_lm(PretrainingCorpus(documents=texts, fragments=[]), TINY, directory, device="cpu")
     return directory
 
 
@@ -206,3 +206,11 @@ def test_cpu_training_swaps_every_lora_dropout(base):
 
     dropouts = [d for m in model.modules() if isinstance(m, LoraLayer) for d in m.lora_dropout.values()]
     assert len(dropouts) == 7 * layers and all(isinstance(d, BulkRandomDropout) for d in dropouts)
+
+
+def test_a_completion_can_be_encoded_without_eos(tokenizer):
+    (with_eos,), _ = encode_pairs(tokenizer, [("", "오늘 날씨 정말 좋다")], 256)
+    (without,), _ = encode_pairs(tokenizer, [("", "오늘 날씨 정말 좋다")], 256, end_with_eos=False)
+    assert with_eos.ids[-1] == tokenizer.eos_token_id and without.ids == with_eos.ids[:-1]
+    (cut,), _ = encode_pairs(tokenizer, [("", "오늘 날씨 정말 좋다 " * 40)], 8, end_with_eos=False)
+    assert len(cut.ids) == 8 and tokenizer.eos_token_id not in cut.ids  # a long fragment keeps its own tokens
