@@ -10,6 +10,7 @@ from sentence_transformers import SentenceTransformer
 
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics
+from ohlora_assets.core.ethics.morpheme_transformer import MorphemeTransformer
 from ohlora_assets.core.ethics.thresholds import BLOCKABLE, GENERAL
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.schemas import ETHICS_CATEGORIES
@@ -49,7 +50,7 @@ def test_the_group_materializes_with_a_loadable_model_and_its_data_version(run):
     # Plain sentence-transformers; the input module that analyses morphemes is this package's class,
     # which sentence-transformers imports only when trusted.
     model = SentenceTransformer(str(model_dir), device="cpu", trust_remote_code=True)
-    assert type(model[0]).__name__ == "MorphemeTransformer"
+    assert type(model[0]) is MorphemeTransformer
     assert model.max_seq_length == 64 and model[1].pooling_mode == "mean"
     assert materialization.metadata["augmentation"].value["minority_repeats"] == 2
     assert model.encode(["로라야 사랑해"]).shape[0] == 1

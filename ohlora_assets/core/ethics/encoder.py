@@ -81,7 +81,7 @@ def build_encoder(
     from transformers import BertConfig, BertModel
     from transformers.utils import logging as hf_logging
 
-    from ohlora_assets.core.ethics.morphemes import MorphemeTransformer
+    from ohlora_assets.core.ethics.morpheme_transformer import MorphemeTransformer
 
     tokens = {token for text in corpus for token in analyze(normalize_prompt(text))}
     tokenizer = build_tokenizer(tokens | set(extra_tokens))

@@ -6,10 +6,9 @@ its analysis splits inflections into a stem and endings (`사랑/NNG 하/XSV 어
 language model has embeddings of 660,000 morphemes, from which `MorphemeNeighbours` takes the
 similar ones to vary the training prompts. The encoder reads `form/TAG` tokens.
 
-`MorphemeTransformer` is the sentence-transformers input module that does the analysis, so a saved
-model encodes raw text like any other (`SentenceTransformer(path, trust_remote_code=True)`: the
-module class lives in this package). Training passes `Morphemes` (already analysed, possibly
-varied) instead of text, which the module passes through untouched.
+`morpheme_transformer.MorphemeTransformer` is the sentence-transformers input module that does the
+analysis, so a saved model encodes raw text like any other. Training passes `Morphemes` (already
+analysed, possibly varied) instead of text, which the module passes through untouched.
 """
 
 from __future__ import annotations
@@ -88,27 +87,3 @@ class MorphemeNeighbours:
             self.table[t][rng.integers(len(self.table[t]))] if t in self.table and rng.random() < rate else t
             for t in tokens
         ]
-
-
-def _transformer_class():
-    from sentence_transformers import models
-
-    class MorphemeTransformer(models.Transformer):
-        """A Transformer input module whose text inputs are analysed into morphemes first."""
-
-        def preprocess(self, inputs, prompt=None, **kwargs):
-            return super().preprocess([to_morphemes(x) if isinstance(x, str) else x for x in inputs], prompt, **kwargs)
-
-    MorphemeTransformer.__module__ = __name__
-    MorphemeTransformer.__qualname__ = "MorphemeTransformer"
-    return MorphemeTransformer
-
-
-def __getattr__(name: str):
-    # Created on first use, so that importing this module does not import sentence-transformers;
-    # modules.json names it as `ohlora_assets.core.ethics.morphemes.MorphemeTransformer`.
-    if name == "MorphemeTransformer":
-        cls = _transformer_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(name)

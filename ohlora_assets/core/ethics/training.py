@@ -152,7 +152,8 @@ def train_sbert(
     from sentence_transformers import losses
     from transformers import get_linear_schedule_with_warmup
 
-    from ohlora_assets.core.ethics.morphemes import Morphemes, MorphemeTransformer, to_morphemes
+    from ohlora_assets.core.ethics.morpheme_transformer import MorphemeTransformer
+    from ohlora_assets.core.ethics.morphemes import Morphemes, to_morphemes
 
     started = time.perf_counter()
     # `form` marks what the model's input module receives: text, or analysed (and varied) morphemes.
