@@ -39,9 +39,9 @@ def _model(store):
 
     model_dir = store.model_dir("ethics_sbert_model")
     if (model_dir / "modules.json").is_file():
-        from ohlora_assets.core.ethics.scoring import EthicsScorer
+        from ohlora_assets.core.ethics.scoring import load_model
 
-        return EthicsScorer.load(model_dir).model, f"materialized model {model_dir}"
+        return load_model(model_dir), f"materialized model {model_dir}"
     corpus = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist() + list(ETHICS_CATEGORIES)
     return build_encoder(corpus, EncoderSpec()), f"untrained embedded encoder ({EncoderSpec()})"
 

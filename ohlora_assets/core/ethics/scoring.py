@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
+def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> "SentenceTransformer":
+    """A saved ethics model. sentence-transformers imports a module class outside its own package
+    only when trusted; the embedded encoder's input module is ours (ohlora_assets), so it is trusted here."""
+    from sentence_transformers import SentenceTransformer
+
+    trusted = trust_remote_code or uses_our_modules(model_dir)
+    return SentenceTransformer(str(model_dir), device=device, trust_remote_code=trusted)
+
+
 def uses_our_modules(model_dir: str | Path) -> bool:
     """Whether a saved sentence-transformers model names a module class of this package."""
     modules = Path(model_dir) / "modules.json"
@@ -38,12 +47,7 @@ class EthicsScorer:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> "EthicsScorer":
-        from sentence_transformers import SentenceTransformer
-
-        # sentence-transformers imports a module class outside its own package only when trusted;
-        # the embedded encoder's input module is ours (ohlora_assets), so it is trusted here.
-        trusted = trust_remote_code or uses_our_modules(model_dir)
-        return cls(SentenceTransformer(str(model_dir), device=device, trust_remote_code=trusted))
+        return cls(load_model(model_dir, device, trust_remote_code))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(
