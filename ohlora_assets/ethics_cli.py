@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ohlora_assets.core.runtime import limit_torch_threads
-from pathlib import Path
 
 
 def check(args: argparse.Namespace) -> int:
-    import torch
-
     from ohlora_assets.core.ethics.gate import check_turn
     from ohlora_assets.core.ethics.sanctions import SanctionLog
     from ohlora_assets.core.ethics.scoring import EthicsScorer

@@ -35,8 +35,6 @@ def _md_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4f")
 
 
-
-
 def _scorer(store: ArtifactStore, profile: ModelProfile):
     from ohlora_assets.core.ethics.scoring import EthicsScorer
 

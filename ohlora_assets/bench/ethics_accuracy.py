@@ -25,8 +25,6 @@ def _default_csv() -> Path:
 
 
 def run(args: argparse.Namespace) -> float:
-    import torch
-
     from ohlora_assets.core.ethics.evaluation import evaluate
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model

@@ -12,9 +12,9 @@ import argparse
 import itertools
 import time
 
-from ohlora_assets.core.runtime import limit_torch_threads
-
 import numpy as np
+
+from ohlora_assets.core.runtime import limit_torch_threads
 
 PROMPTS = 1000
 QUICK_PROMPTS = 100
@@ -47,8 +47,6 @@ def _model(store):
 
 
 def run(args: argparse.Namespace) -> float:
-    import torch
-
     from ohlora_assets.core.ethics.morphemes import analyze
     from ohlora_assets.core.ethics.normalize import normalize_prompt
     from ohlora_assets.core.ethics.scoring import EthicsScorer

@@ -18,7 +18,6 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.core.formats import task_split
 from ohlora_assets.core.generation import (
     SamplingSettings,
@@ -26,6 +25,7 @@ from ohlora_assets.core.generation import (
     generate_one_by_one,
     merged_for_inference,
 )
+from ohlora_assets.core.runtime import limit_torch_threads
 from ohlora_assets.core.schemas import load_dialogue
 from ohlora_assets.resources import ArtifactStore, DataPaths
 
@@ -58,8 +58,6 @@ def _adapter(dialogue, workdir: Path, quick: bool) -> Path:
 
 
 def run(args) -> float:
-    import torch
-
     from ohlora_assets.core.lora import load_adapter
 
     limit_torch_threads()

@@ -1,17 +1,15 @@
 """The ethics group materialized on the smoke profile, its lineage, and the commands built on its model."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics
 from ohlora_assets.core.ethics.morpheme_transformer import MorphemeTransformer
-from ohlora_assets.core.ethics.thresholds import BLOCKABLE, GENERAL
+from ohlora_assets.core.ethics.thresholds import BLOCKABLE
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 from ohlora_assets_tests.conftest import make_resources
