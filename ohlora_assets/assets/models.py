@@ -257,7 +257,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP,
-        code_version="2",
+        code_version="3",
         pool=POOL,
         ins=ins,
         description=(

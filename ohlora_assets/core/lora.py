@@ -10,9 +10,11 @@ whose next token is a completion token (the only ones the loss counts).
 from __future__ import annotations
 
 import json
+import math
 import random
 import resource
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -187,7 +189,7 @@ def completion_loss(model, ids: torch.Tensor, mask: torch.Tensor, targets: torch
     GPT-NeoX compute them, and skips the vocabulary projection of every prompt and pad position.
     """
     lm = causal_lm_of(model)
-    hidden = lm.base_model(input_ids=ids).last_hidden_state[mask]
+    hidden = lm.base_model(input_ids=ids, use_cache=False).last_hidden_state[mask]
     logits = lm.get_output_embeddings()(hidden).float()
     wanted = targets[mask]
     loss = F.cross_entropy(logits, wanted)
@@ -235,41 +237,136 @@ def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.op
 # LoRA training
 
 
-class BulkRandomDropout(torch.nn.Module):
-    """Inverted dropout whose mask comes from NumPy's PCG64 in one bulk draw.
+def dropout_masks(rng: np.random.Generator, p: float, scale: float):
+    """A function of a shape giving inverted-dropout masks with `scale` folded in, as float32 tensors.
 
-    On CPU, torch's `bernoulli_` draws each element separately and was 12% of a LoRA step on the
-    embedded model (28 masks a step); comparing 16 random bits with p is ~3x cheaper. Same
-    distribution as `nn.Dropout(p)` up to p's rounding to 1/65536 (the scale uses the rounded p,
-    so the expectation is exact), seeded by the trainer. Training-time only: PEFT saves no dropout.
+    On CPU, torch's `bernoulli_` draws each element separately (it was 12% of a LoRA step on the
+    embedded model); comparing 16 raw random bits with p is several times cheaper. Same distribution
+    as `nn.Dropout(p)` up to p's rounding to 1/65536 (the keep scale uses the rounded p, so the
+    expectation is exact). `scale` is the LoRA scaling, so the mask carries it for free.
+    """
+    threshold = round(p * 65536)
+    kept = np.float32(scale * 65536 / (65536 - threshold))
+
+    def draw(shape: tuple[int, ...]) -> torch.Tensor:
+        count = math.prod(shape)
+        bits = rng.bit_generator.random_raw(-(-count // 4)).view(np.uint16)[:count]
+        return torch.from_numpy(np.multiply(bits >= threshold, kept, dtype=np.float32)).view(shape)
+
+    return draw
+
+
+class FusedLoraLinear(torch.autograd.Function):
+    """y = x W^T + b + ((x * mask) A^T) B^T as one autograd node, for a frozen base weight.
+
+    `mask` is the dropout mask times the LoRA scaling (see dropout_masks), so no op of its own scales
+    the LoRA branch. PEFT's eager path records ~8 nodes per layer (dropout, two linears, scaling,
+    add, casts and views), and on a small model the per-op overhead, not the arithmetic, is what a
+    step costs; the backward here is the five matmuls the chain rule needs and skips the base
+    weight's input gradient when nothing upstream needs it (the first layer's projections).
     """
 
-    def __init__(self, p: float, rng: np.random.Generator):
-        super().__init__()
-        self.threshold = round(p * 65536)
-        self.scale = 65536 / (65536 - self.threshold)
-        self.rng = rng
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, mask):
+        rows = x.reshape(-1, x.shape[-1])
+        dropped = rows * mask
+        low_rank = torch.mm(dropped, lora_a.t())
+        out = torch.mm(rows, weight.t()) if bias is None else torch.addmm(bias, rows, weight.t())
+        out.addmm_(low_rank, lora_b.t())
+        ctx.save_for_backward(dropped, low_rank, weight, lora_a, lora_b, mask)
+        return out.view(*x.shape[:-1], weight.shape[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not self.threshold:
-            return x
-        bits = np.frombuffer(self.rng.bytes(2 * x.numel()), dtype=np.uint16).reshape(x.shape)
-        return x * torch.from_numpy(bits >= self.threshold) * self.scale
+    @staticmethod
+    def backward(ctx, grad_out):
+        dropped, low_rank, weight, lora_a, lora_b, mask = ctx.saved_tensors
+        grad_rows = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_low_rank = torch.mm(grad_rows, lora_b)
+        grad_a = torch.mm(grad_low_rank.t(), dropped)
+        grad_b = torch.mm(grad_rows.t(), low_rank)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(grad_rows, weight).addcmul_(torch.mm(grad_low_rank, lora_a), mask)
+            grad_x = grad_x.view(*grad_out.shape[:-1], weight.shape[1])
+        return grad_x, None, None, grad_a, grad_b, None
 
 
-def use_bulk_random_dropout(model, seed: int) -> int:
-    """Swap the LoRA layers' `nn.Dropout` for BulkRandomDropout (CPU only); returns how many."""
-    from peft.tuners.lora import LoraLayer
+class _FusedTrainingForward:
+    """A LoRA Linear's forward while training on CPU: FusedLoraLinear for the plain single-adapter
+    case, PEFT's own forward otherwise (eval, no grad, merged, disabled, DoRA and other variants)."""
+
+    def __init__(self, layer, rng: np.random.Generator):
+        (self.adapter,) = layer.lora_A.keys()
+        dropout = layer.lora_dropout[self.adapter]
+        p = dropout.p if isinstance(dropout, torch.nn.Dropout) else 0.0
+        self.layer = weakref.ref(layer)  # the layer holds this object: no reference cycle
+        self.peft_forward = type(layer).forward
+        self.masks = dropout_masks(rng, p, layer.scaling[self.adapter])
+
+    def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        layer = self.layer()
+        fusable = layer.training and torch.is_grad_enabled() and not (layer.merged or layer.disable_adapters)
+        if not fusable or args or kwargs or layer.active_adapters != [self.adapter]:
+            return self.peft_forward(layer, x, *args, **kwargs)
+        base = layer.base_layer
+        return FusedLoraLinear.apply(
+            x, base.weight, base.bias, layer.lora_A[self.adapter].weight, layer.lora_B[self.adapter].weight,
+            self.masks((x.numel() // x.shape[-1], x.shape[-1])),
+        )
+
+
+def use_fused_lora_training(model, seed: int) -> int:
+    """Route every plain LoRA Linear (one adapter, fp32 nn.Linear base, no variant or LoRA bias)
+    through FusedLoraLinear while training; returns how many. CPU only: the masks come from NumPy.
+    Saving is unaffected (same parameters), and eval/no-grad calls take PEFT's own path."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
 
     rng = np.random.default_rng(seed)
-    swapped = 0
+    fused = 0
     for module in model.modules():
-        if isinstance(module, LoraLayer):
-            for name, dropout in module.lora_dropout.items():
-                if isinstance(dropout, torch.nn.Dropout):
-                    module.lora_dropout[name] = BulkRandomDropout(dropout.p, rng)
-                    swapped += 1
-    return swapped
+        plain = (
+            type(module) is LoraLinear
+            and len(module.lora_A) == 1
+            and not module.lora_variant
+            and not any(getattr(module, "lora_bias", {}).values())
+            and type(module.base_layer) is torch.nn.Linear
+            and module.base_layer.weight.dtype == torch.float32
+        )
+        if plain:
+            module.forward = _FusedTrainingForward(module, rng)
+            fused += 1
+    return fused
+
+
+class FlatTrainables:
+    """The trainable parameters as views into one flat tensor, and their gradients into another.
+
+    A LoRA model has two small matrices per adapted layer (56 on the embedded model), so gradient
+    clipping and AdamW otherwise loop over 56 tensors a step. Over one flat tensor they are one
+    kernel each and compute the same thing (AdamW is elementwise; the norm is over all gradients).
+    Autograd accumulates into an existing `.grad` in place, so the views keep receiving gradients:
+    zero them with `zero_grad`, never by setting them to None.
+    """
+
+    def __init__(self, params: Sequence[torch.nn.Parameter]):
+        self.params = list(params)
+        flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.param = torch.nn.Parameter(flat)
+        self.param.grad = torch.zeros_like(flat)
+        offset = 0
+        for p in self.params:
+            count = p.numel()
+            p.data = flat[offset : offset + count].view_as(p)
+            p.grad = self.param.grad[offset : offset + count].view_as(p)
+            offset += count
+
+    def zero_grad(self) -> None:
+        self.param.grad.zero_()
+
+    def release(self) -> None:
+        """Give every parameter its own storage again (a saved state dict must not alias)."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
 
 
 def target_modules_for(model_type: str) -> list[str] | None:
@@ -344,10 +441,10 @@ def train_lora_adapter(
     )
     model = get_peft_model(model, config)
     if device == "cpu":
-        use_bulk_random_dropout(model, hp.seed)
+        use_fused_lora_training(model, hp.seed)
     trainable, total = model.get_nb_trainable_parameters()
-    params = [p for p in model.parameters() if p.requires_grad]
-    # Fused: one kernel for all LoRA tensors instead of a Python loop over them (same update).
+    trainables = FlatTrainables([p for p in model.parameters() if p.requires_grad])
+    params = [trainables.param]
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=0.0, fused=True)
     plans = [length_grouped_batches(data, hp.batch_size, random.Random(f"{hp.seed}:{e}")) for e, data in enumerate(epoch_data)]
     total_steps = sum(len(plan) for plan in plans)
@@ -364,10 +461,10 @@ def train_lora_adapter(
             batch = [data[i] for i in batch_ids]
             loss, n, correct = completion_loss(model, *collate(batch, pad_id, device))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            trainables.zero_grad()
             step += 1
             loss_sum += loss.item() * n
             label_count += n
@@ -402,6 +499,7 @@ def train_lora_adapter(
         steps=step,
         hyper_params=hp,
     )
+    trainables.release()
     with atomic_directory(output_dir) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -12,17 +12,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ohlora_assets.core.base_lm import PretrainingCorpus, PretrainSpec, build_embedded_lm
 from ohlora_assets.core.lora import (
     TARGET_MODULES,
-    BulkRandomDropout,
     Encoded,
+    FlatTrainables,
     LoraHyperParams,
     collate,
     completion_loss,
+    dropout_masks,
     encode_pairs,
     length_grouped_batches,
     load_adapter,
     read_training_log,
     train_lora_adapter,
-    use_bulk_random_dropout,
+    use_fused_lora_training,
 )
 from ohlora_assets.core.generation import SamplingSettings, generate_answers
 
@@ -178,34 +179,74 @@ def test_gpt_neox_bases_get_lora_on_the_fused_qkv_projection(base, tokenizer, tm
     assert config["target_modules"] == ["query_key_value"]
 
 
-def test_bulk_random_dropout_keeps_the_expectation_and_is_seeded():
+def test_dropout_masks_keep_the_expectation_carry_the_scale_and_are_seeded():
     import numpy as np
 
-    x = torch.ones(400, 500)
-    dropout = BulkRandomDropout(0.05, np.random.default_rng(1))
-    out = dropout(x)
-    kept = (out != 0).float().mean().item()
+    mask = dropout_masks(np.random.default_rng(1), 0.05, scale=2.0)((400, 500))
+    assert mask.shape == (400, 500) and mask.dtype == torch.float32
+    kept = (mask != 0).float().mean().item()
     assert 0.945 < kept < 0.955  # 200,000 draws: within ~7 standard deviations of 0.95
-    assert out.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted scaling keeps E[out] = x
-    assert torch.equal(BulkRandomDropout(0.05, np.random.default_rng(1))(x), out)
-    assert not torch.equal(dropout(x), out)  # the next draw is a new mask
-    dropout.eval()
-    assert dropout(x) is x
+    assert mask.mean().item() == pytest.approx(2.0, abs=0.02)  # inverted dropout keeps E = scale
+    again = dropout_masks(np.random.default_rng(1), 0.05, scale=2.0)
+    assert torch.equal(again((400, 500)), mask)
+    assert not torch.equal(again((400, 500)), mask)  # the next draw is a new mask
+    assert torch.equal(dropout_masks(np.random.default_rng(1), 0.0, scale=0.5)((3, 7)), torch.full((3, 7), 0.5))
 
 
-def test_cpu_training_swaps_every_lora_dropout(base):
+def _lora_model(base, dropout: float):
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(0)
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(str(base)),
-        LoraConfig(r=4, lora_alpha=16, lora_dropout=0.05, target_modules=TARGET_MODULES["llama"], task_type="CAUSAL_LM"),
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, init_lora_weights="gaussian",
+                   target_modules=TARGET_MODULES["llama"], task_type="CAUSAL_LM"),
     )
-    layers = model.config.num_hidden_layers
-    assert use_bulk_random_dropout(model, seed=0) == 7 * layers
-    from peft.tuners.lora import LoraLayer
+    for name, param in model.named_parameters():  # B starts at zero; make the LoRA branch matter
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    return model.train()
 
-    dropouts = [d for m in model.modules() if isinstance(m, LoraLayer) for d in m.lora_dropout.values()]
-    assert len(dropouts) == 7 * layers and all(isinstance(d, BulkRandomDropout) for d in dropouts)
+
+def _loss_and_grads(model, ids):
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_lora_training_matches_peft_forward_and_backward(base, tokenizer):
+    ids = torch.tensor([tokenizer(prompt + completion)["input_ids"] for prompt, completion in PAIRS[:2]])
+    eager = _lora_model(base, dropout=0.0)
+    fused = _lora_model(base, dropout=0.0)
+    assert use_fused_lora_training(fused, seed=0) == 7 * fused.config.num_hidden_layers
+    eager_loss, eager_grads = _loss_and_grads(eager, ids)
+    fused_loss, fused_grads = _loss_and_grads(fused, ids)
+    assert fused_loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
+    assert fused_grads.keys() == eager_grads.keys() and len(fused_grads) == 2 * 7 * fused.config.num_hidden_layers
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    fused.eval()  # eval and no-grad calls take PEFT's own path: no masks drawn
+    with torch.no_grad():
+        torch.testing.assert_close(fused(input_ids=ids).logits, eager.eval()(input_ids=ids).logits)
+
+
+def test_fused_lora_dropout_is_the_masked_peft_branch(base):
+    import numpy as np
+
+    model = _lora_model(base, dropout=0.3)
+    use_fused_lora_training(model, seed=7)
+    layer = model.base_model.model.model.layers[0].mlp.down_proj
+    x = torch.randn(2, 5, layer.in_features, requires_grad=True)
+    out = layer(x)
+    mask = dropout_masks(np.random.default_rng(7), 0.3, layer.scaling["default"])(x.shape)
+    expected = layer.base_layer(x) + layer.lora_B["default"](layer.lora_A["default"](x * mask))
+    torch.testing.assert_close(out, expected)
+    assert (mask == 0).any() and not torch.equal(layer(x), out)  # a fresh mask each call
+    out.sum().backward()
+    grad_x = x.grad.clone()
+    x.grad = None
+    expected.sum().backward()
+    torch.testing.assert_close(grad_x, x.grad)
 
 
 def test_a_completion_can_be_encoded_without_eos(tokenizer):
@@ -214,3 +255,25 @@ def test_a_completion_can_be_encoded_without_eos(tokenizer):
     assert with_eos.ids[-1] == tokenizer.eos_token_id and without.ids == with_eos.ids[:-1]
     (cut,), _ = encode_pairs(tokenizer, [("", "오늘 날씨 정말 좋다 " * 40)], 8, end_with_eos=False)
     assert len(cut.ids) == 8 and tokenizer.eos_token_id not in cut.ids  # a long fragment keeps its own tokens
+
+
+def test_flat_trainables_train_exactly_like_separate_parameters(base, tokenizer):
+    ids = torch.tensor([tokenizer(prompt + completion)["input_ids"] for prompt, completion in PAIRS[:2]])
+    initial, separate, flat = (_lora_model(base, dropout=0.0) for _ in range(3))
+    separate_params = [p for p in separate.parameters() if p.requires_grad]
+    trainables = FlatTrainables([p for p in flat.parameters() if p.requires_grad])
+    optimizers = [torch.optim.AdamW(separate_params, lr=1e-2), torch.optim.AdamW([trainables.param], lr=1e-2)]
+    for _ in range(3):
+        for model, optimizer, params in zip((separate, flat), optimizers, (separate_params, [trainables.param])):
+            model(input_ids=ids, labels=ids).loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.1)
+            optimizer.step()
+        separate.zero_grad(set_to_none=True)
+        trainables.zero_grad()
+    assert trainables.param.grad.abs().sum() == 0
+    trainables.release()
+    for (name, start), expected, actual in zip(initial.named_parameters(), separate.parameters(), flat.parameters()):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7, msg=name)
+        if start.requires_grad:
+            assert not torch.equal(actual, start), name  # it trained
+            assert actual.untyped_storage().data_ptr() != trainables.param.untyped_storage().data_ptr()
