@@ -3,8 +3,10 @@
 The trainer is a lean loop rather than the Hugging Face Trainer, because on a small CPU the
 per-step overhead is what costs: every epoch is tokenized once up front (prompt and completion
 separately, so training sees exactly the prompt tokens generation will see), batches are grouped
-by length and right-padded to the batch's longest, and the LM head runs only on the positions
-whose next token is a completion token (the only ones the loss counts).
+by length and right-padded to the batch's longest, the LM head runs only on the positions
+whose next token is a completion token (the only ones the loss counts), each adapted layer is
+one autograd node on CPU (FusedLoraLinear), and the LoRA tensors are one flat parameter for the
+optimizer (FlatTrainables). What is saved is PEFT's own format, untouched by any of this.
 """
 
 from __future__ import annotations
