@@ -14,6 +14,7 @@ from ohlora_assets.core.lora import (
     TARGET_MODULES,
     Encoded,
     FlatTrainables,
+    FusedLoraLinear,
     LoraHyperParams,
     collate,
     completion_loss,
@@ -255,6 +256,22 @@ def test_a_completion_can_be_encoded_without_eos(tokenizer):
     assert with_eos.ids[-1] == tokenizer.eos_token_id and without.ids == with_eos.ids[:-1]
     (cut,), _ = encode_pairs(tokenizer, [("", "오늘 날씨 정말 좋다 " * 40)], 8, end_with_eos=False)
     assert len(cut.ids) == 8 and tokenizer.eos_token_id not in cut.ids  # a long fragment keeps its own tokens
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_lora_linear_gradients_are_the_chain_rule(with_bias):
+    """Numerical gradients (float64) of x, A and B; W and b are frozen, as in LoRA training."""
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(*shape, grad=False):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_(grad)
+
+    x, lora_a, lora_b = tensor(2, 3, 6, grad=True), tensor(4, 6, grad=True), tensor(5, 4, grad=True)
+    weight, bias = tensor(5, 6), tensor(5) if with_bias else None
+    mask = (torch.rand(6, 6, generator=generator, dtype=torch.float64) > 0.3) * 1.7
+    assert torch.autograd.gradcheck(FusedLoraLinear.apply, (x, weight, bias, lora_a, lora_b, mask))
+    expected = torch.nn.functional.linear(x, weight, bias) + (x * mask.view(2, 3, 6)) @ lora_a.T @ lora_b.T
+    torch.testing.assert_close(FusedLoraLinear.apply(x, weight, bias, lora_a, lora_b, mask), expected)
 
 
 def test_flat_trainables_train_exactly_like_separate_parameters(base, tokenizer):
