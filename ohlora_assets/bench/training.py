@@ -137,8 +137,9 @@ def run(args: argparse.Namespace) -> float:
         variants.append(list(zip(split["prompt"], split["completion"])))
     pairs = list(zip(plain["prompt"], plain["completion"]))
 
-    # ABBA order: a load that drifts during the run (the CPU is shared) weighs on both sides alike.
-    order = ["ours", "baseline"] if args.quick else ["ours", "baseline", "baseline", "ours"]
+    # ABBA BAAB order: a load that drifts during the run (the CPU is shared, and one side's speed
+    # can halve for a minute) weighs on both sides alike; four runs a side average it out.
+    order = ["ours", "baseline"] if args.quick else "ours baseline baseline ours baseline ours ours baseline".split()
     tokens = {"ours": 0, "baseline": 0}
     seconds = {"ours": 0.0, "baseline": 0.0}
     trained = {}
