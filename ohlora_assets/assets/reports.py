@@ -301,7 +301,7 @@ class LoraRankExperimentConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     pool=POOL,
     ins={
         "base_models": dg.AssetIn("base_models"),
@@ -392,7 +392,7 @@ class RagConceptExperimentConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     pool=POOL,
     ins={"base_models": dg.AssetIn("base_models"), "ml_qa_dataset": dg.AssetIn("ml_qa_dataset")},
 )
