@@ -251,6 +251,8 @@ def dropout_masks(rng: np.random.Generator, p: float, scale: float):
     kept = np.float32(scale * 65536 / (65536 - threshold))
 
     def draw(shape: tuple[int, ...]) -> torch.Tensor:
+        if not threshold:  # no dropout: the mask is the scale alone, and no random bits are spent
+            return torch.full(shape, float(kept))
         count = math.prod(shape)
         bits = rng.bit_generator.random_raw(-(-count // 4)).view(np.uint16)[:count]
         return torch.from_numpy(np.multiply(bits >= threshold, kept, dtype=np.float32)).view(shape)
