@@ -31,23 +31,20 @@ def _original_scores(model, prompts: list[str], categories: tuple[str, ...]) -> 
 
 
 def _model(store):
-    """The materialized ethics model if there is one; else an untrained embedded encoder of the same size
-    (speed does not depend on the weights)."""
-    from ohlora_assets.core.ethics.encoder import EncoderSpec, build_encoder
-    from ohlora_assets.core.schemas import ETHICS_CATEGORIES, load_ethics
-    from ohlora_assets.resources import DataPaths
-
+    """The materialized ethics model if there is one; else the embedded base before fine-tuning, the
+    same architecture (speed does not depend on the weights)."""
     model_dir = store.model_dir("ethics_sbert_model")
     if (model_dir / "modules.json").is_file():
         from ohlora_assets.core.ethics.scoring import load_model
 
         return load_model(model_dir), f"materialized model {model_dir}"
-    corpus = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist() + list(ETHICS_CATEGORIES)
-    return build_encoder(corpus, EncoderSpec()), f"untrained embedded encoder ({EncoderSpec()})"
+    from ohlora_assets.core.ethics.training import base_model
+
+    model, described = base_model("embedded")
+    return model.eval(), f"{described}, not fine-tuned"
 
 
 def run(args: argparse.Namespace) -> float:
-    from ohlora_assets.core.ethics.morphemes import analyze
     from ohlora_assets.core.ethics.normalize import normalize_prompt
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.schemas import load_ethics
@@ -60,14 +57,11 @@ def run(args: argparse.Namespace) -> float:
     model, described = _model(ArtifactStore.from_env())
     print(f"model: {described}\nprompts: {len(prompts)}", flush=True)
 
-    # Each side starts with an empty morpheme-analysis cache (building the encoder filled it).
-    analyze.cache_clear()
     started = time.perf_counter()
     scorer = EthicsScorer(model)  # includes computing the category embeddings once
     ours = scorer.score(prompts)
     ours_seconds = time.perf_counter() - started
 
-    analyze.cache_clear()
     started = time.perf_counter()
     # The same normalized text, so that the two methods' scores are comparable.
     original = _original_scores(model, [normalize_prompt(p) for p in prompts], scorer.categories)

@@ -8,7 +8,6 @@ from sentence_transformers import SentenceTransformer
 
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics
-from ohlora_assets.core.ethics.morpheme_transformer import MorphemeTransformer
 from ohlora_assets.core.ethics.thresholds import BLOCKABLE
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.schemas import ETHICS_CATEGORIES
@@ -45,12 +44,11 @@ def test_the_group_materializes_with_a_loadable_model_and_its_data_version(run):
     materialization = _materialization(result, "ethics_sbert_model")
     assert materialization.tags["dagster/data_version"] == directory_hash(model_dir)
     assert materialization.metadata["train_prompts"].value + materialization.metadata["valid_prompts"].value > 600
-    # Plain sentence-transformers; the input module that analyses morphemes is this package's class,
-    # which sentence-transformers imports only when trusted.
-    model = SentenceTransformer(str(model_dir), device="cpu", trust_remote_code=True)
-    assert type(model[0]) is MorphemeTransformer
+    # Plain sentence-transformers, no code of ours needed to load it.
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    assert type(model[0]).__module__.startswith("sentence_transformers.")
     assert model.max_seq_length == 64 and model[1].pooling_mode == "mean"
-    assert materialization.metadata["augmentation"].value["minority_repeats"] == 2
+    assert materialization.metadata["base_model"].value.startswith("multilingual-e5-small")
     assert model.encode(["로라야 사랑해"]).shape[0] == 1
 
 

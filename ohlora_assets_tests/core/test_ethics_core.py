@@ -98,17 +98,3 @@ def test_evaluation_metrics_confusion_and_report(tmp_path):
     text = report.markdown_path.read_text()
     assert "Misclassified (1)" in text and "histogram_hate.png" in text
     assert (tmp_path / "misclassified.csv").read_text().count("\n") == 2
-
-
-def test_context_mix_keeps_the_prompt_and_adds_general_words():
-    from ohlora_assets.core.ethics.training import _mix_context
-
-    rng = np.random.default_rng(0)
-    general = ["오늘 날씨 좋다", "점심 뭐 먹지"]
-    mixed = _mix_context(["엄마 없지", "사랑해"] * 20, 1.0, general, rng)
-    general_words = {w for g in general for w in g.split()}
-    for original, result in zip(["엄마 없지", "사랑해"] * 20, mixed):
-        assert original in result
-        added = result.replace(original, "", 1).split()
-        assert 1 <= len(added) <= 2 and set(added) <= general_words
-    assert _mix_context(["사랑해"], 0.0, general, rng) == ["사랑해"]

@@ -5,12 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ohlora_assets.core.ethics.encoder import SMOKE_ENCODER, build_encoder
 from ohlora_assets.core.ethics.gate import check_turn
 from ohlora_assets.core.ethics.sanctions import SanctionLog
 from ohlora_assets.core.ethics.scoring import EthicsScorer
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES, load_ethics
-from ohlora_assets.resources import SAMPLE_DATA
+from ohlora_assets.core.ethics.training import base_model
+from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 DECISIONS = {"allow", "warn", "block", "refused"}
 EDGE_CASES = [
@@ -32,8 +31,8 @@ def scorer() -> EthicsScorer:
     import torch
 
     torch.set_num_threads(1)
-    corpus = load_ethics(SAMPLE_DATA / "ethics_dataset.csv")["user_prompt"].tolist() + list(ETHICS_CATEGORIES)
-    return EthicsScorer(build_encoder(corpus, SMOKE_ENCODER))
+    model, _ = base_model("embedded", smoke=True)
+    return EthicsScorer(model.eval())
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -16,20 +15,10 @@ if TYPE_CHECKING:
 
 
 def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> "SentenceTransformer":
-    """A saved ethics model. sentence-transformers imports a module class outside its own package
-    only when trusted; the embedded encoder's input module is ours (ohlora_assets), so it is trusted here."""
+    """A saved ethics model (plain sentence-transformers; remote code only for a `full` base that needs it)."""
     from sentence_transformers import SentenceTransformer
 
-    trusted = trust_remote_code or uses_our_modules(model_dir)
-    return SentenceTransformer(str(model_dir), device=device, trust_remote_code=trusted)
-
-
-def uses_our_modules(model_dir: str | Path) -> bool:
-    """Whether a saved sentence-transformers model names a module class of this package."""
-    modules = Path(model_dir) / "modules.json"
-    if not modules.is_file():
-        return False
-    return any(m.get("type", "").startswith("ohlora_assets.") for m in json.loads(modules.read_text(encoding="utf-8")))
+    return SentenceTransformer(str(model_dir), device=device, trust_remote_code=trust_remote_code)
 
 
 class EthicsScorer:
