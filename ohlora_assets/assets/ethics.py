@@ -101,6 +101,7 @@ def ethics_sbert_model(
             "epochs": trained.settings.epochs,
             "learning_rate": trained.settings.learning_rate,
             "minority_repeats": trained.settings.minority_repeats,
+            "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
             "final_valid_loss": float(history.valid_loss[-1]),
             "training_seconds": round(history.seconds, 1),
             "loss_per_epoch": dg.MetadataValue.md(_md_table(curve)),

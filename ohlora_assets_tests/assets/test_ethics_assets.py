@@ -9,6 +9,7 @@ from sentence_transformers import SentenceTransformer
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics
 from ohlora_assets.core.ethics.thresholds import BLOCKABLE
+from ohlora_assets.core.ethics.training import bf16_is_native
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 from ohlora_assets_tests.conftest import make_resources
@@ -49,6 +50,8 @@ def test_the_group_materializes_with_a_loadable_model_and_its_data_version(run):
     assert type(model[0]).__module__.startswith("sentence_transformers.")
     assert model.max_seq_length == 64 and model[1].pooling_mode == "mean"
     assert materialization.metadata["base_model"].value.startswith("multilingual-e5-small")
+    expected_precision = "bf16 autocast" if bf16_is_native("cpu") else "fp32"
+    assert materialization.metadata["forward_precision"].value == expected_precision
     assert model.encode(["로라야 사랑해"]).shape[0] == 1
 
 

@@ -30,6 +30,13 @@ def test_a_file_that_is_not_an_image_is_refused_by_name(tmp_path):
         E5Image.read(bogus)
 
 
+def test_a_truncated_image_is_refused_by_name(tmp_path):
+    truncated = tmp_path / "e5-small-q4.bin"
+    truncated.write_bytes(bundled_image().read_bytes()[:5_000_000])
+    with pytest.raises(E5ImageError, match="e5-small-q4.bin: truncated or corrupt E5S1 image"):
+        E5Image.read(truncated)
+
+
 @pytest.fixture(scope="module")
 def image() -> E5Image:
     return E5Image.read(bundled_image())
@@ -79,7 +86,8 @@ def test_layers_can_be_cut_for_the_smoke_profile(tmp_path):
     assert config.num_hidden_layers == 1 and config.hidden_size == 384
 
 
-def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings():
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
     torch.manual_seed(0)
     model, described = base_model("embedded", smoke=True)
     assert "1 layers" in described and "frozen" in described
@@ -94,8 +102,12 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings():
         }
     )
     history = train_sbert(
-        model, make_pairs(frame), TrainSettings(epochs=2, valid_fraction=0.0, minority_repeats=3), log=lambda _: None
+        model,
+        make_pairs(frame),
+        TrainSettings(epochs=2, valid_fraction=0.0, minority_repeats=3, bf16=bf16),
+        log=lambda _: None,
     )
-    assert history.train_pairs == 30 + 2 * 2 * 5  # two minority prompts, five pairs each, twice more
+    assert np.isfinite(history.train_loss).all() and history.train_pairs == 30 + 2 * 2 * 5  # two minority prompts, five pairs each, twice more
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
+    assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only

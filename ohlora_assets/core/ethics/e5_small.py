@@ -93,12 +93,19 @@ class E5Image:
         data = Path(path).read_bytes()
         if data[:4] != MAGIC:
             raise E5ImageError(f"{path}: not an E5S1 image (magic {data[:4]!r})")
+        try:
+            return cls._parse(data)
+        except (struct.error, UnicodeDecodeError, ValueError) as error:
+            raise E5ImageError(f"{path}: truncated or corrupt E5S1 image ({error})") from error
+
+    @classmethod
+    def _parse(cls, data: bytes) -> "E5Image":
         offset = 8  # magic, version
         hidden, layers, heads, intermediate, vocab_size, max_positions, type_vocab = struct.unpack_from("<7i", data, offset)
         (eps,) = struct.unpack_from("<f", data, offset + 28)
         (block,) = struct.unpack_from("<i", data, offset + 32)
         if block != Q4_BLOCK:
-            raise E5ImageError(f"{path}: blocks of {block} weights, expected {Q4_BLOCK}")
+            raise ValueError(f"blocks of {block} weights, expected {Q4_BLOCK}")
         offset += 36
         n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", data, offset)
         (blob_length,) = struct.unpack_from("<Q", data, offset + 20)
@@ -124,11 +131,24 @@ class E5Image:
             dtype = data[offset]
             count, start, _ = struct.unpack_from("<IQQ", data, offset + 1)
             offset += 21
+            if start + count // 8 > len(data):  # a Q4_0 weight takes more than 1/8 of a byte
+                raise ValueError(f"tensor {name!r} runs past the end of the file")
             tensors[name] = (dtype, count, start)
         return cls(
-            hidden, layers, heads, intermediate, vocab_size, max_positions, type_vocab, eps,
-            pieces, scores, {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, data, tensors,
-        )  # fmt: skip
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            intermediate=intermediate,
+            vocab_size=vocab_size,
+            max_positions=max_positions,
+            type_vocab_size=type_vocab,
+            layer_norm_eps=eps,
+            pieces=pieces,
+            scores=scores,
+            special_ids={"bos": bos, "eos": eos, "pad": pad, "unk": unk},
+            data=data,
+            tensors=tensors,
+        )
 
     def tensor(self, name: str, shape: tuple[int, ...], rows: np.ndarray | None = None) -> np.ndarray:
         """The tensor as float32 of `shape`; with `rows`, only those rows (dequantized alone)."""

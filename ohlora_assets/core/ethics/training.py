@@ -36,6 +36,8 @@ class TrainSettings:
     # The pairs of every non-`일반` prompt appear this many times per epoch: two thirds of the
     # prompts are `일반`, and without it the rarer categories lose their borderline cases to it.
     minority_repeats: int = 1
+    # Forward passes under bfloat16 autocast (weights and optimizer stay float32).
+    bf16: bool = False
 
 
 @dataclass
@@ -144,7 +146,8 @@ def train_sbert(
         model.train()
         epoch_loss = []
         for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
-            loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+                loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -168,13 +171,27 @@ SMOKE_LAYERS = 1
 LEARNING_RATES = {"full": 2e-5, "embedded": 5e-5}
 
 
-def settings_for(profile: str, smoke: bool) -> TrainSettings:
-    """The original recipe; only the learning rate differs by base.
+def settings_for(profile: str, smoke: bool, device: str = "cpu") -> TrainSettings:
+    """The original recipe; only the learning rate differs by base, and bf16 autocast is used where
+    the hardware multiplies bf16 natively.
 
-    Measured on the upstream split (`ohlora bench ethics-accuracy`): the embedded e5-small base
-    scores 0.932 test accuracy (MSE 0.0245) at lr 5e-5.
+    Measured on the upstream split (`ohlora bench ethics-accuracy`, test accuracy): the embedded
+    e5-small base at lr 5e-5 scores 0.937 with bf16 autocast (MSE 0.0232) and 0.932 in fp32;
+    lr 3e-5 scored 0.900, and 1e-4 with the minority pairs repeated twice 0.905.
     """
-    return TrainSettings(epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile])
+    return TrainSettings(epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile], bf16=bf16_is_native(device))
+
+
+def bf16_is_native(device: str) -> bool:
+    """Whether bf16 matmuls run in hardware on `device` (on the CI machine's AVX512-BF16 CPU they
+    take 0.45x the time of float32); elsewhere autocast would emulate them, slower."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
 def base_model(
@@ -244,7 +261,7 @@ def train_ethics_model(
     """Build the base model, fine-tune it on the train pairs, save it to `target` atomically."""
     from ohlora_assets.core.io import atomic_directory
 
-    settings = settings_for(profile, smoke)
+    settings = settings_for(profile, smoke, device)
     model, base = base_model(profile, smoke, override, device, trust_remote_code)
     history = train_sbert(model, pairs, settings, log)
     with atomic_directory(target) as staging:
