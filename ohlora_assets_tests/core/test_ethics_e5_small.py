@@ -111,3 +111,13 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
     assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only
+
+
+def test_a_model_saved_with_the_removed_morpheme_module_gets_a_clear_error(tmp_path):
+    from ohlora_assets.core.ethics.scoring import EthicsScorer
+
+    (tmp_path / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "ohlora_assets.core.ethics.morpheme_transformer.MorphemeTransformer"}]'
+    )
+    with pytest.raises(ValueError, match="materialize ethics_sbert_model again"):
+        EthicsScorer.load(tmp_path)

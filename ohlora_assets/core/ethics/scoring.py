@@ -18,6 +18,12 @@ def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bo
     """A saved ethics model (plain sentence-transformers; remote code only for a `full` base that needs it)."""
     from sentence_transformers import SentenceTransformer
 
+    modules = Path(model_dir) / "modules.json"
+    if modules.is_file() and "ohlora_assets." in modules.read_text(encoding="utf-8"):
+        # Models saved before the e5-small base named our morpheme input module, which is gone.
+        raise ValueError(
+            f"{model_dir}: saved by an earlier ohlora-assets (morpheme encoder); materialize ethics_sbert_model again"
+        )
     return SentenceTransformer(str(model_dir), device=device, trust_remote_code=trust_remote_code)
 
 
