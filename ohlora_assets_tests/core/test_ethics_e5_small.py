@@ -30,9 +30,10 @@ def test_a_file_that_is_not_an_image_is_refused_by_name(tmp_path):
         E5Image.read(bogus)
 
 
-def test_a_truncated_image_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("keep", [5_000_000, -1_000], ids=["cut-in-the-embeddings", "cut-in-the-last-tensor"])
+def test_a_truncated_image_is_refused_by_name(tmp_path, keep):
     truncated = tmp_path / "e5-small-q4.bin"
-    truncated.write_bytes(bundled_image().read_bytes()[:5_000_000])
+    truncated.write_bytes(bundled_image().read_bytes()[:keep])
     with pytest.raises(E5ImageError, match="e5-small-q4.bin: truncated or corrupt E5S1 image"):
         E5Image.read(truncated)
 

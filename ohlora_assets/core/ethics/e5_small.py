@@ -129,9 +129,9 @@ class E5Image:
             name = data[offset + 2 : offset + 2 + name_length].decode()
             offset += 2 + name_length
             dtype = data[offset]
-            count, start, _ = struct.unpack_from("<IQQ", data, offset + 1)
+            count, start, length = struct.unpack_from("<IQQ", data, offset + 1)
             offset += 21
-            if start + count // 8 > len(data):  # a Q4_0 weight takes more than 1/8 of a byte
+            if start + length > len(data):
                 raise ValueError(f"tensor {name!r} runs past the end of the file")
             tensors[name] = (dtype, count, start)
         return cls(
