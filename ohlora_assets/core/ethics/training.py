@@ -216,7 +216,6 @@ def base_model(
     if profile not in LEARNING_RATES:
         raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(LEARNING_RATES)}")
     source = override or (FULL_BASE_MODEL if profile == "full" else None)
-    kwargs = {"trust_remote_code": trust_remote_code}
     if source is None:
         layers = SMOKE_LAYERS if smoke else None
         verbosity = hf_logging.get_verbosity()
@@ -234,6 +233,7 @@ def base_model(
             f"{bert.vocab_size} pieces, word embeddings frozen)"
         )
     else:
+        kwargs = {"trust_remote_code": trust_remote_code}
         transformer = models.Transformer(
             source, max_seq_length=MAX_SEQ_LENGTH, model_kwargs=kwargs, processor_kwargs=kwargs, config_kwargs=kwargs
         )
