@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=[*BENCHMARKS, "all"])
     bench.add_argument("--train", help="ethics-accuracy: training CSV (type,user_prompt,category)")
     bench.add_argument("--test", help="ethics-accuracy: test CSV (defaults to --train's test rows)")
+    bench.add_argument("--seed", type=int, help="ethics-accuracy: training seed (split, order, dropout; default 42)")
     bench.add_argument("--quick", action="store_true", help="smaller budgets, for a smoke run")
 
     ethics = commands.add_parser("ethics", help="the ethics gate")

@@ -100,6 +100,7 @@ def ethics_sbert_model(
             "train_pairs_per_epoch": history.train_pairs,
             "epochs": trained.settings.epochs,
             "learning_rate": trained.settings.learning_rate,
+            "seed": trained.settings.seed,
             "minority_repeats": trained.settings.minority_repeats,
             "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
             "final_valid_loss": float(history.valid_loss[-1]),

@@ -28,24 +28,26 @@ def _default_csv() -> Path:
 def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.evaluation import evaluate
     from ohlora_assets.core.ethics.scoring import EthicsScorer
-    from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
+    from ohlora_assets.core.ethics.training import TrainSettings, make_pairs, train_ethics_model
     from ohlora_assets.core.schemas import load_ethics
 
     limit_torch_threads()
     train_csv = Path(args.train) if getattr(args, "train", None) else _default_csv()
     test_csv = Path(args.test) if getattr(args, "test", None) else train_csv
     quick = bool(getattr(args, "quick", False))
+    seed = getattr(args, "seed", None)
+    seed = TrainSettings.seed if seed is None else seed
     train = load_ethics(train_csv).query("type == 'train'")
     test = load_ethics(test_csv).query("type == 'test'")
     if train.empty or test.empty:
         raise SystemExit(f"need train rows in {train_csv} and test rows in {test_csv}")
     print(f"train: {len(train)} prompts from {train_csv}\ntest:  {len(test)} prompts from {test_csv}")
-    print(f"profile: embedded{' (quick: smoke budgets)' if quick else ''}", flush=True)
+    print(f"profile: embedded{' (quick: smoke budgets)' if quick else ''}; seed {seed}", flush=True)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ohlora-ethics-bench-") as workdir:
         model_dir = Path(workdir) / "model"
-        trained = train_ethics_model(make_pairs(train), model_dir, profile="embedded", smoke=quick)
+        trained = train_ethics_model(make_pairs(train), model_dir, profile="embedded", smoke=quick, seed=seed)
         train_seconds = time.perf_counter() - started
         scored_at = time.perf_counter()
         scores = EthicsScorer.load(model_dir).score(test["user_prompt"].tolist())

@@ -10,7 +10,7 @@ import torch
 
 from ohlora_assets.core.ethics.e5_small import E5Image, E5ImageError, build_e5_directory, bundled_image, dequantize_q4_0
 from ohlora_assets.core.ethics.thresholds import GENERAL, HATE, LOVE
-from ohlora_assets.core.ethics.training import TrainSettings, base_model, make_pairs, train_sbert
+from ohlora_assets.core.ethics.training import TrainSettings, base_model, make_pairs, train_ethics_model, train_sbert
 
 KOREAN = ["로라야 사랑해!", "대량학살 끔찍하다 진짜로", "너가 엄마가 없으니까 이러는 거야. 알겠어?", "ㅋㅋㅋ ㅠㅠ 로라 MBTI 뭐야"]
 
@@ -112,6 +112,24 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
     assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only
+
+
+def test_the_seed_reproduces_a_model_and_another_seed_gives_another(tmp_path):
+    from ohlora_assets.core.ethics.scoring import EthicsScorer
+
+    prompts = ["로라야 사랑해", "남자는 쓰레기야", "오늘 점심 뭐 먹지", "내일 비 온대", "산책 가자", "숙제 했어", "주말에 영화 볼래?", "너 진짜 예쁘다"]
+    frame = pd.DataFrame(
+        {"type": "train", "user_prompt": prompts, "category": [LOVE, HATE] + [GENERAL] * 4 + [LOVE, LOVE]}
+    )
+
+    def scores(seed: int, name: str) -> np.ndarray:
+        trained = train_ethics_model(make_pairs(frame), tmp_path / name, smoke=True, seed=seed, log=lambda _: None)
+        assert trained.settings.seed == seed
+        return EthicsScorer.load(tmp_path / name).score(prompts)
+
+    first = scores(7, "first")
+    assert np.array_equal(scores(7, "again"), first)
+    assert not np.allclose(scores(8, "other"), first, atol=1e-4)
 
 
 def test_a_model_saved_with_the_removed_morpheme_module_gets_a_clear_error(tmp_path):

@@ -171,15 +171,18 @@ SMOKE_LAYERS = 1
 LEARNING_RATES = {"full": 2e-5, "embedded": 5e-5}
 
 
-def settings_for(profile: str, smoke: bool, device: str = "cpu") -> TrainSettings:
+def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = TrainSettings.seed) -> TrainSettings:
     """The original recipe; only the learning rate differs by base, and bf16 autocast is used where
     the hardware multiplies bf16 natively.
 
     Measured on the upstream split (`ohlora bench ethics-accuracy`, test accuracy): the embedded
-    e5-small base at lr 5e-5 scores 0.937 with bf16 autocast (MSE 0.0232) and 0.932 in fp32;
-    lr 3e-5 scored 0.900, and 1e-4 with the minority pairs repeated twice 0.905.
+    e5-small base at lr 5e-5 scores 0.937 with bf16 autocast and seed 42 (MSE 0.0232), 0.900 with
+    seed 7, and 0.932 in fp32; lr 3e-5 scored 0.900, and 1e-4 with the minority pairs repeated
+    twice 0.905. The seed (split, order, dropout) moves accuracy by several points.
     """
-    return TrainSettings(epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile], bf16=bf16_is_native(device))
+    return TrainSettings(
+        epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile], seed=seed, bf16=bf16_is_native(device)
+    )
 
 
 def bf16_is_native(device: str) -> bool:
@@ -257,11 +260,12 @@ def train_ethics_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     log: Callable[[str], None] = print,
+    seed: int = TrainSettings.seed,
 ) -> TrainedEthicsModel:
     """Build the base model, fine-tune it on the train pairs, save it to `target` atomically."""
     from ohlora_assets.core.io import atomic_directory
 
-    settings = settings_for(profile, smoke, device)
+    settings = settings_for(profile, smoke, device, seed)
     model, base = base_model(profile, smoke, override, device, trust_remote_code)
     history = train_sbert(model, pairs, settings, log)
     with atomic_directory(target) as staging:
