@@ -101,7 +101,6 @@ def ethics_sbert_model(
             "epochs": trained.settings.epochs,
             "learning_rate": trained.settings.learning_rate,
             "seed": trained.settings.seed,
-            "minority_repeats": trained.settings.minority_repeats,
             "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
             "final_valid_loss": float(history.valid_loss[-1]),
             "training_seconds": round(history.seconds, 1),

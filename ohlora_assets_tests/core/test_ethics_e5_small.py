@@ -105,10 +105,10 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
     history = train_sbert(
         model,
         make_pairs(frame),
-        TrainSettings(epochs=2, valid_fraction=0.0, minority_repeats=3, bf16=bf16),
+        TrainSettings(epochs=2, valid_fraction=0.0, bf16=bf16),
         log=lambda _: None,
     )
-    assert np.isfinite(history.train_loss).all() and history.train_pairs == 30 + 2 * 2 * 5  # two minority prompts, five pairs each, twice more
+    assert np.isfinite(history.train_loss).all() and history.train_pairs == 30  # six prompts, five pairs each
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
     assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from ohlora_assets.core.ethics.normalize import normalize_prompt
-from ohlora_assets.core.ethics.thresholds import GENERAL
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
@@ -33,9 +32,6 @@ class TrainSettings:
     valid_fraction: float = 0.1
     warmup_fraction: float = 0.1
     seed: int = 42
-    # The pairs of every non-`일반` prompt appear this many times per epoch: two thirds of the
-    # prompts are `일반`, and without it the rarer categories lose their borderline cases to it.
-    minority_repeats: int = 1
     # Forward passes under bfloat16 autocast (weights and optimizer stay float32).
     bf16: bool = False
 
@@ -46,7 +42,7 @@ class TrainHistory:
     valid_loss: list[float] = field(default_factory=list)  # after each epoch
     train_prompts: int = 0
     valid_prompts: int = 0
-    train_pairs: int = 0  # per epoch, minority repeats included
+    train_pairs: int = 0  # per epoch
     seconds: float = 0.0
 
 
@@ -131,8 +127,6 @@ def train_sbert(
     fit_pairs = train_rows[~train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
     valid_pairs = train_rows[train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
 
-    minority = fit_pairs[fit_pairs["category"] != GENERAL]
-    fit_pairs = pd.concat([fit_pairs] + [minority] * (settings.minority_repeats - 1), ignore_index=True)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     loss_fn = losses.CosineSimilarityLoss(model)
