@@ -5,7 +5,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 # Dagster's own test helpers for observations and staleness (no public equivalent in 1.13).
 from dagster._core.definitions.data_version import StaleStatus
