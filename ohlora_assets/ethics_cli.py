@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 
 
 def check(args: argparse.Namespace) -> int:

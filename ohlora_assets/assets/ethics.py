@@ -13,7 +13,7 @@ import pandas as pd
 from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.metadata import inline_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 

@@ -19,7 +19,7 @@ from pydantic import Field, create_model
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.metadata import saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 

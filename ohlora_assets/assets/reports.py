@@ -24,7 +24,7 @@ from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.metadata import saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.resources import PROJECT_ROOT, DataPaths
 
 ORIGINAL = {"accuracy": 0.9632, "mse": 0.0138, "mae": 0.0261, "correlation": 0.9568}

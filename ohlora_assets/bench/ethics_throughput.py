@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 
 PROMPTS = 1000
 QUICK_PROMPTS = 100

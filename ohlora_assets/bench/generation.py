@@ -25,7 +25,7 @@ from ohlora_assets.core.generation import (
     generate_one_by_one,
     merged_for_inference,
 )
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.schemas import load_dialogue
 from ohlora_assets.resources import ArtifactStore, DataPaths
 

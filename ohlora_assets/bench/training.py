@@ -30,7 +30,7 @@ from transformers import AutoTokenizer
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
 from ohlora_assets.core.formats import ANSWER_MARK, task_split
 from ohlora_assets.core.lora import LoraHyperParams, encode_pairs, evaluate_loss, load_adapter, train_lora_adapter
-from ohlora_assets.core.runtime import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.schemas import load_dialogue, load_ml_qa
 from ohlora_assets.resources import ArtifactStore, DataPaths
 

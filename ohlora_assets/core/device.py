@@ -1,0 +1,40 @@
+"""Where torch work runs: device and dtype choice, CPU threads, peak memory. One place for all of it."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` is CUDA when present, else CPU; anything else is taken as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def model_dtype(device: str):
+    """bf16 weights on CUDA (the original's choice for 1-2B bases), float32 on CPU."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def limit_torch_threads() -> None:
+    """Cap torch's CPU threads at OHLORA_TORCH_THREADS (default 2, this project's CI machine).
+
+    More threads than free cores makes training far slower, not faster, on a shared CPU."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak accelerator memory on CUDA; otherwise the process's peak resident set size."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
