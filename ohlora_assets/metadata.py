@@ -1,11 +1,22 @@
-"""Metadata helpers shared by the asset modules: plots shown inline in the Dagster UI."""
+"""Asset metadata shared by the asset modules: tables and inline plots for the Dagster UI.
+
+The rendering itself (Markdown, matplotlib) is core/render.py; this module turns it into MetadataValues.
+"""
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from ohlora_assets.core.io import atomic_write_bytes
+from ohlora_assets.core.render import markdown_table
+
+
+def md_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(rows, digits))
 
 
 def inline_png(png: bytes, alt: str) -> str:
@@ -17,3 +28,8 @@ def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:
     """Save the PNG atomically at `path` and show it inline, with the path beneath."""
     atomic_write_bytes(path, png)
     return dg.MetadataValue.md(f"{inline_png(png, alt)}\n\n`{path}`")
+
+
+def metric_metadata(metrics: dict[str, float | None]) -> dict[str, float]:
+    """Metric values as plain floats; a metric that does not apply (None) is left out."""
+    return {key: float(value) for key, value in metrics.items() if value is not None}

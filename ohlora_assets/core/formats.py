@@ -8,6 +8,7 @@ task's end mark, and is what the loss counts (the trainer appends the tokenizer'
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -113,6 +114,17 @@ def is_valid_memory(text: str) -> bool:
     return text.strip() == "" or bool(MEMORY_PATTERN.match(text.strip()))
 
 
+# Tasks whose answers have a structure beyond "some text"; the quality report rates their format validity.
+STRUCTURED_TASKS = ("memory", "eyes_mouth_pose")
+# Per task, whether a (terminated) answer is well formed.
+ANSWER_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "output_message": lambda answer: answer != "",
+    "summary": lambda answer: answer != "",
+    "memory": is_valid_memory,
+    "eyes_mouth_pose": lambda answer: parse_eyes_mouth_pose(answer) is not None,
+}
+
+
 def core_question(input_data: str) -> str:
     """The user's own words: input_data without time tag, memory prefix or summary wrapper."""
     text = SUMMARY_WRAPPER_PATTERN.sub("", input_data)
@@ -151,3 +163,28 @@ def task_split(dialogue: pd.DataFrame, task: str, split: str, input_data: pd.Ser
         },
         columns=SPLIT_COLUMNS,
     ).reset_index(drop=True)
+
+
+Pairs = list[tuple[str, str]]
+
+
+def _pairs(frame: pd.DataFrame) -> Pairs:
+    return list(zip(frame["prompt"], frame["completion"]))
+
+
+def training_pairs(
+    split: pd.DataFrame, augmented: pd.DataFrame | None = None, train_rows: int | None = None, valid_rows: int | None = None
+):
+    """(train examples: a list of pairs, or a function of the epoch; labelled validation pairs; train row count).
+
+    `split` is a `<task>_split` table; `augmented` (epoch, source_row, prompt, completion) gives one
+    synonym-swapped variant per epoch, and with more epochs than variants epoch k trains on variant k % E.
+    `train_rows`/`valid_rows` keep only the first rows (the smoke budget).
+    """
+    train = split[split["split"] == "train"].head(train_rows)
+    valid = split[(split["split"] == "valid") & split["has_label"]].head(valid_rows)
+    if augmented is None:
+        return _pairs(train), _pairs(valid), len(train)
+    augmented = augmented[augmented["source_row"].isin(train["source_row"])]
+    variants = [_pairs(augmented[augmented["epoch"] == e]) for e in sorted(augmented["epoch"].unique())]
+    return (lambda epoch: variants[epoch % len(variants)]), _pairs(valid), len(variants[0])

@@ -12,14 +12,14 @@ Everything here is plain string and table logic, so each rule is unit-testable w
 from __future__ import annotations
 
 import difflib
-import io
 import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ohlora_assets.core.formats import TASK_FORMATS, core_question, is_valid_memory, parse_eyes_mouth_pose
+from ohlora_assets.core.formats import ANSWER_VALIDATORS, STRUCTURED_TASKS, TASK_FORMATS, core_question
+from ohlora_assets.core.render import figure_png, subplots
 
 NUMBERED_PREFIX = re.compile(r"^\s*\d+\s*[.)](?!\d)")  # `(?!\d)`: `3.5배` is a decimal, not item 3
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -27,7 +27,7 @@ _NOT_WORD = re.compile(r"[\W_]+")
 # Tasks whose answers are free text, where "copied from an unrelated row" is meaningful. An
 # eyes/mouth/pose answer has 36 possible values, so every answer "copies" some training row.
 COPY_TASKS = ("output_message", "summary", "memory")
-FORMAT_VALIDATORS = {"memory": is_valid_memory, "eyes_mouth_pose": lambda a: parse_eyes_mouth_pose(a) is not None}
+FORMAT_VALIDATORS = {task: ANSWER_VALIDATORS[task] for task in STRUCTURED_TASKS}
 
 
 def has_numbered_prefix(answer: str) -> bool:
@@ -193,12 +193,7 @@ RATE_METRICS = ["numbered_prefix_rate", "copied_answer_rate", "retried_answer_ra
 
 def quality_plot(series: dict[str, dict[str, float | None]], latencies: dict[str, list[float]], title: str) -> bytes:
     """PNG: the rates of each series (e.g. previous/now, or rank 16/64) as grouped bars, and latency histograms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (rates, hist) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    figure, (rates, hist) = subplots(1, 2, figsize=(10, 3.6), dpi=100)
     shown = [k for k in RATE_METRICS if any(m.get(k) is not None for m in series.values())]  # n/a is no bar
     width = 0.8 / max(len(series), 1)
     positions = np.arange(len(shown))
@@ -216,11 +211,7 @@ def quality_plot(series: dict[str, dict[str, float | None]], latencies: dict[str
     hist.set_title("latency")
     hist.legend(fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def flagged_examples_markdown(flagged: pd.DataFrame, limit: int = 5) -> str:
@@ -239,49 +230,3 @@ def flagged_examples_markdown(flagged: pd.DataFrame, limit: int = 5) -> str:
         table["prompt"] = table["prompt"].str.slice(0, 80)
         parts.append(f"**{kind}** ({int(mask.fillna(False).sum())})\n\n" + table.to_markdown(index=False))
     return "\n\n".join(parts) or "no flagged answers"
-
-
-@dataclass
-class RankExperimentResult:
-    metrics: dict[int, dict[str, float | None]]  # rank -> quality metrics
-    flagged: dict[int, pd.DataFrame]  # rank -> scored answers
-    training: dict[int, object]  # rank -> core.lora.LoraTrainResult
-
-
-def run_lora_rank_experiment(
-    base_model: str,
-    train_examples,
-    valid_examples: list[tuple[str, str]],
-    prompts: pd.DataFrame,
-    train_split: pd.DataFrame,
-    hps: dict,
-    answers_per_prompt: int,
-    sampling,
-    output_dir,
-    *,
-    device: str = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    progress=None,
-) -> RankExperimentResult:
-    """output_message trained once per rank (`hps`: rank -> LoraHyperParams, otherwise equal), each
-    sampled on the same `prompts` (rows with source_row, prompt) and scored with the same rules."""
-    from pathlib import Path
-
-    from ohlora_assets.core.generation import train_and_generate
-
-    result = RankExperimentResult({}, {}, {})
-    for rank, hp in hps.items():
-        trained, run = train_and_generate(
-            base_model, train_examples, valid_examples, hp, Path(output_dir) / f"rank_{rank}", prompts["prompt"].tolist(),
-            "output_message", answers_per_prompt, sampling,
-            device=device, revision=revision, trust_remote_code=trust_remote_code, progress=progress,
-        )
-        samples = run.to_frame()
-        samples["source_row"] = prompts["source_row"].to_numpy()[samples["prompt_index"]]
-        samples["prompt"] = prompts["prompt"].to_numpy()[samples["prompt_index"]]
-        flagged = score_answers("output_message", samples, train_split)
-        result.metrics[rank] = quality_metrics("output_message", flagged, run.wall_s, run.generated_tokens)
-        result.flagged[rank] = flagged
-        result.training[rank] = trained
-    return result

@@ -10,6 +10,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from ohlora_assets.assets import data, models
+from ohlora_assets.core.base_models import EMBEDDED_LM
+from ohlora_assets.core.recipes import SMOKE
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.resources import ArtifactStore, ModelProfile
@@ -47,7 +49,7 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
     assert result.success
     store: ArtifactStore = resources["store"]
     base = result.output_for_node("base_models")
-    embedded = store.model_dir("base_models") / models.EMBEDDED_LM
+    embedded = store.model_dir("base_models") / EMBEDDED_LM
     assert base == {task: {"model": str(embedded.resolve()), "revision": None, "source": "embedded"} for task in TASKS}
     meta = _materializations(result)
     assert meta["base_models"].metadata["final_loss"].value < meta["base_models"].metadata["first_loss"].value
@@ -61,10 +63,10 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
         assert metadata["base_model"].value == str(embedded.resolve())
         assert metadata["base_model_revision"].value == "sha256:" + directory_hash(embedded)[:16]
         assert metadata["tokens_per_s"].value > 0 and metadata["peak_memory_mb"].value > 0
-        assert len(re.findall(r"^\|\s*\d+\s*\|", metadata["per_epoch"].value, re.M)) == models.SMOKE_EPOCHS
+        assert len(re.findall(r"^\|\s*\d+\s*\|", metadata["per_epoch"].value, re.M)) == SMOKE.adapter_epochs
         assert "data:image/png;base64," in metadata["loss_curve"].value
         assert (store.report_dir(name) / "loss_curve.png").stat().st_size > 1000
-        assert metadata["train_examples"].value == models.SMOKE_TRAIN_ROWS
+        assert metadata["train_examples"].value == SMOKE.adapter_train_rows
         config = json.loads((directory / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == str(embedded.resolve())
 
@@ -129,12 +131,3 @@ def test_full_profile_resolves_hub_ids_and_overrides_without_downloading(tmp_pat
     assert base["memory"] == {"model": str(local.resolve()), "revision": None, "source": "local"}
     assert base["eyes_mouth_pose"]["model"] == "EleutherAI/polyglot-ko-1.3b"
     assert not Path(resources["store"].model_dir("base_models")).exists()
-
-
-def test_epochs_are_the_original_ones_but_memory_on_the_embedded_base():
-    assert models.adapter_epochs("memory", "full", smoke=False, configured=None) == 20
-    assert models.adapter_epochs("memory", "embedded", smoke=False, configured=None) == 10
-    assert models.adapter_epochs("summary", "embedded", smoke=False, configured=None) == 10
-    assert models.adapter_epochs("eyes_mouth_pose", "embedded", smoke=False, configured=None) == 30
-    assert models.adapter_epochs("memory", "embedded", smoke=False, configured=25) == 25  # run config wins
-    assert models.adapter_epochs("eyes_mouth_pose", "embedded", smoke=True, configured=None) == models.SMOKE_EPOCHS

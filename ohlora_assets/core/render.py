@@ -1,0 +1,50 @@
+"""Rendering shared by reports and asset metadata: Markdown tables and matplotlib figures as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def markdown_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> str:
+    """A Markdown table; floats to `digits` significant digits cell by cell (a table-wide format would
+    also print integer columns such as epoch numbers as floats)."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    cells = frame.map(lambda v: f"{v:.{digits}g}" if isinstance(v, float) else v)
+    return cells.to_markdown(index=False)
+
+
+def subplots(*args, **kwargs):
+    """matplotlib's `subplots` on the headless Agg backend (imported here: matplotlib is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def figure_png(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (pyplot keeps every open figure alive)."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def loss_curve_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str) -> bytes:
+    """Loss against `xlabel` (step or epoch), one line per curve."""
+    figure, axes = subplots(figsize=(6, 3.5), dpi=100)
+    for label, (xs, ys) in curves.items():
+        axes.plot(xs, ys, marker="o", markersize=3, label=label)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("loss (nats/token)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure_png(figure)

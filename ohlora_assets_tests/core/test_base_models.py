@@ -1,0 +1,32 @@
+"""Which base each task trains on: profiles, overrides (local directory or hub id@revision), revisions."""
+
+import pytest
+
+from ohlora_assets.core.base_models import BaseModelRef, base_model_revision, parse_override, resolve_base_models
+from ohlora_assets.core.formats import TASKS
+from ohlora_assets.core.recipes import FULL_BASE_MODELS
+
+
+def test_overrides_are_local_directories_or_hub_ids_at_a_revision(tmp_path):
+    assert parse_override(str(tmp_path)) == BaseModelRef(str(tmp_path.resolve()), None, "local")
+    assert parse_override("org/model@abc") == BaseModelRef("org/model", "abc", "hub")
+    assert parse_override("org/model") == BaseModelRef("org/model", None, "hub")
+
+
+def test_profiles_give_every_task_a_base(tmp_path):
+    embedded = resolve_base_models("embedded", {}, tmp_path)
+    assert {ref.source for ref in embedded.values()} == {"embedded"} and set(embedded) == set(TASKS)
+    full = resolve_base_models("full", {"memory": "org/m@v1"})
+    assert full["memory"] == BaseModelRef("org/m", "v1", "hub")
+    assert full["summary"].model == FULL_BASE_MODELS["summary"]
+    with pytest.raises(ValueError, match="unknown tasks \\['chat'\\]"):
+        resolve_base_models("full", {"chat": "x"})
+
+
+def test_a_local_base_is_versioned_by_its_weights(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    local = BaseModelRef(str(tmp_path), None, "local")
+    first = base_model_revision(local)
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert first.startswith("sha256:") and base_model_revision(local) != first
+    assert base_model_revision(BaseModelRef("org/m", None, "hub")) == "main"

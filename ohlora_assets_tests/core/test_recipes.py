@@ -1,0 +1,43 @@
+"""Budgets: the recipes per profile, what a run config overrides, and the smoke caps."""
+
+import pytest
+
+from ohlora_assets.core.generation import SamplingSettings
+from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMOKE, Budget
+
+
+def test_epochs_are_the_original_ones_but_memory_on_the_embedded_base():
+    full, embedded = Budget("full"), Budget("embedded")
+    assert full.adapter("memory", {}).epochs == 20
+    assert embedded.adapter("memory", {}).epochs == 10
+    assert embedded.adapter("summary", {}).epochs == 10
+    assert embedded.adapter("eyes_mouth_pose", {"epochs": None}).epochs == 30
+    assert embedded.adapter("memory", {"epochs": 25}).epochs == 25  # run config wins
+    assert Budget("embedded", smoke=True).adapter("eyes_mouth_pose", {}).epochs == SMOKE.adapter_epochs
+
+
+def test_the_profile_sets_the_learning_rate_unless_the_run_config_does():
+    assert Budget("full").adapter("summary", {}).learning_rate == 3e-4
+    assert Budget("embedded").adapter("summary", {"learning_rate": None}).learning_rate == 2e-3
+    assert Budget("embedded").adapter("summary", {"learning_rate": 1e-4, "rank": 4}).learning_rate == 1e-4
+    hp = Budget("embedded").adapter("memory", {"rank": 4})
+    assert (hp.rank, hp.batch_size) == (4, ADAPTER_RECIPES["memory"].batch_size)
+
+
+def test_experiments_keep_their_recipe_and_smoke_caps_their_epochs():
+    assert Budget("full").experiment(RAG_CONCEPT_RECIPE, {}).epochs == 20
+    assert Budget("full", smoke=True).experiment(RAG_CONCEPT_RECIPE, {"epochs": 7}).epochs == SMOKE.experiment_epochs
+
+
+def test_smoke_caps_prompts_answers_rows_and_sampling():
+    smoke, real = Budget("embedded", smoke=True), Budget("embedded")
+    assert (smoke.prompts(0), smoke.prompts(2), real.prompts(0), real.prompts(5)) == (SMOKE.prompts, 2, None, 5)
+    assert (smoke.answers(4), real.answers(4)) == (SMOKE.answers, 4)
+    assert (smoke.rows(None, 8), real.rows(None, 8)) == (8, None)
+    settings = SamplingSettings(max_new_tokens=96, max_retries=3)
+    assert smoke.sampling(settings).max_new_tokens == SMOKE.max_new_tokens and real.sampling(settings) == settings
+
+
+def test_an_unknown_profile_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
+        Budget("tiny")
