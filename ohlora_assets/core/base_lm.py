@@ -18,16 +18,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ohlora_assets.core.device import peak_memory_mb, resolve_device
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
 from ohlora_assets.core.io import atomic_directory, directory_hash
-from ohlora_assets.core.lora import (
-    collate,
-    completion_loss,
-    encode_pairs,
-    length_grouped_batches,
-    peak_memory_mb,
-    resolve_device,
-)
+from ohlora_assets.core.lora.batching import collate, completion_loss, encode_pairs, length_grouped_batches
+from ohlora_assets.core.progress import Progress, ProgressEvent
 from ohlora_assets.core.tokenizer import build_bpe_tokenizer
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -128,6 +123,14 @@ def pretraining_corpus(dialogue: pd.DataFrame, ml_qa: pd.DataFrame) -> Pretraini
 
 
 def _warmup_cosine(spec: PretrainSpec) -> Callable[[int], float]:
+    """The learning-rate factor of each step: linear warmup to 1, cosine decay to 0.1 at spec.steps.
+
+    Not transformers' `get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=0.1)`, which gives the
+    same factors after the warmup but warms up from 0 (`step / warmup`: the first step does not
+    learn) where this one starts at 1/warmup (`(step + 1) / warmup`). Switching would change the
+    pretrained weights, hence the embedded base model and every adapter trained on it.
+    """
+
     def factor(step: int) -> float:
         if step < spec.warmup_steps:
             return (step + 1) / spec.warmup_steps
@@ -141,14 +144,14 @@ def build_embedded_lm(
     corpus: PretrainingCorpus,
     spec: PretrainSpec,
     output_dir: Path,
-    progress: Callable[[dict], None] | None = None,
+    progress: Progress | None = None,
     device: str = "auto",
 ) -> PretrainResult:
     """Train the tokenizer and pretrain a tiny Llama on `corpus`; save both at `output_dir`, atomically.
 
     The directory loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained. Seeded: the same
-    texts and spec give the same weights on the same device. `progress` gets a dict per step
-    ({"event": "step", step, steps, loss}).
+    texts and spec give the same weights on the same device. `progress` gets a ProgressEvent per
+    optimizer step.
     """
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -202,7 +205,7 @@ def build_embedded_lm(
             curve.append((step, window_loss / window_labels))
             window_loss, window_labels = 0.0, 0
         if progress:
-            progress({"event": "step", "step": step, "steps": spec.steps, "loss": loss.item()})
+            progress(ProgressEvent(done=step, total=spec.steps, loss=loss.item()))
     wall_s = time.perf_counter() - started
 
     result = PretrainResult(

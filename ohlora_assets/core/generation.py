@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ohlora_assets.core.formats import TASK_FORMATS, is_valid_memory, parse_eyes_mouth_pose
+from ohlora_assets.core.progress import Progress, ProgressEvent
 
 # Per task, whether a (terminated) answer is well formed.
 ANSWER_VALIDATORS: dict[str, Callable[[str], bool]] = {
@@ -149,7 +150,9 @@ def _shared_prompt_cache(model, input_ids, attention_mask, n: int):
     """
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=causal_lm_config(model))
+    from ohlora_assets.core.lora.batching import causal_lm_of
+
+    cache = DynamicCache(config=causal_lm_of(model).config)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     model(
         input_ids=input_ids[:, :-1],
@@ -161,11 +164,6 @@ def _shared_prompt_cache(model, input_ids, attention_mask, n: int):
     )
     cache.batch_repeat_interleave(n)
     return cache
-
-
-def causal_lm_config(model):
-    """The transformers config under a PeftModel (or the model's own)."""
-    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
 
 def sample(
@@ -181,7 +179,7 @@ def sample(
     tokenizer.padding_side = "left"  # decoder-only batching: prompts must end where generation starts
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # Special tokens as the trainer encodes prompts (core/lora.py), so serving sees what training saw.
+    # Special tokens as the trainer encodes prompts (core/lora/batching.py), so serving sees what training saw.
     encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     prompt_length = encoded["input_ids"].shape[1]
     stop = _end_mark_stop(tokenizer, end_mark, prompt_length)
@@ -223,14 +221,15 @@ def generate_answers(
     task: str,
     answers_per_prompt: int,
     settings: SamplingSettings = SamplingSettings(),
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> GenerationRun:
     """`answers_per_prompt` answers for every prompt, batched, with retries for bad answers.
 
     An answer is bad when it did not terminate within max_new_tokens or fails the task's validator
     (empty text; a memory that is not `[key: value]` or empty; an unparsable eyes/mouth/pose).
     After `max_retries` failed retries the last attempt is kept and marked as a give-up (where the
-    original showed `(읽씹)`, "read, no reply").
+    original showed `(읽씹)`, "read, no reply"). `progress` gets the answers count (unit "answer")
+    after each first-pass call.
     """
     import torch
 
@@ -270,7 +269,7 @@ def generate_answers(
         slots = [(p, a) for p in indices for a in range(answers_per_prompt)]
         run_call(slots, [prompts[p] for p in indices], answers_per_prompt)
         if progress:
-            progress(f"generated {len(answers)}/{len(prompts) * answers_per_prompt} answers")
+            progress(ProgressEvent(done=len(answers), total=len(prompts) * answers_per_prompt, unit="answer"))
 
     # Retries: one row per failed answer, as many rows per call as a first-pass call had.
     rows_per_call = settings.prompt_batch_size * answers_per_prompt
@@ -336,7 +335,7 @@ def train_and_generate(
     device: str = "auto",
     revision: str | None = None,
     trust_remote_code: bool = False,
-    progress=None,
+    progress: Progress | None = None,
 ):
     """(training result, generation run): the experiments' unit, one LoRA variant trained then sampled."""
     from ohlora_assets.core.lora import load_adapter, train_lora_adapter

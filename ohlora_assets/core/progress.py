@@ -75,7 +75,8 @@ class ProgressReporter:
         first = self.last is None
         self.last = event
         finished = event.total is not None and event.done >= event.total
-        if first or finished or event.epoch_end or now - (self._last_log or now) >= self.every_s:
+        due = self._last_log is not None and now - self._last_log >= self.every_s
+        if first or finished or event.epoch_end or due:
             self.log(self.format_line(event, now))
             self.lines += 1
             self._last_log = now

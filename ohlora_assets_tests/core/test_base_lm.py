@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -10,6 +11,7 @@ from ohlora_assets.core.base_lm import (
     PRETRAIN_LOG,
     PretrainingCorpus,
     PretrainSpec,
+    _warmup_cosine,
     build_embedded_lm,
     pretraining_corpus,
 )
@@ -89,7 +91,8 @@ def test_pretraining_learns_saves_and_reloads_deterministically(tmp_path):
 
     assert first.data_version == second.data_version
     assert first.final_loss < first.first_loss / 2
-    assert len(events) == TINY.steps and events[-1]["step"] == TINY.steps
+    assert [e.done for e in events] == list(range(1, TINY.steps + 1)) and {e.total for e in events} == {TINY.steps}
+    assert all(e.loss > 0 and not e.epoch_end for e in events)
     assert 10_000 < first.parameters < 100_000
 
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
@@ -101,3 +104,13 @@ def test_pretraining_learns_saves_and_reloads_deterministically(tmp_path):
     inputs = tokenizer("오늘 날씨", return_tensors="pt")
     output = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).startswith(" 정말 좋다")
+
+
+def test_learning_rate_warms_up_from_the_first_step_then_decays_to_a_tenth():
+    factor = _warmup_cosine(PretrainSpec(steps=120, warmup_steps=20))
+    assert factor(0) == 1 / 20  # the first step already learns (transformers' warmup starts at 0)
+    assert factor(19) == 1.0 and factor(20) == 1.0
+    assert factor(70) == pytest.approx(0.55)  # halfway through the cosine
+    assert factor(120) == pytest.approx(0.1) and factor(200) == pytest.approx(0.1)
+    decay = [factor(step) for step in range(20, 121)]
+    assert decay == sorted(decay, reverse=True)

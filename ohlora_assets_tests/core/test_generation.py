@@ -70,9 +70,12 @@ def test_batched_answers_stop_at_the_end_mark_and_match_what_was_learned(tiny_lm
     model, tokenizer = tiny_lm
     prompts = [_prompt("output_message", q) for q, _ in OUTPUT_PAIRS]
     assert all(p.endswith(ANSWER_MARK) for p in prompts)
-    run = generate_answers(model, tokenizer, prompts, "output_message", answers_per_prompt=2, settings=SETTINGS)
+    events = []
+    run = generate_answers(model, tokenizer, prompts, "output_message", answers_per_prompt=2, settings=SETTINGS,
+                           progress=events.append)
     frame = run.to_frame()
     assert len(frame) == 8 and list(frame["prompt_index"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [(e.done, e.total, e.unit) for e in events] == [(6, 8, "answer"), (8, 8, "answer")]
     # 4 prompts in batches of 3 -> 2 calls, and no retries were needed
     assert run.calls == 2 and frame["retries"].sum() == 0
     expected = [a for _, a in OUTPUT_PAIRS for _ in range(2)]

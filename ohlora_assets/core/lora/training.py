@@ -1,0 +1,254 @@
+"""LoRA fine-tuning of a causal LM on (prompt, completion) pairs, saved as a plain PEFT adapter.
+
+The trainer is a lean loop rather than the Hugging Face Trainer, because on a small CPU the
+per-step overhead is what costs: every epoch is tokenized once up front (prompt and completion
+separately, so training sees exactly the prompt tokens generation will see), batches are grouped
+by length and right-padded to the batch's longest, the LM head runs only on the positions
+whose next token is a completion token (the only ones the loss counts; batching.py), each adapted
+layer is one autograd node on CPU (fused.py), and the LoRA tensors are one flat parameter for the
+optimizer (flat.py). What is saved is PEFT's own format, untouched by any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ohlora_assets.core.device import peak_memory_mb, resolve_device
+from ohlora_assets.core.io import atomic_directory, directory_hash
+from ohlora_assets.core.lora.batching import (
+    Pairs,
+    collate,
+    completion_loss,
+    encode_pairs,
+    evaluate_loss,
+    length_grouped_batches,
+)
+from ohlora_assets.core.lora.flat import FlatTrainables
+from ohlora_assets.core.lora.loading import load_base_model
+from ohlora_assets.core.progress import Progress, ProgressEvent
+
+TRAINING_LOG = "training_log.json"
+
+# LoRA targets per architecture: every projection of a Llama block; GPT-NeoX fuses q/k/v in one layer.
+_LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGET_MODULES: dict[str, list[str]] = {
+    "llama": _LLAMA_PROJECTIONS,
+    "mistral": _LLAMA_PROJECTIONS,
+    "qwen2": _LLAMA_PROJECTIONS,
+    "gpt_neox": ["query_key_value"],
+}
+
+
+@dataclass(frozen=True)
+class LoraHyperParams:
+    rank: int
+    alpha: int = 16
+    dropout: float = 0.05
+    init: str = "gaussian"
+    learning_rate: float = 3e-4
+    epochs: int = 1
+    batch_size: int = 2
+    seed: int = 0
+    max_length: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    token_accuracy: float
+    valid_loss: float | None
+    tokens: int
+    wall_s: float
+
+
+@dataclass
+class LoraTrainResult:
+    epochs: list[EpochStats]
+    tokens_per_s: float
+    wall_s: float
+    peak_memory_mb: float
+    data_version: str
+    base_model: str
+    revision: str | None
+    device: str
+    target_modules: list[str]
+    trainable_params: int
+    total_params: int
+    train_examples: int
+    valid_examples: int
+    truncated_examples: int
+    steps: int
+    hyper_params: LoraHyperParams
+
+    @property
+    def first_train_loss(self) -> float:
+        return self.epochs[0].train_loss
+
+    @property
+    def final_train_loss(self) -> float:
+        return self.epochs[-1].train_loss
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LoraTrainResult":
+        data = dict(data)
+        data["epochs"] = [EpochStats(**e) for e in data["epochs"]]
+        data["hyper_params"] = LoraHyperParams(**data["hyper_params"])
+        return cls(**data)
+
+
+def read_training_log(adapter_dir: str | Path) -> LoraTrainResult:
+    return LoraTrainResult.from_dict(json.loads((Path(adapter_dir) / TRAINING_LOG).read_text(encoding="utf-8")))
+
+
+def target_modules_for(model_type: str) -> list[str] | None:
+    """Our LoRA targets for an architecture; None lets PEFT use its own default for other types."""
+    return TARGET_MODULES.get(model_type)
+
+
+def train_lora_adapter(
+    base_model: str | Path,
+    train_examples: Callable[[int], Pairs] | Pairs,
+    valid_examples: Pairs,
+    hp: LoraHyperParams,
+    output_dir: Path,
+    progress: Progress | None = None,
+    *,
+    revision: str | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoraTrainResult:
+    """Train a LoRA adapter and save it as a plain PEFT directory at `output_dir`, atomically.
+
+    `train_examples` is either a fixed list of (prompt, completion) pairs or a function of the
+    epoch (a fresh augmented variant per epoch). The completion is what the loss counts; the
+    tokenizer's EOS is appended to it. Everything random is seeded by hp.seed, so two runs on the
+    same data and device give the same adapter. `progress` gets a ProgressEvent per optimizer step
+    and one with epoch_end=True per epoch (metrics token_accuracy and valid_loss); throttling is the
+    receiver's business (see core/progress.py).
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_linear_schedule_with_warmup
+
+    from ohlora_assets.core.lora.fused import register_fused_layers, use_fused_dropout
+
+    if isinstance(train_examples, list) and not train_examples:
+        raise ValueError("no training examples")
+    device = resolve_device(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base_model = str(base_model)
+    model, tokenizer = load_base_model(base_model, revision, device, trust_remote_code)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    epoch_data, truncated = [], 0
+    for epoch in range(hp.epochs):
+        pairs = train_examples(epoch) if callable(train_examples) else train_examples
+        if not pairs:
+            raise ValueError(f"no training examples for epoch {epoch}")
+        if callable(train_examples) or epoch == 0:
+            encoded, cut = encode_pairs(tokenizer, pairs, hp.max_length)
+            truncated = max(truncated, cut)
+        epoch_data.append(encoded)
+    valid, _ = encode_pairs(tokenizer, valid_examples, hp.max_length)
+
+    torch.manual_seed(hp.seed)
+    config = LoraConfig(
+        r=hp.rank,
+        lora_alpha=hp.alpha,
+        lora_dropout=hp.dropout,
+        # "default" is PEFT's own init (Kaiming-uniform A, zero B); other names are PEFT's named inits.
+        init_lora_weights=hp.init if hp.init != "default" else True,
+        target_modules=target_modules_for(model.config.model_type),
+        task_type="CAUSAL_LM",
+        revision=revision,
+    )
+    fused = device == "cpu"  # the fused layers' dropout masks are drawn on the CPU
+    if fused:
+        register_fused_layers(config)
+    model = get_peft_model(model, config)
+    if fused:
+        use_fused_dropout(model, hp.seed)
+    trainable, total = model.get_nb_trainable_parameters()
+    trainables = FlatTrainables([p for p in model.parameters() if p.requires_grad])
+    params = [trainables.param]
+    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=0.0, fused=True)
+    plans = [length_grouped_batches(data, hp.batch_size, random.Random(f"{hp.seed}:{e}")) for e, data in enumerate(epoch_data)]
+    total_steps = sum(len(plan) for plan in plans)
+    # Linear decay to zero over the run, the Hugging Face Trainer's default.
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, total_steps)
+
+    stats: list[EpochStats] = []
+    step, tokens_seen, train_time = 0, 0, 0.0
+    started = time.perf_counter()
+    model.train()
+    for epoch, (data, plan) in enumerate(zip(epoch_data, plans)):
+        epoch_start = time.perf_counter()
+        loss_sum, label_count, correct_sum, epoch_tokens = 0.0, 0, 0, 0
+        for batch_ids in plan:
+            batch = [data[i] for i in batch_ids]
+            loss, n, correct = completion_loss(model, *collate(batch, pad_id, device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            trainables.zero_grad()
+            step += 1
+            step_loss = loss.item()
+            loss_sum += step_loss * n
+            label_count += n
+            correct_sum += int(correct)
+            epoch_tokens += sum(len(e.ids) for e in batch)
+            if progress:
+                progress(ProgressEvent(done=step, total=total_steps, epoch=epoch + 1, epochs=hp.epochs, loss=step_loss))
+        train_time += time.perf_counter() - epoch_start
+        tokens_seen += epoch_tokens
+        valid_loss = evaluate_loss(model, valid, pad_id, device)
+        stats.append(EpochStats(epoch + 1, loss_sum / label_count, correct_sum / label_count, valid_loss,
+                                epoch_tokens, time.perf_counter() - epoch_start))
+        if progress:
+            progress(ProgressEvent(
+                done=step, total=total_steps, epoch=epoch + 1, epochs=hp.epochs, loss=stats[-1].train_loss,
+                epoch_end=True, metrics={"token_accuracy": stats[-1].token_accuracy, "valid_loss": valid_loss},
+            ))
+
+    result = LoraTrainResult(
+        epochs=stats,
+        tokens_per_s=tokens_seen / train_time,
+        wall_s=time.perf_counter() - started,
+        peak_memory_mb=peak_memory_mb(device),
+        data_version="",
+        base_model=base_model,
+        revision=revision,
+        device=device,
+        target_modules=sorted(model.peft_config["default"].target_modules),
+        trainable_params=trainable,
+        total_params=total,
+        train_examples=len(epoch_data[0]),
+        valid_examples=len(valid),
+        truncated_examples=truncated,
+        steps=step,
+        hyper_params=hp,
+    )
+    trainables.release()
+    with atomic_directory(output_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        result.data_version = directory_hash(staging)
+        (staging / TRAINING_LOG).write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    return result
