@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from ohlora_assets.configs import ACCELERATOR_POOL, SamplingConfig, chosen_hyper_params, lora_config_class
+from ohlora_assets.core.base_models import BaseModelRef
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.progress import ProgressReporter
@@ -38,6 +39,11 @@ RagConceptExperimentConfig = lora_config_class(
     answers_per_question=(int, Field(default=4, description="answers drawn per validation question")),
     max_new_tokens=(int, Field(default=128, description="tokens per answer before it counts as unterminated")),
 )
+
+
+def _base_spec(base_models: dict, profile: ModelProfile):
+    """Both experiments train on output_message's base."""
+    return BaseModelRef(**base_models["output_message"]).spec(profile.device, profile.trust_remote_code)
 
 
 @dg.asset(
@@ -72,12 +78,10 @@ def lora_rank_experiment(
     prompts = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
     answers = budget.answers(config.answers_per_prompt)
     hps = {r: budget.experiment(ADAPTER_RECIPES["output_message"], chosen_hyper_params(config, rank=r)) for r in config.ranks}
-    base = base_models["output_message"]
     result = run_lora_rank_experiment(
-        base["model"], train, valid_pairs, prompts, split[split["split"] == "train"], hps, answers,
-        budget.sampling(config.settings()), store.model_dir("lora_rank_experiment"), device=profile.device,
-        revision=base["revision"], trust_remote_code=profile.trust_remote_code,
-        progress=ProgressReporter(context.log.info, label="lora_rank_experiment"),
+        _base_spec(base_models, profile), train, valid_pairs, prompts, split[split["split"] == "train"], hps, answers,
+        budget.sampling(config.settings()), store.model_dir("lora_rank_experiment"),
+        ProgressReporter(context.log.info, label="lora_rank_experiment"),
     )
     out = store.report_dir("lora_rank_experiment")
     names = {rank: f"rank {rank}" for rank in config.ranks}
@@ -139,11 +143,9 @@ def rag_concept_experiment(
         max_train_rows=budget.rows(None, SMOKE.experiment_train_rows),
         max_questions=budget.rows(None, SMOKE.prompts),
     )
-    base = base_models["output_message"]
     result = run_rag_concept_experiment(
-        base["model"], ml_qa_dataset, settings, store.model_dir("rag_concept_experiment"),
-        device=profile.device, revision=base["revision"], trust_remote_code=profile.trust_remote_code,
-        progress=ProgressReporter(context.log.info, label="rag_concept_experiment"),
+        _base_spec(base_models, profile), ml_qa_dataset, settings, store.model_dir("rag_concept_experiment"),
+        ProgressReporter(context.log.info, label="rag_concept_experiment"),
     )
     out = store.report_dir("rag_concept_experiment")
     table = per_question_markdown(result.per_question)

@@ -17,6 +17,7 @@ from ohlora_assets.configs import ACCELERATOR_POOL, lora_config_class
 from ohlora_assets.core.base_models import EMBEDDED_LM, BaseModelRef, base_model_revision, resolve_base_models
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, training_pairs
+from ohlora_assets.core.io import atomic_directory
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.recipes import ADAPTER_RECIPES, SMOKE, Budget
 from ohlora_assets.core.render import loss_curve_png
@@ -112,10 +113,11 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         base = BaseModelRef(**base_models[task])
         context.log.info(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
         directory = store.model_dir(name)
-        result = train_lora_adapter(
-            base.model, train, valid, hp, directory, progress=ProgressReporter(context.log.info, label=name),
-            revision=base.revision, device=profile.device, trust_remote_code=profile.trust_remote_code,
-        )
+        with atomic_directory(directory) as staging:
+            result = train_lora_adapter(
+                base.spec(profile.device, profile.trust_remote_code), train, valid, hp, staging,
+                ProgressReporter(context.log.info, label=name),
+            )
         curves = {"train": ([e.epoch for e in result.epochs], [e.train_loss for e in result.epochs])}
         if result.epochs[-1].valid_loss is not None:
             curves["valid"] = ([e.epoch for e in result.epochs], [e.valid_loss for e in result.epochs])

@@ -40,6 +40,7 @@ def _adapter(dialogue, workdir: Path, quick: bool) -> Path:
     """The materialized adapter_output_message when there is one; else a LoRA trained for one epoch
     on a briefly pretrained embedded LM (speed depends on the architecture, not on training)."""
     from ohlora_assets.bench.training import _base_model
+    from ohlora_assets.core.base_models import ModelSpec
     from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
 
     materialized = ArtifactStore.from_env().model_dir("adapter_output_message")
@@ -50,10 +51,8 @@ def _adapter(dialogue, workdir: Path, quick: bool) -> Path:
     if quick:
         train = train.head(32)
     pairs = list(zip(train["prompt"], train["completion"]))
-    train_lora_adapter(
-        _base_model(DataPaths.from_env(), workdir), pairs, pairs[:8], LoraHyperParams(rank=16, epochs=1),
-        workdir / "adapter", device="cpu",
-    )
+    base = ModelSpec(str(_base_model(DataPaths.from_env(), workdir)), device="cpu")
+    train_lora_adapter(base, pairs, pairs[:8], LoraHyperParams(rank=16, epochs=1), workdir / "adapter")
     return workdir / "adapter"
 
 

@@ -29,6 +29,7 @@ from transformers import AutoTokenizer
 
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
 from ohlora_assets.core.formats import ANSWER_MARK, task_split
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.lora import LoraHyperParams, encode_pairs, evaluate_loss, load_adapter, train_lora_adapter
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.schemas import load_dialogue, load_ml_qa
@@ -149,7 +150,9 @@ def run(args: argparse.Namespace) -> float:
         print(f"base model {base}; {len(pairs)} examples x {hp.epochs} epoch(s), batch {hp.batch_size}, rank {hp.rank}")
         for round_, name in enumerate(order):
             if name == "ours":
-                result = train_lora_adapter(base, lambda epoch: variants[epoch], [], hp, workdir / f"ours{round_}", device="cpu")
+                result = train_lora_adapter(
+                    ModelSpec(str(base), device="cpu"), lambda epoch: variants[epoch], [], hp, workdir / f"ours{round_}"
+                )
                 run_tokens = sum(e.tokens for e in result.epochs)
                 run_seconds = run_tokens / result.tokens_per_s
                 trained.setdefault("ours", load_adapter(workdir / f"ours{round_}")[0])

@@ -15,6 +15,17 @@ EMBEDDED_LM = "embedded_lm"
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """What a training or loading call needs to know about its base: the model, its revision, where to
+    run and whether hub code may run. (Progress travels separately: it is the caller's, not the model's.)"""
+
+    model: str
+    revision: str | None = None
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
 class BaseModelRef:
     """A base model: a local directory (`source` "local" or "embedded") or a hub id at a revision."""
 
@@ -25,16 +36,8 @@ class BaseModelRef:
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class ModelSource:
-    """What a training or loading call needs to know about its base: the model, its revision, where to
-    run and whether hub code may run. (Progress travels separately: it is the caller's, not the model's.)"""
-
-    model: str
-    revision: str | None = None
-    device: str = "auto"
-    trust_remote_code: bool = False
+    def spec(self, device: str = "auto", trust_remote_code: bool = False) -> ModelSpec:
+        return ModelSpec(self.model, self.revision, device, trust_remote_code)
 
 
 def parse_override(value: str) -> BaseModelRef:

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from ohlora_assets.core.formats import TASK_FORMATS, is_valid_memory, parse_eyes_mouth_pose
+from ohlora_assets.core.formats import ANSWER_VALIDATORS, TASK_FORMATS
 from ohlora_assets.core.progress import Progress, ProgressEvent
-
-# Per task, whether a (terminated) answer is well formed.
-ANSWER_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "output_message": lambda answer: answer != "",
-    "summary": lambda answer: answer != "",
-    "memory": is_valid_memory,
-    "eyes_mouth_pose": lambda answer: parse_eyes_mouth_pose(answer) is not None,
-}
 
 
 @dataclass(frozen=True)
@@ -322,7 +314,7 @@ def generate_one_by_one(
 
 
 def train_and_generate(
-    base_model: str,
+    source,
     train_examples,
     valid_examples: list[tuple[str, str]],
     hp,
@@ -331,18 +323,14 @@ def train_and_generate(
     task: str,
     answers_per_prompt: int,
     settings: SamplingSettings,
-    *,
-    device: str = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
     progress: Progress | None = None,
 ):
-    """(training result, generation run): the experiments' unit, one LoRA variant trained then sampled."""
+    """(training result, generation run): the experiments' unit, one LoRA variant trained on `source`
+    (a core.base_models.ModelSpec), saved atomically at `adapter_dir`, then sampled."""
+    from ohlora_assets.core.io import atomic_directory
     from ohlora_assets.core.lora import load_adapter, train_lora_adapter
 
-    trained = train_lora_adapter(
-        base_model, train_examples, valid_examples, hp, adapter_dir, progress,
-        revision=revision, device=device, trust_remote_code=trust_remote_code,
-    )
-    model, tokenizer = load_adapter(adapter_dir, device, trust_remote_code)
+    with atomic_directory(adapter_dir) as staging:
+        trained = train_lora_adapter(source, train_examples, valid_examples, hp, staging, progress)
+    model, tokenizer = load_adapter(adapter_dir, source.device, source.trust_remote_code)
     return trained, generate_answers(merged_for_inference(model), tokenizer, prompts, task, answers_per_prompt, settings)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.formats import TASK_FORMATS
 from ohlora_assets.core.generation import SamplingSettings, train_and_generate
+from ohlora_assets.core.progress import Progress
 from ohlora_assets.core.quality import normalize
 from ohlora_assets.core.recipes import LoraHyperParams
 from ohlora_assets.core.render import figure_png, subplots
@@ -119,15 +121,7 @@ def grade(valid: pd.DataFrame, answers: dict[str, list[list[str]]]) -> tuple[pd.
 
 
 def run_rag_concept_experiment(
-    base_model: str,
-    qa: pd.DataFrame,
-    settings: RagConceptSettings,
-    output_dir: Path,
-    *,
-    device: str = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    progress=None,
+    source: ModelSpec, qa: pd.DataFrame, settings: RagConceptSettings, output_dir: Path, progress: Progress | None = None
 ) -> RagConceptResult:
     """Train and sample both variants on the same rows, seed and hyper-parameters, then grade."""
     if settings.max_train_rows is not None:
@@ -140,9 +134,8 @@ def run_rag_concept_experiment(
     for variant, with_concept in VARIANTS.items():
         train_pairs, valid_pairs, prompts = experiment_data(qa, with_concept)
         trained, run = train_and_generate(
-            base_model, train_pairs, valid_pairs, settings.hp, Path(output_dir) / variant, prompts, TASK,
-            settings.answers_per_question, settings.sampling,
-            device=device, revision=revision, trust_remote_code=trust_remote_code, progress=progress,
+            source, train_pairs, valid_pairs, settings.hp, Path(output_dir) / variant, prompts, TASK,
+            settings.answers_per_question, settings.sampling, progress,
         )
         training[variant] = trained
         n = settings.answers_per_question

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.generation import train_and_generate
+from ohlora_assets.core.progress import Progress
 from ohlora_assets.core.quality import quality_metrics, score_answers
 from ohlora_assets.core.samples import answers_table
 
@@ -21,7 +23,7 @@ class RankExperimentResult:
 
 
 def run_lora_rank_experiment(
-    base_model: str,
+    source: ModelSpec,
     train_examples,
     valid_examples: list[tuple[str, str]],
     prompts: pd.DataFrame,
@@ -30,20 +32,15 @@ def run_lora_rank_experiment(
     answers_per_prompt: int,
     sampling,
     output_dir,
-    *,
-    device: str = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    progress=None,
+    progress: Progress | None = None,
 ) -> RankExperimentResult:
     """output_message trained once per rank (`hps`: rank -> LoraHyperParams, otherwise equal), each
     sampled on the same `prompts` (rows with source_row, prompt) and scored with the same rules."""
     result = RankExperimentResult({}, {}, {})
     for rank, hp in hps.items():
         trained, run = train_and_generate(
-            base_model, train_examples, valid_examples, hp, Path(output_dir) / f"rank_{rank}", prompts["prompt"].tolist(),
-            "output_message", answers_per_prompt, sampling,
-            device=device, revision=revision, trust_remote_code=trust_remote_code, progress=progress,
+            source, train_examples, valid_examples, hp, Path(output_dir) / f"rank_{rank}", prompts["prompt"].tolist(),
+            "output_message", answers_per_prompt, sampling, progress,
         )
         flagged = score_answers("output_message", answers_table(run, prompts), train_split)
         result.metrics[rank] = quality_metrics("output_message", flagged, run.wall_s, run.generated_tokens)

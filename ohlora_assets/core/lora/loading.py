@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.device import model_dtype, resolve_device
 
 
-def load_base_model(base_model: str | Path, revision: str | None, device: str, trust_remote_code: bool = False):
+def load_base_model(source: ModelSpec, device: str):
     """(model on `device`, tokenizer) of a causal LM: a hub id or a local directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=model_dtype(device), **kwargs).to(device)
+    kwargs = {"revision": source.revision, "trust_remote_code": source.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source.model, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source.model, dtype=model_dtype(device), **kwargs).to(device)
     return model, tokenizer
 
 

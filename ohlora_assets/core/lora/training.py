@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.device import peak_memory_mb, resolve_device
-from ohlora_assets.core.io import atomic_directory, directory_hash
+from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.lora.batching import (
     Pairs,
     collate,
@@ -33,6 +34,7 @@ from ohlora_assets.core.lora.batching import (
 from ohlora_assets.core.lora.flat import FlatTrainables
 from ohlora_assets.core.lora.loading import load_base_model
 from ohlora_assets.core.progress import Progress, ProgressEvent
+from ohlora_assets.core.recipes import LoraHyperParams
 
 TRAINING_LOG = "training_log.json"
 
@@ -44,24 +46,6 @@ TARGET_MODULES: dict[str, list[str]] = {
     "qwen2": _LLAMA_PROJECTIONS,
     "gpt_neox": ["query_key_value"],
 }
-
-
-@dataclass(frozen=True)
-class LoraHyperParams:
-    rank: int
-    alpha: int = 16
-    dropout: float = 0.05
-    init: str = "gaussian"
-    learning_rate: float = 3e-4
-    epochs: int = 1
-    batch_size: int = 2
-    seed: int = 0
-    max_length: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("rank", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -122,18 +106,17 @@ def target_modules_for(model_type: str) -> list[str] | None:
 
 
 def train_lora_adapter(
-    base_model: str | Path,
+    source: ModelSpec,
     train_examples: Callable[[int], Pairs] | Pairs,
     valid_examples: Pairs,
     hp: LoraHyperParams,
     output_dir: Path,
     progress: Progress | None = None,
-    *,
-    revision: str | None = None,
-    device: str = "auto",
-    trust_remote_code: bool = False,
 ) -> LoraTrainResult:
-    """Train a LoRA adapter and save it as a plain PEFT directory at `output_dir`, atomically.
+    """Train a LoRA adapter on `source`'s base and save it as a plain PEFT directory into `output_dir`.
+
+    `output_dir` should be a staging directory (`ModelRegistry.write_version`, `core.io.atomic_directory`):
+    the files are written into it directly, and a reader must never see it half-written.
 
     `train_examples` is either a fixed list of (prompt, completion) pairs or a function of the
     epoch (a fresh augmented variant per epoch). The completion is what the loss counts; the
@@ -149,11 +132,10 @@ def train_lora_adapter(
 
     if isinstance(train_examples, list) and not train_examples:
         raise ValueError("no training examples")
-    device = resolve_device(device)
+    device = resolve_device(source.device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    base_model = str(base_model)
-    model, tokenizer = load_base_model(base_model, revision, device, trust_remote_code)
+    model, tokenizer = load_base_model(source, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     epoch_data, truncated = [], 0
@@ -176,7 +158,7 @@ def train_lora_adapter(
         init_lora_weights=hp.init if hp.init != "default" else True,
         target_modules=target_modules_for(model.config.model_type),
         task_type="CAUSAL_LM",
-        revision=revision,
+        revision=source.revision,
     )
     fused = device == "cpu"  # the fused layers' dropout masks are drawn on the CPU
     if fused:
@@ -233,8 +215,8 @@ def train_lora_adapter(
         wall_s=time.perf_counter() - started,
         peak_memory_mb=peak_memory_mb(device),
         data_version="",
-        base_model=base_model,
-        revision=revision,
+        base_model=source.model,
+        revision=source.revision,
         device=device,
         target_modules=sorted(model.peft_config["default"].target_modules),
         trainable_params=trainable,
@@ -246,9 +228,10 @@ def train_lora_adapter(
         hyper_params=hp,
     )
     trainables.release()
-    with atomic_directory(output_dir) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        result.data_version = directory_hash(staging)
-        (staging / TRAINING_LOG).write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    result.data_version = directory_hash(output_dir)
+    (output_dir / TRAINING_LOG).write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
     return result

@@ -9,6 +9,7 @@ from peft import AutoPeftModelForCausalLM, PeftModel
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.generation import SamplingSettings, generate_answers
 from ohlora_assets.core.lora import LoraHyperParams, load_adapter, read_training_log, train_lora_adapter
 from ohlora_assets.core.progress import ProgressEvent
@@ -25,8 +26,8 @@ def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, token
         return PAIRS
 
     events: list[ProgressEvent] = []
-    first = train_lora_adapter(base, train, PAIRS[:2], hp, tmp_path / "a", progress=events.append, device="cpu")
-    second = train_lora_adapter(base, PAIRS, PAIRS[:2], hp, tmp_path / "b", device="cpu")
+    first = train_lora_adapter(ModelSpec(str(base), device="cpu"), train, PAIRS[:2], hp, tmp_path / "a", events.append)
+    second = train_lora_adapter(ModelSpec(str(base), device="cpu"), PAIRS, PAIRS[:2], hp, tmp_path / "b")
 
     assert seen_epochs == list(range(6))
     assert first.data_version == second.data_version, "same data and seed must give the same adapter"
@@ -74,7 +75,7 @@ def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, token
 
 def test_no_training_examples_is_an_error(base, tmp_path):
     with pytest.raises(ValueError, match="no training examples"):
-        train_lora_adapter(base, [], [], LoraHyperParams(rank=4), tmp_path / "x", device="cpu")
+        train_lora_adapter(ModelSpec(str(base), device="cpu"), [], [], LoraHyperParams(rank=4), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
@@ -90,7 +91,7 @@ def test_gpt_neox_bases_get_lora_on_the_fused_qkv_projection(base, tokenizer, tm
     torch.manual_seed(0)
     GPTNeoXForCausalLM(config).save_pretrained(neox)
     tokenizer.save_pretrained(neox)
-    result = train_lora_adapter(neox, PAIRS, [], LoraHyperParams(rank=4, epochs=2), tmp_path / "adapter", device="cpu")
+    result = train_lora_adapter(ModelSpec(str(neox), device="cpu"), PAIRS, [], LoraHyperParams(rank=4, epochs=2), tmp_path / "adapter")
     assert result.target_modules == ["query_key_value"]
     assert result.epochs[-1].valid_loss is None
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
