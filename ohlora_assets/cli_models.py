@@ -80,6 +80,8 @@ def _cell(value) -> str:
 
 def _table(description: dict) -> str:
     lines = [f"{description['asset']}: serving {description['serving'] or 'nothing'}"]
+    if not description["versions"]:
+        return lines[0]
     columns = _metric_columns(description["versions"])
     header = ["", "version", "created", *columns]
     rows = [

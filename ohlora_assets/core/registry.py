@@ -95,9 +95,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_pid(name: str, prefix: str) -> int | None:
-    head = name[len(prefix) :].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+def _owner_pid(name: str) -> int | None:
+    """The writer's pid in a debris name. Leading dots are ignored: a trainer that saves through
+    core/io.atomic_directory into a staging directory leaves `..staging-<pid>-*.tmp-*` when killed."""
+    bare = name.lstrip(".")
+    for prefix in (STAGING_PREFIX, TRASH_PREFIX, POINTER_TMP_PREFIX):
+        if bare.startswith(prefix.lstrip(".")):
+            head = bare[len(prefix) - 1 :].split("-", 1)[0]
+            return int(head) if head.isdigit() else None
+    return None
 
 
 def _publish_permissions(root: Path) -> None:
@@ -379,14 +385,12 @@ class ModelRegistry:
         if not self.root.is_dir():
             return
         for entry in self.root.iterdir():
-            for prefix in (STAGING_PREFIX, TRASH_PREFIX, POINTER_TMP_PREFIX):
-                if entry.name.startswith(prefix):
-                    pid = _owner_pid(entry.name, prefix)
-                    if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-                        if entry.is_dir():
-                            shutil.rmtree(entry, ignore_errors=True)
-                        else:
-                            entry.unlink(missing_ok=True)
+            pid = _owner_pid(entry.name)
+            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def registries(models_root: str | Path) -> list[ModelRegistry]:

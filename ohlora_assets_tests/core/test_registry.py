@@ -156,6 +156,21 @@ def test_legacy_model_serves_until_a_version_is_promoted_then_prune_removes_it(t
     _assert_serving_loads(registry)
 
 
+def test_debris_of_dead_writers_is_removed_and_that_of_live_ones_kept(tmp_path, adapters):
+    registry = ModelRegistry(tmp_path, NAME)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getppid()
+    registry.root.mkdir()
+    names = [f".staging-{dead_pid}-a", f"..staging-{dead_pid}-b.tmp-c", f".trash-{dead_pid}-d", f".serving.json.tmp-{dead_pid}",
+             f".staging-{live_pid}-e"]
+    for name in names[:-2]:
+        (registry.root / name).mkdir()
+    (registry.root / names[-2]).write_text("{}")
+    (registry.root / names[-1]).mkdir()
+    _write(registry, adapters[0])
+    assert sorted(p.name for p in registry.root.iterdir()) == [f".staging-{live_pid}-e", "versions"]
+
+
 # --- kills ----------------------------------------------------------------------------------
 
 # Writes adapter B file by file (a kill between files: "write:saving"), promotes it, then prunes.
