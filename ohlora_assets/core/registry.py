@@ -27,8 +27,8 @@ promoted, `serving_path()` answers that folder, so readers keep working with tod
 `prune()` after a promotion deletes those legacy files (a promoted version has replaced them).
 
 A kill at any instant leaves a loadable serving model: every step that changes what readers see is one
-rename. `_checkpoint(name)` marks the steps in between; the kill tests set OHLORA_REGISTRY_KILL_AT to a
-name from CHECKPOINTS and the process SIGKILLs itself there.
+rename; core/crash_safety.py marks the steps in between for the kill tests and removes what killed
+writers leave behind.
 """
 
 from __future__ import annotations
@@ -37,45 +37,30 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from ohlora_assets.core.crash_safety import (
+    POINTER_TMP_PREFIX,
+    STAGING_PREFIX,
+    TRASH_PREFIX,
+    checkpoint,
+    remove_debris,
+)
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 
 VERSIONS = "versions"
 EVALUATIONS = "evaluations"
 SERVING = "serving.json"
 VERSION_FILE = "version.json"
-STAGING_PREFIX = ".staging-"
-TRASH_PREFIX = ".trash-"
-POINTER_TMP_PREFIX = ".serving.json.tmp-"
 LEGACY = "legacy"
 DEFAULT_KEEP = 5
 ID_LENGTH = 16
 STACK_LIMIT = 50
-
-KILL_ENV = "OHLORA_REGISTRY_KILL_AT"
-CHECKPOINTS = (
-    "write:staged",  # the caller's files are in staging; version.json not yet
-    "write:described",  # version.json written; not yet renamed into versions/
-    "write:renamed",  # the version exists; nothing serves it yet
-    "promote:pointer-written",  # the new pointer is in its temporary file; the old one still serves
-    "promote:replaced",  # the new pointer serves
-    "prune:trashed",  # a pruned version renamed into the trash, not yet deleted
-    "prune:deleted",  # one pruned version deleted
-)
-
-
-def _checkpoint(name: str) -> None:
-    """Between two steps: the kill tests make the process SIGKILL itself here (OHLORA_REGISTRY_KILL_AT=name)."""
-    if os.environ.get(KILL_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 class RegistryError(ValueError):
     """An unknown version, nothing to roll back to, or a pointer to a missing version."""
@@ -85,36 +70,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner_pid(name: str) -> int | None:
-    """The writer's pid in a debris name. Leading dots are ignored: a trainer that saves through
-    core/io.atomic_directory into a staging directory leaves `..staging-<pid>-*.tmp-*` when killed."""
-    bare = name.lstrip(".")
-    for prefix in (STAGING_PREFIX, TRASH_PREFIX, POINTER_TMP_PREFIX):
-        if bare.startswith(prefix.lstrip(".")):
-            head = bare[len(prefix) - 1 :].split("-", 1)[0]
-            return int(head) if head.isdigit() else None
-    return None
-
-
 def _publish_permissions(root: Path) -> None:
     """Versions are read by every user of the artifact folder: directories 0o755, files 0o644."""
     os.chmod(root, 0o755)
     for path in root.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8"))
 
 
 @dataclass
@@ -140,14 +100,7 @@ class ModelVersion:
     notes: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "path": str(self.path),
-            "created_at": self.created_at,
-            "data_version": self.data_version,
-            "metrics": self.metrics,
-            "notes": self.notes,
-        }
+        return {**asdict(self), "path": str(self.path)}
 
 
 class ModelRegistry:
@@ -177,7 +130,7 @@ class ModelRegistry:
         pending = PendingVersion(staging, dict(metrics or {}), notes, data_version)
         try:
             yield pending
-            _checkpoint("write:staged")
+            checkpoint("write:staged")
             data = pending.data_version or self._weights_hash(staging)
             pending.version = data.removeprefix("sha256:")[:ID_LENGTH]
             target = self.versions_dir / pending.version
@@ -194,7 +147,7 @@ class ModelRegistry:
             }
             (staging / VERSION_FILE).write_text(json.dumps(description, ensure_ascii=False, indent=2), encoding="utf-8")
             _publish_permissions(staging)
-            _checkpoint("write:described")
+            checkpoint("write:described")
             try:
                 os.rename(staging, target)
             except OSError:
@@ -203,7 +156,7 @@ class ModelRegistry:
                 shutil.rmtree(staging)
                 return
             pending.created = True
-            _checkpoint("write:renamed")
+            checkpoint("write:renamed")
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -219,7 +172,7 @@ class ModelRegistry:
         self.get(version)
         path = self.root / EVALUATIONS / f"{version}.json"
         current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        _write_json(path, {**current, **metrics})
+        atomic_write_bytes(path, json.dumps({**current, **metrics}, ensure_ascii=False, indent=2).encode("utf-8"))
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -329,9 +282,9 @@ class ModelRegistry:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
-        _checkpoint("promote:pointer-written")
+        checkpoint("promote:pointer-written")
         os.replace(temporary, self.pointer)
-        _checkpoint("promote:replaced")
+        checkpoint("promote:replaced")
 
     # --- cleaning ----------------------------------------------------------------------------
 
@@ -366,9 +319,9 @@ class ModelRegistry:
         """Rename into the trash first: a kill mid-delete leaves debris, never a half version in versions/."""
         trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{path.name}-{time.monotonic_ns()}"
         os.rename(path, trash)
-        _checkpoint("prune:trashed")
+        checkpoint("prune:trashed")
         shutil.rmtree(trash)
-        _checkpoint("prune:deleted")
+        checkpoint("prune:deleted")
 
     def _delete_legacy(self) -> None:
         own = {VERSIONS, EVALUATIONS, SERVING}
@@ -381,17 +334,8 @@ class ModelRegistry:
                 entry.unlink()
 
     def _remove_debris(self) -> None:
-        """Staging, trash and pointer temporaries of processes that are gone."""
-        if not self.root.is_dir():
-            return
-        for entry in self.root.iterdir():
-            pid = _owner_pid(entry.name)
-            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-
+        if self.root.is_dir():
+            remove_debris(self.root)
 
 def registries(models_root: str | Path) -> list[ModelRegistry]:
     """Every model folder under `<OHLORA_HOME>/models`, registered or legacy, by name."""

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ohlora_assets.core.io import directory_hash
-from ohlora_assets.core.registry import CHECKPOINTS, KILL_ENV, LEGACY, ModelRegistry, RegistryError, registries
+from ohlora_assets.core.crash_safety import CHECKPOINTS, KILL_ENV
+from ohlora_assets.core.registry import LEGACY, ModelRegistry, RegistryError, registries
 
 PROJECT = Path(__file__).resolve().parents[2]
 NAME = "adapter_output_message"
@@ -177,12 +178,13 @@ def test_debris_of_dead_writers_is_removed_and_that_of_live_ones_kept(tmp_path, 
 LIFECYCLE = """
 import shutil, sys
 from pathlib import Path
-from ohlora_assets.core.registry import ModelRegistry, _checkpoint
+from ohlora_assets.core.crash_safety import checkpoint
+from ohlora_assets.core.registry import ModelRegistry
 registry = ModelRegistry(Path(sys.argv[1]), sys.argv[2])
 with registry.write_version(notes="candidate") as pending:
     for file in sorted(Path(sys.argv[3]).iterdir()):
         shutil.copy(file, pending.path / file.name)
-        _checkpoint("write:saving")
+        checkpoint("write:saving")
 registry.promote(pending.version, "checks passed")
 registry.prune(keep=1)
 """
