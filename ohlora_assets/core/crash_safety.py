@@ -1,5 +1,5 @@
-"""What makes the registry's kill tests possible and its crashes tidy: named checkpoints between steps,
-and the removal of what killed writers leave behind.
+"""What keeps the registry safe under kills and concurrent writers: named checkpoints between steps (for the
+kill tests), the removal of what killed writers leave behind, and a file lock around pointer changes.
 
 `checkpoint(name)` does nothing unless OHLORA_REGISTRY_KILL_AT equals `name`; then the process SIGKILLs
 itself there, which is how the tests kill a writer at every step (CHECKPOINTS) and then check that the
@@ -9,6 +9,8 @@ of processes that are gone, never a directory another live process is still writ
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -18,6 +20,8 @@ STAGING_PREFIX = ".staging-"  # a version being written
 TRASH_PREFIX = ".trash-"  # a pruned version being deleted
 POINTER_TMP_PREFIX = ".serving.json.tmp-"  # a serving pointer before its rename
 DEBRIS_PREFIXES = (STAGING_PREFIX, TRASH_PREFIX, POINTER_TMP_PREFIX)
+
+LOCK_FILE = ".lock"
 
 KILL_ENV = "OHLORA_REGISTRY_KILL_AT"
 CHECKPOINTS = (
@@ -67,3 +71,17 @@ def remove_debris(root: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+
+def exclusive(method):
+    """Run a registry method under the registry's file lock: pointer changes and prunes queue one after
+    another, so none reads a pointer another is about to replace (a kill releases the lock)."""
+
+    @functools.wraps(method)
+    def locked(registry, *args, **kwargs):
+        registry.root.mkdir(parents=True, exist_ok=True)
+        with open(registry.root / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            return method(registry, *args, **kwargs)
+
+    return locked

@@ -28,7 +28,7 @@ promoted, `serving_path()` answers that folder, so readers keep working with tod
 
 A kill at any instant leaves a loadable serving model: every step that changes what readers see is one
 rename; core/crash_safety.py marks the steps in between for the kill tests and removes what killed
-writers leave behind.
+writers leave behind; its file lock (`.lock`) serializes promotions, rollbacks and prunes.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from ohlora_assets.core.crash_safety import (
     STAGING_PREFIX,
     TRASH_PREFIX,
     checkpoint,
+    exclusive,
     remove_debris,
 )
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
@@ -246,6 +247,7 @@ class ModelRegistry:
 
     # --- the pointer -------------------------------------------------------------------------
 
+    @exclusive
     def promote(self, version: str, reason: str) -> ModelVersion:
         """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`."""
         target = self.get(version)
@@ -256,6 +258,7 @@ class ModelRegistry:
         self._write_pointer(state, stack, target.version, reason)
         return target
 
+    @exclusive
     def rollback(self) -> ModelVersion:
         """Serve the version that served before the current one (again and again, down the stack)."""
         state = self.state()
@@ -288,6 +291,7 @@ class ModelRegistry:
 
     # --- cleaning ----------------------------------------------------------------------------
 
+    @exclusive
     def prune(self, keep: int = DEFAULT_KEEP, protected: set[str] = frozenset()) -> list[str]:
         """Delete all but the serving version, its rollback target, `protected` ids and the newest `keep`.
 

@@ -153,7 +153,7 @@ def test_legacy_model_serves_until_a_version_is_promoted_then_prune_removes_it(t
     assert registry.serving_label() == version
     registry.prune()
     assert registry.legacy_path() is None
-    assert sorted(p.name for p in legacy.iterdir()) == ["serving.json", "versions"]
+    assert sorted(p.name for p in legacy.iterdir()) == [".lock", "serving.json", "versions"]
     _assert_serving_loads(registry)
 
 
@@ -170,6 +170,22 @@ def test_debris_of_dead_writers_is_removed_and_that_of_live_ones_kept(tmp_path, 
     (registry.root / names[-1]).mkdir()
     _write(registry, adapters[0])
     assert sorted(p.name for p in registry.root.iterdir()) == [f".staging-{live_pid}-e", "versions"]
+
+
+def test_concurrent_promotions_queue_on_the_lock_and_none_is_lost(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry = ModelRegistry(tmp_path, NAME)
+    ids = []
+    for i in range(8):
+        with registry.write_version(data_version=f"{i + 1:016x}") as pending:
+            (pending.path / "weights.txt").write_text(str(i))
+        ids.append(pending.version)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda version: ModelRegistry(tmp_path, NAME).promote(version, "race"), ids))
+    history = registry.state()["history"]
+    assert sorted(entry["version"] for entry in history) == sorted(ids)
+    assert [entry["previous"] for entry in history[1:]] == [entry["version"] for entry in history[:-1]]
 
 
 # --- kills ----------------------------------------------------------------------------------
@@ -206,7 +222,7 @@ def test_a_kill_at_any_step_leaves_a_loadable_serving_model_and_the_next_run_cle
 
     served = _assert_serving_loads(registry)
     assert served == (candidate if step in ("promote:replaced", "prune:trashed", "prune:deleted") else serving_before)
-    debris = {p.name.split("-")[0] for p in registry.root.iterdir() if p.name.startswith(".")}
+    debris = {p.name.split("-")[0] for p in registry.root.iterdir() if p.name.startswith(".") and p.name != ".lock"}
     expected = {"write:saving": {".staging"}, "write:staged": {".staging"}, "write:described": {".staging"},
                 "promote:pointer-written": {".serving.json.tmp"}, "prune:trashed": {".trash"}}
     assert debris == expected.get(step, set())
@@ -214,4 +230,4 @@ def test_a_kill_at_any_step_leaves_a_loadable_serving_model_and_the_next_run_cle
     registry.promote(_write(registry, adapters[2]), "checks passed")
     registry.prune(keep=1)
     assert _assert_serving_loads(registry) == directory_hash(adapters[2])[:16]
-    assert sorted(p.name for p in registry.root.iterdir()) == ["serving.json", "versions"]
+    assert sorted(p.name for p in registry.root.iterdir()) == [".lock", "serving.json", "versions"]
