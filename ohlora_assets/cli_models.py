@@ -16,13 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-# Shown first when present, in this order; any other scalar metric follows by name.
-KEY_METRICS = (
-    "final_train_loss", "final_valid_loss", "end_mark_rate", "numbered_prefix_rate", "copied_answer_rate",
-    "give_up_rate", "accuracy",
-)
-
-
 def artifact_home(home: str | None) -> Path:
     return Path(home or os.environ.get("OHLORA_HOME") or Path.cwd() / ".ohlora")
 
@@ -67,30 +60,22 @@ def _describe(registry) -> dict:
     }
 
 
-def _metric_columns(versions: list[dict]) -> list[str]:
-    present = {key for v in versions for key, value in v["metrics"].items() if isinstance(value, (int, float))}
-    return [k for k in KEY_METRICS if k in present] + sorted(present - set(KEY_METRICS))
-
-
 def _cell(value) -> str:
-    if isinstance(value, bool) or not isinstance(value, float):
-        return "" if value is None else str(value)
-    return f"{value:.4f}"
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _table(description: dict) -> str:
-    lines = [f"{description['asset']}: serving {description['serving'] or 'nothing'}"]
-    if not description["versions"]:
-        return lines[0]
-    columns = _metric_columns(description["versions"])
-    header = ["", "version", "created", *columns]
-    rows = [
-        ["*" if v["serving"] else "", v["version"], v["created_at"][:19], *(_cell(v["metrics"].get(c)) for c in columns)]
-        for v in description["versions"]
-    ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines += ["  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
+def _table(registry) -> str:
+    from ohlora_assets.core.promotion import versions_table
+
+    title = f"{registry.name}: serving {registry.serving_label() or 'nothing'}"
+    rows = versions_table(registry)
+    if not rows:
+        return title
+    cells = [["" if key == "serving" else key for key in rows[0]]] + [[_cell(v) for v in row.values()] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join([title] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells])
 
 
 def list_versions(args: argparse.Namespace) -> int:
@@ -103,11 +88,10 @@ def list_versions(args: argparse.Namespace) -> int:
         found = [registry]
     else:
         found = registries(artifact_home(args.home) / "models")
-    descriptions = [_describe(r) for r in found]
     if args.json:
-        print(json.dumps(descriptions, ensure_ascii=False, indent=2))
+        print(json.dumps([_describe(r) for r in found], ensure_ascii=False, indent=2))
     else:
-        print("\n\n".join(_table(d) for d in descriptions) or "no models yet")
+        print("\n\n".join(_table(r) for r in found) or "no models yet")
     return 0
 
 

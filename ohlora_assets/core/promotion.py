@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 # Failure-mode rates of generated answers (core/quality.py); lower is better.
 QUALITY_RATES = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
+# Columns of the versions table, first when present; other numeric metrics follow by name.
+KEY_METRICS = ("final_train_loss", "final_valid_loss", "end_mark_rate", *QUALITY_RATES, "accuracy")
 
 
 @dataclass(frozen=True)
@@ -175,3 +177,30 @@ def promote_if_passed(registry, version: str, decision: GateDecision) -> tuple[b
         return False, f"{version} refused ({decision.explanation()}); {kept} keeps serving"
     registry.promote(version, f"checks passed: {decision.explanation()}")
     return True, f"{version} serves ({decision.explanation()})"
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric metrics, one level of dicts flattened (`recall` -> `recall[category]`)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}[{inner}]": v for inner, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def versions_table(registry) -> list[dict[str, Any]]:
+    """The versions of `registry` side by side, oldest first: serving mark, id, creation time, key metrics.
+
+    What `ohlora models list` prints and what the promotion asset's metadata shows.
+    """
+    serving = registry.serving_label()
+    versions = [(v, _numbers(v.metrics)) for v in registry.versions()]
+    present = {key for _, numbers in versions for key in numbers}
+    columns = [k for k in KEY_METRICS if k in present] + sorted(present - set(KEY_METRICS))
+    return [
+        {"serving": "*" if v.version == serving else "", "version": v.version, "created": v.created_at[:19],
+         **{column: numbers.get(column) for column in columns}}
+        for v, numbers in versions
+    ]

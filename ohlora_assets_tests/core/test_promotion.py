@@ -9,6 +9,7 @@ from ohlora_assets.core.promotion import (
     adapter_gate,
     ethics_gate,
     promote_if_passed,
+    versions_table,
 )
 from ohlora_assets.core.registry import ModelRegistry
 
@@ -88,3 +89,17 @@ def test_a_deliberately_worse_candidate_is_refused_and_the_serving_version_keeps
     assert not promoted and registry.serving_label() == first.version
     assert message.startswith(f"{versions['worse']} refused (loss_decreased: train loss 3.0000 -> 3.1000")
     assert message.endswith(f"{first.version} keeps serving")
+
+
+def test_versions_table_puts_key_metrics_first_and_flattens_recall(tmp_path):
+    registry = ModelRegistry(tmp_path, "ethics_sbert_model")
+    for i, accuracy in enumerate([0.91, 0.85]):
+        metrics = {**EthicsMetrics(accuracy, {"정치": 0.8 + i / 10}).to_dict(), "epochs": 3, "base": "e5"}
+        with registry.write_version(metrics=metrics, data_version=f"{i + 1:x}" * 16) as pending:
+            (pending.path / "model.safetensors").write_bytes(b"x")
+    registry.promote("1111111111111111", "first version")
+    rows = versions_table(registry)
+    assert [list(row) for row in rows] == [["serving", "version", "created", "accuracy", "epochs", "recall[정치]"]] * 2
+    assert [(row["serving"], row["version"], row["accuracy"], row["recall[정치]"]) for row in rows] == [
+        ("*", "1111111111111111", 0.91, 0.8), ("", "2222222222222222", 0.85, 0.9),
+    ]
