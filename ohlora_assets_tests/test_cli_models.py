@@ -21,7 +21,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
     registry = ModelRegistry(tmp_path / "models", "adapter_memory")
     for i, loss in enumerate([2.0, 1.5]):
-        with registry.write_version(metrics={"final_train_loss": loss, "give_up_rate": 0.1 * i}, data_version=f"{i + 1:x}" * 16) as pending:
+        metrics = {"final_train_loss": loss, "give_up_rate": 0.1 * i}
+        with registry.write_version(metrics=metrics, data_version=f"{i + 1:x}" * 16) as pending:
             (pending.path / "adapter_model.safetensors").write_bytes(b"x")
     registry.promote("1111111111111111", "first version")
     (tmp_path / "models" / "ethics_sbert_model").mkdir(parents=True)
@@ -35,7 +36,7 @@ def test_list_shows_versions_metrics_and_what_serves(home, capsys):
     assert "adapter_memory: serving 1111111111111111" in out and "ethics_sbert_model: serving legacy" in out
     lines = out.splitlines()
     assert lines[1].split() == ["version", "created", "final_train_loss", "give_up_rate"]
-    assert lines[2].split()[0] == "*" and lines[2].split()[1] == "1111111111111111" and lines[2].split()[-2:] == ["2.0000", "0.0000"]
+    assert lines[2].split()[:2] == ["*", "1111111111111111"] and lines[2].split()[-2:] == ["2.0000", "0.0000"]
     assert lines[3].split()[0] == "2222222222222222" and lines[3].split()[-2:] == ["1.5000", "0.1000"]
 
 
@@ -43,7 +44,8 @@ def test_list_json_of_one_asset(home, capsys):
     assert _run(["models", "--home", str(home), "list", "adapter_memory", "--json"]) == 0
     (described,) = json.loads(capsys.readouterr().out)
     assert described["serving"] == "1111111111111111"
-    assert [(v["version"], v["serving"]) for v in described["versions"]] == [("1111111111111111", True), ("2222222222222222", False)]
+    serving_marks = [(v["version"], v["serving"]) for v in described["versions"]]
+    assert serving_marks == [("1111111111111111", True), ("2222222222222222", False)]
 
 
 def test_manual_promote_is_recorded_and_rollback_returns(home, capsys):
