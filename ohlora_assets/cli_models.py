@@ -1,0 +1,125 @@
+"""`ohlora models list|promote|rollback`: see and move what serves (core/registry.py has the lifecycle).
+
+    ohlora models list [ASSET] [--json]     versions side by side with their key metrics; * marks the serving one
+    ohlora models promote ASSET VERSION     manual override (recorded with reason "manual"), gate or no gate
+    ohlora models rollback ASSET            back to the version that served before
+
+The artifact folder is `--home`, else OHLORA_HOME, else ./.ohlora (as resources.ArtifactStore). Exit codes:
+0 done, 1 refused (unknown asset or version, nothing to roll back to), 2 usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+def artifact_home(home: str | None) -> Path:
+    return Path(home or os.environ.get("OHLORA_HOME") or Path.cwd() / ".ohlora")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `models` and its subcommands to the `ohlora` parser; each sets `handler` (args -> exit code)."""
+    models = subparsers.add_parser("models", help="model versions: list, promote, roll back")
+    models.add_argument("--home", help="artifact folder (default: OHLORA_HOME or ./.ohlora)")
+    commands = models.add_subparsers(dest="models_command", required=True)
+
+    listing = commands.add_parser("list", help="versions with key metrics; * marks the serving one")
+    listing.add_argument("asset", nargs="?", help="one model asset (default: every one)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=list_versions)
+
+    promote = commands.add_parser("promote", help="serve VERSION now (manual override, recorded)")
+    promote.add_argument("asset")
+    promote.add_argument("version", help="version id or a unique prefix of one")
+    promote.set_defaults(handler=promote_version)
+
+    rollback = commands.add_parser("rollback", help="serve the version that served before")
+    rollback.add_argument("asset")
+    rollback.set_defaults(handler=rollback_version)
+
+
+def _registry(args: argparse.Namespace):
+    from ohlora_assets.core.registry import ModelRegistry
+
+    registry = ModelRegistry(artifact_home(args.home) / "models", args.asset)
+    if not registry.root.is_dir():
+        print(f"no model asset {args.asset!r} under {registry.root.parent}", file=sys.stderr)
+        return None
+    return registry
+
+
+def _describe(registry) -> dict:
+    serving = registry.serving_label()
+    return {
+        "asset": registry.name,
+        "serving": serving,
+        "versions": [{**v.to_json(), "serving": v.version == serving} for v in registry.versions()],
+    }
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _table(registry) -> str:
+    from ohlora_assets.core.promotion import versions_table
+
+    title = f"{registry.name}: serving {registry.serving_label() or 'nothing'}"
+    rows = versions_table(registry)
+    if not rows:
+        return title
+    cells = [["" if key == "serving" else key for key in rows[0]]] + [[_cell(v) for v in row.values()] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join([title] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells])
+
+
+def list_versions(args: argparse.Namespace) -> int:
+    from ohlora_assets.core.registry import registries
+
+    if args.asset:
+        registry = _registry(args)
+        if registry is None:
+            return 1
+        found = [registry]
+    else:
+        found = registries(artifact_home(args.home) / "models")
+    if args.json:
+        print(json.dumps([_describe(r) for r in found], ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(_table(r) for r in found) or "no models yet")
+    return 0
+
+
+def promote_version(args: argparse.Namespace) -> int:
+    from ohlora_assets.core.registry import RegistryError
+
+    registry = _registry(args)
+    if registry is None:
+        return 1
+    try:
+        version = registry.promote(args.version, "manual")
+    except RegistryError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{registry.name}: {version.version} serves")
+    return 0
+
+
+def rollback_version(args: argparse.Namespace) -> int:
+    from ohlora_assets.core.registry import RegistryError
+
+    registry = _registry(args)
+    if registry is None:
+        return 1
+    try:
+        version = registry.rollback()
+    except RegistryError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{registry.name}: rolled back, {version.version} serves")
+    return 0

@@ -1,0 +1,206 @@
+"""The promotion gate: may a candidate version serve? Pure decisions over figures, no model in sight.
+
+In the lifecycle train -> check -> promote -> serve -> roll back, this is "check": the blocking checks
+measure a candidate (core/registry.py stores the figures), and these functions compare it with the serving
+version's figures. A first version (no serving figures) has only the absolute checks; the comparisons then
+pass, saying why. Every check answers with a reason a person can read in the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+# Failure-mode rates of generated answers (core/quality.py); lower is better.
+QUALITY_RATES = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
+# Columns of the versions table, first when present; other numeric metrics follow by name.
+KEY_METRICS = ("final_train_loss", "final_valid_loss", "end_mark_rate", *QUALITY_RATES, "accuracy")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How much worse than the serving version a candidate may be, and the floors no version may fall under."""
+
+    quality_rate: float = 0.05  # absolute, per rate
+    min_end_mark_rate: float = 1.0  # share of check prompts that must stop at the end mark
+    ethics_accuracy: float = 0.02
+    ethics_recall: float = 0.05
+    accuracy_floor: float = 0.80
+    recall_floor: float = 0.50
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    reason: str
+    candidate: float | None = None
+    serving: float | None = None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    checks: tuple[CheckOutcome, ...]
+
+    @property
+    def promote(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> list[CheckOutcome]:
+        return [check for check in self.checks if not check.passed]
+
+    def explanation(self) -> str:
+        if self.promote:
+            return f"all {len(self.checks)} checks passed"
+        return "; ".join(f"{check.name}: {check.reason}" for check in self.failed)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(check) for check in self.checks]
+
+
+@dataclass(frozen=True)
+class AdapterMetrics:
+    """What the adapter checks measure. A rate of None was not measured for the task (copies: output_message)."""
+
+    loads: bool
+    end_mark_rate: float
+    first_train_loss: float | None
+    final_train_loss: float | None
+    quality: dict[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, metrics: Mapping[str, Any]) -> "AdapterMetrics":
+        """From a registry version's metrics (the same keys)."""
+        return cls(
+            loads=bool(metrics.get("loads", False)),
+            end_mark_rate=float(metrics.get("end_mark_rate", 0.0)),
+            first_train_loss=metrics.get("first_train_loss"),
+            final_train_loss=metrics.get("final_train_loss"),
+            quality={rate: metrics.get(rate) for rate in QUALITY_RATES},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loads": self.loads,
+            "end_mark_rate": self.end_mark_rate,
+            "first_train_loss": self.first_train_loss,
+            "final_train_loss": self.final_train_loss,
+            **{rate: self.quality.get(rate) for rate in QUALITY_RATES},
+        }
+
+
+@dataclass(frozen=True)
+class EthicsMetrics:
+    accuracy: float
+    recall: dict[str, float]
+
+    @classmethod
+    def from_dict(cls, metrics: Mapping[str, Any]) -> "EthicsMetrics":
+        return cls(accuracy=float(metrics["accuracy"]), recall=dict(metrics["recall"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "recall": dict(self.recall)}
+
+
+def _not_worse(name: str, candidate: float | None, serving: float | None, tolerance: float,
+               higher_is_better: bool) -> CheckOutcome:
+    """Candidate within `tolerance` of serving, in the direction that matters."""
+    if candidate is None:
+        return CheckOutcome(name, True, "not measured for this model", None, serving)
+    if serving is None:
+        return CheckOutcome(name, True, "no serving figure to compare with (first version)", candidate, None)
+    bound = serving - tolerance if higher_is_better else serving + tolerance
+    ok = candidate >= bound if higher_is_better else candidate <= bound
+    relation = ">=" if higher_is_better else "<="
+    verdict = "" if ok else "not "
+    reason = f"{candidate:.4f} {verdict}{relation} {bound:.4f} (serving {serving:.4f}, tolerance {tolerance})"
+    return CheckOutcome(name, ok, reason, candidate, serving)
+
+
+def _floor(name: str, value: float, floor: float) -> CheckOutcome:
+    ok = value >= floor
+    return CheckOutcome(name, ok, f"{value:.4f} {'>=' if ok else 'below the floor'} {floor}", value, None)
+
+
+def adapter_gate(candidate: AdapterMetrics, serving: AdapterMetrics | None,
+                 tolerances: Tolerances = Tolerances()) -> GateDecision:
+    """Loads with plain PEFT, stops at its end mark, lost loss in training, rates not worse than serving."""
+    checks = [
+        CheckOutcome("loads_with_peft", candidate.loads,
+                     "loaded with plain PEFT" if candidate.loads else "did not load with plain PEFT"),
+        CheckOutcome(
+            "generates_to_end_mark",
+            candidate.end_mark_rate >= tolerances.min_end_mark_rate,
+            f"{candidate.end_mark_rate:.0%} of check prompts stopped at the end mark "
+            f"(needed {tolerances.min_end_mark_rate:.0%})",
+            candidate.end_mark_rate,
+        ),
+    ]
+    first, final = candidate.first_train_loss, candidate.final_train_loss
+    if first is None or final is None:
+        checks.append(CheckOutcome("loss_decreased", False, "no training loss recorded"))
+    else:
+        decreased = final < first
+        checks.append(CheckOutcome("loss_decreased", decreased,
+                                   f"train loss {first:.4f} -> {final:.4f}" + ("" if decreased else ": did not decrease"),
+                                   final, first))
+    for rate in QUALITY_RATES:
+        checks.append(_not_worse(f"{rate}_not_worse", candidate.quality.get(rate),
+                                 serving.quality.get(rate) if serving else None, tolerances.quality_rate,
+                                 higher_is_better=False))
+    return GateDecision(tuple(checks))
+
+
+def ethics_gate(candidate: EthicsMetrics, serving: EthicsMetrics | None,
+                tolerances: Tolerances = Tolerances()) -> GateDecision:
+    """Accuracy and every category's recall: above a floor, and not below serving minus the tolerance."""
+    checks = [_floor("accuracy_floor", candidate.accuracy, tolerances.accuracy_floor),
+              _not_worse("accuracy_not_worse", candidate.accuracy, serving.accuracy if serving else None,
+                         tolerances.ethics_accuracy, higher_is_better=True)]
+    for category, recall in candidate.recall.items():
+        checks.append(_floor(f"recall_floor[{category}]", recall, tolerances.recall_floor))
+        checks.append(_not_worse(f"recall_not_worse[{category}]", recall,
+                                 serving.recall.get(category) if serving else None, tolerances.ethics_recall,
+                                 higher_is_better=True))
+    return GateDecision(tuple(checks))
+
+
+def promote_if_passed(registry, version: str, decision: GateDecision) -> tuple[bool, str]:
+    """Move `registry`'s serving pointer to `version` only when every check passed; say what happened.
+
+    `registry` is a core.registry.ModelRegistry. A refused candidate stays registered (for `ohlora models
+    list` and a manual `promote`), and the serving version keeps serving.
+    """
+    if not decision.promote:
+        kept = registry.serving_label() or "nothing"
+        return False, f"{version} refused ({decision.explanation()}); {kept} keeps serving"
+    registry.promote(version, f"checks passed: {decision.explanation()}")
+    return True, f"{version} serves ({decision.explanation()})"
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric metrics, one level of dicts flattened (`recall` -> `recall[category]`)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}[{inner}]": v for inner, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
+def versions_table(registry) -> list[dict[str, Any]]:
+    """The versions of `registry` side by side, oldest first: serving mark, id, creation time, key metrics.
+
+    What `ohlora models list` prints and what the promotion asset's metadata shows.
+    """
+    serving = registry.serving_label()
+    versions = [(v, _numbers(v.metrics)) for v in registry.versions()]
+    present = {key for _, numbers in versions for key in numbers}
+    columns = [k for k in KEY_METRICS if k in present] + sorted(present - set(KEY_METRICS))
+    return [
+        {"serving": "*" if v.version == serving else "", "version": v.version, "created": v.created_at[:19],
+         **{column: numbers.get(column) for column in columns}}
+        for v, numbers in versions
+    ]

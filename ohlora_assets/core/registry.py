@@ -1,0 +1,350 @@
+"""Immutable model versions and a serving pointer: the lifecycle train -> check -> promote -> serve -> roll back.
+
+Layout of one model's registry, `<OHLORA_HOME>/models/<asset name>/`:
+
+    versions/<version id>/     one trained model, never rewritten; `version.json` holds its creation time,
+                               data version, training metrics and notes
+    evaluations/<id>.json      metrics measured after training (the checks' figures); the version stays untouched
+    serving.json               the serving pointer: the serving version, the one before it, the stack that
+                               `rollback` pops, and the audit history of every promotion
+    .staging-<pid>-*           a version being written (debris after a kill; removed by the next writer)
+    .trash-<pid>-*             a pruned version being deleted (same)
+
+1. *Train*: `write_version()` yields a staging directory; the trainer saves into it; one `os.rename` moves it
+   to `versions/<id>`, where the id is the first 16 hex digits of the weights' hash (`core/io.directory_hash`).
+   The same weights written twice are one version.
+2. *Check*: the checks measure the version and `record_metrics()` stores their figures; `core/promotion.py`
+   decides against the serving version's figures.
+3. *Promote*: `promote()` replaces `serving.json` with one `os.replace`. A reader sees the old pointer or the
+   new one, never none, and both name complete versions.
+4. *Serve*: readers call `serving_path()`.
+5. *Roll back*: `rollback()` returns to the version that served before the current one.
+
+`prune()` keeps the serving version, the rollback target and the newest N, and deletes the rest.
+
+Models saved before this registry existed sit directly in the asset's folder ("legacy"). Until a version is
+promoted, `serving_path()` answers that folder, so readers keep working with today's outputs; the first
+`prune()` after a promotion deletes those legacy files (a promoted version has replaced them).
+
+A kill at any instant leaves a loadable serving model: every step that changes what readers see is one
+rename; core/crash_safety.py marks the steps in between for the kill tests and removes what killed
+writers leave behind; its file lock (`.lock`) serializes promotions, rollbacks and prunes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ohlora_assets.core.crash_safety import (
+    POINTER_TMP_PREFIX,
+    STAGING_PREFIX,
+    TRASH_PREFIX,
+    checkpoint,
+    exclusive,
+    remove_debris,
+)
+from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+
+VERSIONS = "versions"
+EVALUATIONS = "evaluations"
+SERVING = "serving.json"
+VERSION_FILE = "version.json"
+LEGACY = "legacy"
+DEFAULT_KEEP = 5
+ID_LENGTH = 16
+STACK_LIMIT = 50
+
+class RegistryError(ValueError):
+    """An unknown version, nothing to roll back to, or a pointer to a missing version."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _publish_permissions(root: Path) -> None:
+    """Versions are read by every user of the artifact folder: directories 0o755, files 0o644."""
+    os.chmod(root, 0o755)
+    for path in root.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+@dataclass
+class PendingVersion:
+    """What `write_version` yields: save the model into `path`; `metrics` and `notes` may be set meanwhile.
+    After the block, `version` is the id and `created` says whether this call wrote it (False: it existed)."""
+
+    path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    data_version: str | None = None
+    version: str | None = None
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    path: Path
+    created_at: str
+    data_version: str
+    metrics: dict[str, Any]
+    notes: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+class ModelRegistry:
+    """The versions of one model asset under `<models_root>/<name>/` (see the module docstring)."""
+
+    def __init__(self, models_root: str | Path, name: str):
+        self.name = name
+        self.root = Path(models_root) / name
+        self.versions_dir = self.root / VERSIONS
+        self.pointer = self.root / SERVING
+
+    # --- writing -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write_version(
+        self, metrics: dict[str, Any] | None = None, notes: str = "", data_version: str | None = None
+    ) -> Iterator[PendingVersion]:
+        """Yield a staging directory beside the versions; on success it becomes `versions/<id>` in one rename.
+
+        The id is the first 16 hex digits of `data_version`, by default the hash of the weights
+        (`.safetensors` files; every file when there is none). An id that exists already is left as it
+        is (versions are immutable) and the staging directory is dropped. On an exception nothing is kept.
+        """
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_debris()
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.root))
+        pending = PendingVersion(staging, dict(metrics or {}), notes, data_version)
+        try:
+            yield pending
+            checkpoint("write:staged")
+            data = pending.data_version or self._weights_hash(staging)
+            pending.version = data.removeprefix("sha256:")[:ID_LENGTH]
+            target = self.versions_dir / pending.version
+            if (target / VERSION_FILE).is_file():
+                shutil.rmtree(staging)
+                return
+            description = {
+                "version": pending.version,
+                "name": self.name,
+                "created_at": _now(),
+                "data_version": data,
+                "metrics": pending.metrics,
+                "notes": pending.notes,
+            }
+            (staging / VERSION_FILE).write_text(json.dumps(description, ensure_ascii=False, indent=2), encoding="utf-8")
+            _publish_permissions(staging)
+            checkpoint("write:described")
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not (target / VERSION_FILE).is_file():  # not a concurrent writer of the same version
+                    raise
+                shutil.rmtree(staging)
+                return
+            pending.created = True
+            checkpoint("write:renamed")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _weights_hash(directory: Path) -> str:
+        if any(directory.rglob("*.safetensors")):
+            return directory_hash(directory)
+        return directory_hash(directory, suffixes=tuple({p.suffix for p in directory.rglob("*") if p.is_file()}))
+
+    def record_metrics(self, version: str, metrics: dict[str, Any]) -> None:
+        """Merge measured figures (the checks') into the version's evaluation record; the version stays as written."""
+        self.get(version)
+        path = self.root / EVALUATIONS / f"{version}.json"
+        current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        atomic_write_bytes(path, json.dumps({**current, **metrics}, ensure_ascii=False, indent=2).encode("utf-8"))
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, version: str) -> ModelVersion:
+        """A registered version by id or unique id prefix."""
+        matches = [v for v in self._ids() if v == version] or [v for v in self._ids() if v.startswith(version)]
+        if len(matches) != 1 or not version:
+            known = ", ".join(self._ids()) or "none"
+            raise RegistryError(f"{self.name}: no version {version!r} (unique prefix of one of: {known})")
+        return self._load(matches[0])
+
+    def _ids(self) -> list[str]:
+        if not self.versions_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.versions_dir.iterdir() if (p / VERSION_FILE).is_file())
+
+    def _load(self, version: str) -> ModelVersion:
+        path = self.versions_dir / version
+        description = json.loads((path / VERSION_FILE).read_text(encoding="utf-8"))
+        evaluation = self.root / EVALUATIONS / f"{version}.json"
+        measured = json.loads(evaluation.read_text(encoding="utf-8")) if evaluation.is_file() else {}
+        return ModelVersion(
+            version=version,
+            path=path,
+            created_at=description["created_at"],
+            data_version=description["data_version"],
+            metrics={**description.get("metrics", {}), **measured},
+            notes=description.get("notes", ""),
+        )
+
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version, oldest first."""
+        return sorted((self._load(v) for v in self._ids()), key=lambda v: (v.created_at, v.version))
+
+    def state(self) -> dict[str, Any] | None:
+        """The serving pointer as stored (None before the first promotion)."""
+        if not self.pointer.is_file():
+            return None
+        return json.loads(self.pointer.read_text(encoding="utf-8"))
+
+    def serving(self) -> ModelVersion | None:
+        """The serving version; None when nothing was promoted (then see `legacy_path`)."""
+        state = self.state()
+        if state is None:
+            return None
+        if not (self.versions_dir / state["version"] / VERSION_FILE).is_file():
+            raise RegistryError(f"{self.name}: serving.json names version {state['version']}, which is missing")
+        return self._load(state["version"])
+
+    def legacy_path(self) -> Path | None:
+        """The asset's folder when it holds a model saved before versioning (files beside the registry's own)."""
+        if not self.root.is_dir():
+            return None
+        own = {VERSIONS, EVALUATIONS, SERVING}
+        for entry in self.root.iterdir():
+            if entry.name not in own and not entry.name.startswith("."):
+                return self.root
+        return None
+
+    def serving_path(self) -> Path | None:
+        """Where readers load the model: the serving version, else a legacy model, else None."""
+        serving = self.serving()
+        return serving.path if serving is not None else self.legacy_path()
+
+    def serving_label(self) -> str | None:
+        """The serving version's id, `legacy`, or None: what reports and the chat print."""
+        serving = self.serving()
+        if serving is not None:
+            return serving.version
+        return LEGACY if self.legacy_path() is not None else None
+
+    # --- the pointer -------------------------------------------------------------------------
+
+    @exclusive
+    def promote(self, version: str, reason: str) -> ModelVersion:
+        """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`."""
+        target = self.get(version)
+        state = self.state() or {"version": None, "stack": [], "history": []}
+        if state["version"] == target.version:
+            return target
+        stack = [*state["stack"], target.version][-STACK_LIMIT:]
+        self._write_pointer(state, stack, target.version, reason)
+        return target
+
+    @exclusive
+    def rollback(self) -> ModelVersion:
+        """Serve the version that served before the current one (again and again, down the stack)."""
+        state = self.state()
+        if state is None or len(state["stack"]) < 2:
+            raise RegistryError(f"{self.name}: no earlier serving version to roll back to")
+        stack = state["stack"][:-1]
+        target = self.get(stack[-1])
+        self._write_pointer(state, stack, target.version, f"rollback from {state['version']}")
+        return target
+
+    def _write_pointer(self, state: dict, stack: list[str], version: str, reason: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_debris()
+        entry = {"version": version, "previous": state["version"], "reason": reason, "at": _now()}
+        payload = {
+            "version": version,
+            "previous": stack[-2] if len(stack) > 1 else None,
+            "stack": stack,
+            "history": [*state["history"], entry],
+        }
+        temporary = self.root / f"{POINTER_TMP_PREFIX}{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, ensure_ascii=False, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        checkpoint("promote:pointer-written")
+        os.replace(temporary, self.pointer)
+        checkpoint("promote:replaced")
+
+    # --- cleaning ----------------------------------------------------------------------------
+
+    @exclusive
+    def prune(self, keep: int = DEFAULT_KEEP, protected: set[str] = frozenset()) -> list[str]:
+        """Delete all but the serving version, its rollback target, `protected` ids and the newest `keep`.
+
+        `protected` is for versions something else still needs (the base model an adapter version was
+        trained on). Also removes debris of killed writers and, once a version serves, a legacy model.
+        Returns the deleted ids.
+        """
+        self._remove_debris()
+        state = self.state()
+        kept = set(protected)
+        if state is not None:
+            kept.add(state["version"])
+            kept.update(state["stack"][-2:])
+        ordered = self.versions()
+        kept.update(v.version for v in ordered[len(ordered) - keep :] if keep > 0)
+        deleted = []
+        for version in ordered:
+            if version.version in kept:
+                continue
+            self._delete(version.path)
+            deleted.append(version.version)
+            evaluation = self.root / EVALUATIONS / f"{version.version}.json"
+            evaluation.unlink(missing_ok=True)
+        if state is not None and self.legacy_path() is not None:
+            self._delete_legacy()
+        return deleted
+
+    def _delete(self, path: Path) -> None:
+        """Rename into the trash first: a kill mid-delete leaves debris, never a half version in versions/."""
+        trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{path.name}-{time.monotonic_ns()}"
+        os.rename(path, trash)
+        checkpoint("prune:trashed")
+        shutil.rmtree(trash)
+        checkpoint("prune:deleted")
+
+    def _delete_legacy(self) -> None:
+        own = {VERSIONS, EVALUATIONS, SERVING}
+        for entry in list(self.root.iterdir()):
+            if entry.name in own or entry.name.startswith("."):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                self._delete(entry)
+            else:
+                entry.unlink()
+
+    def _remove_debris(self) -> None:
+        if self.root.is_dir():
+            remove_debris(self.root)
+
+def registries(models_root: str | Path) -> list[ModelRegistry]:
+    """Every model folder under `<OHLORA_HOME>/models`, registered or legacy, by name."""
+    root = Path(models_root)
+    if not root.is_dir():
+        return []
+    found = [ModelRegistry(root, p.name) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return [r for r in found if r.versions_dir.is_dir() or r.pointer.is_file() or r.legacy_path() is not None]
