@@ -39,6 +39,7 @@ PARTS = ("ethics", "output_message", "eyes_mouth_pose", "summary", "memory")
 def home(tmp_path_factory) -> Path:
     """An artifact folder whose adapters serve through the registry and whose ethics model is legacy."""
     from ohlora_assets.core.ethics.training import base_model
+    from ohlora_assets.core.base_models import ModelSpec
     from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
 
     torch.set_num_threads(1)
@@ -51,7 +52,7 @@ def home(tmp_path_factory) -> Path:
     for task, split in splits.items():
         trained = work / task
         pairs = list(zip(split["prompt"], split["completion"]))
-        train_lora_adapter(work / "base", pairs, [], LoraHyperParams(rank=2, batch_size=4), trained, device="cpu")
+        train_lora_adapter(ModelSpec(str(work / "base"), device="cpu"), pairs, [], LoraHyperParams(rank=2, batch_size=4), trained)
         registry = ModelRegistry(home / "models", adapter_asset(task))
         with registry.write_version(notes="test") as pending:
             shutil.copytree(trained, pending.path, dirs_exist_ok=True)

@@ -8,6 +8,7 @@ import torch
 
 from ohlora_assets.core.base_lm import PretrainingCorpus, PretrainSpec, build_embedded_lm
 from ohlora_assets.core.formats import task_split
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.lora import LoraHyperParams, load_adapter, read_training_log, train_lora_adapter
 from ohlora_assets.core.promotion import AdapterMetrics, Tolerances, adapter_gate, promote_if_passed
 from ohlora_assets.core.registry import ModelRegistry
@@ -36,7 +37,7 @@ def base(tmp_path_factory, pairs) -> Path:
 def _train_and_check(registry: ModelRegistry, base: Path, pairs, hp: LoraHyperParams) -> tuple[str, AdapterMetrics]:
     """Train into a new version, then measure it as the blocking checks would (end marks aside)."""
     with registry.write_version(notes=f"lr {hp.learning_rate}") as pending:
-        train_lora_adapter(base, pairs, [], hp, pending.path, device="cpu")
+        train_lora_adapter(ModelSpec(str(base), device="cpu"), pairs, [], hp, pending.path)
     path = registry.get(pending.version).path
     load_adapter(path)  # raises if plain PEFT cannot load it
     log = read_training_log(path)
