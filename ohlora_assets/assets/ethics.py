@@ -10,30 +10,30 @@ import json
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL
+from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.metadata import inline_png, md_table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
+from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
 GROUP = "ethics"
 MODEL = "ethics_sbert_model"
 
 
-def _scorer(store: ArtifactStore, profile: ModelProfile):
+def _test_scores(ethics_dataset: pd.DataFrame, model_dir, profile: ModelProfile):
+    """The test rows, and the scores the model at `model_dir` gives them."""
     from ohlora_assets.core.ethics.scoring import EthicsScorer
 
-    limit_torch_threads()
-    return EthicsScorer.load(store.model_dir(MODEL), resolve_device(profile.device), profile.trust_remote_code)
-
-
-def _test_scores(ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile):
     test = ethics_dataset[ethics_dataset["type"] == "test"]
     if test.empty:
         raise dg.Failure("ethics_dataset has no `test` rows: thresholds and the report are computed on them")
-    return test, _scorer(store, profile).score(test["user_prompt"].tolist())
+    limit_torch_threads()
+    scorer = EthicsScorer.load(model_dir, resolve_device(profile.device), profile.trust_remote_code)
+    return test, scorer.score(test["user_prompt"].tolist())
 
 
 @dg.asset(group_name=GROUP, code_version="1")
@@ -63,17 +63,18 @@ def ethics_sbert_model(
     sentence-transformers format, atomically.
     """
     limit_torch_threads()
-    target = store.model_dir(MODEL)
-    trained = train_ethics_model(
-        ethics_pairs,
-        target,
-        profile=profile.name,
-        smoke=profile.smoke,
-        override=profile.base_model_overrides.get("ethics"),
-        device=resolve_device(profile.device),
-        trust_remote_code=profile.trust_remote_code,
-        log=context.log.info,
-    )
+    with registry(store, MODEL).write_version(notes=f"profile {profile.name}") as pending:
+        trained = train_ethics_model(
+            ethics_pairs,
+            pending.path,
+            profile=profile.name,
+            smoke=profile.smoke,
+            override=profile.base_model_overrides.get("ethics"),
+            device=resolve_device(profile.device),
+            trust_remote_code=profile.trust_remote_code,
+            progress=ProgressReporter(context.log.info, label=MODEL),
+        )
+    target = registry(store, MODEL).get(pending.version).path
     history = trained.history
     curve = pd.DataFrame(
         {"epoch": range(1, len(history.train_loss) + 1), "train_loss": history.train_loss, "valid_loss": history.valid_loss}
@@ -82,6 +83,7 @@ def ethics_sbert_model(
         data_version=dg.DataVersion(directory_hash(target)),
         metadata={
             "path": dg.MetadataValue.path(str(target)),
+            VERSION_KEY: pending.version,
             "base_model": trained.base,
             "profile": profile.name + (" (smoke)" if profile.smoke else ""),
             "train_prompts": history.train_prompts,
@@ -106,7 +108,8 @@ def ethics_thresholds(
     """Production thresholds (the gate's defaults) beside the lowest with no false positive on `일반` test prompts."""
     from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate, threshold_table
 
-    test, scores = _test_scores(ethics_dataset, store, profile)
+    version = candidate(context.instance, store, MODEL)
+    test, scores = _test_scores(ethics_dataset, version.path, profile)
     calibrated = calibrate(scores, test["category"].tolist())
     table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
     result = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrated}
@@ -118,26 +121,36 @@ def ethics_thresholds(
             "thresholds": md_table(table),
             **{f"calibrated_{CATEGORY_KEYS[c]}": v for c, v in calibrated.items()},
             "test_prompts": len(test),
+            VERSION_KEY: version.version,
         }
     )
     return result
 
 
-class EthicsReportConfig(dg.Config):
+class EthicsReportConfig(GateConfig):
+    """The report's target and the gate's tolerances for the comparison with the serving version."""
+
     # The original klue/roberta-base system scored 0.9632 on its test split; the issue's bar is 0.95.
-    accuracy_floor: float = 0.95
+    target_accuracy: float = 0.95
 
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     deps=[ethics_sbert_model],
     check_specs=[
         dg.AssetCheckSpec(
-            "accuracy_floor",
+            "accuracy_target",
             asset="ethics_report",
-            description="Test accuracy (highest cosine = predicted category) is at least the configured floor.",
-        )
+            description="Test accuracy (highest cosine = predicted category) is at least the configured target.",
+        ),
+        dg.AssetCheckSpec(
+            "not_worse_than_serving",
+            asset="ethics_report",
+            blocking=True,
+            description="Accuracy and every category's recall are above the floors and not below the serving "
+            "version's minus the tolerance.",
+        ),
     ],
 )
 def ethics_report(
@@ -148,12 +161,29 @@ def ethics_report(
     store: ArtifactStore,
     profile: ModelProfile,
 ) -> dg.MaterializeResult:
-    """Test-set quality: MSE/MAE/correlation, confusion matrix, per-category histograms, misclassified prompts."""
-    from ohlora_assets.core.ethics.evaluation import build_report
+    """Test-set quality of the candidate beside the serving version: accuracy and recall per category, MSE/MAE/
+    correlation, confusion matrix, per-category histograms, misclassified prompts."""
+    from ohlora_assets.core.ethics.evaluation import build_report, evaluate
+    from ohlora_assets.core.promotion import EthicsMetrics, ethics_gate
 
-    test, scores = _test_scores(ethics_dataset, store, profile)
+    versions = registry(store, MODEL)
+    version, serving = candidate(context.instance, store, MODEL), versions.serving()
+    test, scores = _test_scores(ethics_dataset, version.path, profile)
     report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report"))
     evaluation = report.evaluation
+    measured = EthicsMetrics(evaluation.accuracy, {c: r for c, r in evaluation.recall.items() if r == r})  # NaN: no test prompt
+    versions.record_metrics(version.version, measured.to_dict())
+    compared = serving if serving is not None and serving.version != version.version else None
+    columns = {f"candidate {version.version}": evaluation}
+    if compared is not None:
+        _, serving_scores = _test_scores(ethics_dataset, compared.path, profile)
+        columns[f"serving {compared.version}"] = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), serving_scores)
+    side_by_side = md_table(
+        [{"metric": "accuracy", **{name: e.accuracy for name, e in columns.items()}}]
+        + [{"metric": f"recall {c}", **{name: e.recall[c] for name, e in columns.items()}} for c in evaluation.recall]
+    )
+    decision = ethics_gate(measured, EthicsMetrics.from_dict(compared.metrics) if compared else None,
+                           config.tolerances(profile.smoke))
     histograms = "\n\n".join(
         f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
     )
@@ -164,17 +194,24 @@ def ethics_report(
         metadata={
             **{name: dg.MetadataValue.float(value) for name, value in evaluation.summary().items()},
             "test_prompts": len(test),
+            "candidate_vs_serving": side_by_side,
             "confusion_matrix": dg.MetadataValue.md(report.confusion_md),
             "histograms": dg.MetadataValue.md(histograms),
             "misclassified": misclassified,
             "report": dg.MetadataValue.path(str(report.markdown_path)),
+            VERSION_KEY: version.version,
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name="accuracy_floor",
-                passed=bool(evaluation.accuracy >= config.accuracy_floor),
+                check_name="accuracy_target",
+                passed=bool(evaluation.accuracy >= config.target_accuracy),
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"accuracy": evaluation.accuracy, "floor": config.accuracy_floor},
-            )
+                metadata={"accuracy": evaluation.accuracy, "target": config.target_accuracy},
+            ),
+            dg.AssetCheckResult(
+                check_name="not_worse_than_serving",
+                passed=decision.promote,
+                metadata={"checks": md_table(decision.rows()), VERSION_KEY: version.version},
+            ),
         ],
     )

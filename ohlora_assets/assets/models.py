@@ -1,7 +1,9 @@
 """Group `models`: the base model of each task and the four LoRA adapters (one factory).
 
-Training is core/base_lm.py and core/lora/; recipes and budgets are core/recipes.py. An asset here reads
-its inputs, calls one core function, and turns the result into metadata.
+Training is core/base_lm.py and core/lora/; recipes and budgets are core/recipes.py. Every training writes a
+new immutable version (core/registry.py); the blocking checks judge that version, and only the promotion
+assets (assets/serving.py) let it serve. An asset here reads its inputs, calls one core function, and turns
+the result into metadata.
 
 No `from __future__ import annotations` here: Dagster reads the per-task Config classes from the
 asset functions' annotations, which must therefore be real objects, not strings.
@@ -17,12 +19,12 @@ from ohlora_assets.configs import ACCELERATOR_POOL, lora_config_class
 from ohlora_assets.core.base_models import EMBEDDED_LM, BaseModelRef, base_model_revision, resolve_base_models
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, training_pairs
-from ohlora_assets.core.io import atomic_directory
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.recipes import ADAPTER_RECIPES, SMOKE, Budget
 from ohlora_assets.core.render import loss_curve_png
 from ohlora_assets.metadata import md_table, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
+from ohlora_assets.versions import VERSION_KEY, candidate, keep_versions, referenced_base_versions, registry
 
 GROUP = "models"
 CHECK_PROMPTS = 10
@@ -53,11 +55,17 @@ def base_models(
         from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm, pretraining_corpus
 
         spec = PretrainSpec.smoke() if profile.smoke else PretrainSpec()
-        directory = store.model_dir("base_models") / EMBEDDED_LM
-        result = build_embedded_lm(
-            pretraining_corpus(dialogue_dataset, ml_qa_dataset), spec, directory,
-            progress=ProgressReporter(context.log.info, label="embedded_lm pretraining"), device=profile.device,
-        )
+        base_registry = registry(store, "base_models")
+        with base_registry.write_version(notes="embedded LM") as pending:
+            result = build_embedded_lm(
+                pretraining_corpus(dialogue_dataset, ml_qa_dataset), spec, pending.path / EMBEDDED_LM,
+                progress=ProgressReporter(context.log.info, label="embedded_lm pretraining"), device=profile.device,
+            )
+        # The base has no gate of its own: the adapters trained on it are gated. Adapters name their base's
+        # version directory, which never changes, so pruning keeps every base a kept adapter version needs.
+        base_registry.promote(pending.version, "pretrained; its adapters are gated")
+        base_registry.prune(keep_versions(), protected=referenced_base_versions(store))
+        directory = base_registry.get(pending.version).path / EMBEDDED_LM
         steps, losses = zip(*result.loss_curve)
         metadata = {
             "parameters": result.parameters,
@@ -75,6 +83,7 @@ def base_models(
                 loss_curve_png({"pretraining": (steps, losses)}, "step"), "loss curve",
             ),
             "path": dg.MetadataValue.path(str(directory)),
+            VERSION_KEY: pending.version,
         }
         version = result.data_version
     try:
@@ -112,12 +121,14 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         )
         base = BaseModelRef(**base_models[task])
         context.log.info(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
-        directory = store.model_dir(name)
-        with atomic_directory(directory) as staging:
+        with registry(store, name).write_version(notes=f"base {base.model}") as pending:
             result = train_lora_adapter(
-                base.spec(profile.device, profile.trust_remote_code), train, valid, hp, staging,
+                base.spec(profile.device, profile.trust_remote_code), train, valid, hp, pending.path,
                 ProgressReporter(context.log.info, label=name),
             )
+            pending.metrics = {"first_train_loss": result.first_train_loss, "final_train_loss": result.final_train_loss,
+                               "final_valid_loss": result.epochs[-1].valid_loss}
+        directory = registry(store, name).get(pending.version).path
         curves = {"train": ([e.epoch for e in result.epochs], [e.train_loss for e in result.epochs])}
         if result.epochs[-1].valid_loss is not None:
             curves["valid"] = ([e.epoch for e in result.epochs], [e.valid_loss for e in result.epochs])
@@ -146,6 +157,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
                 "trainable_params": result.trainable_params,
                 "target_modules": ", ".join(result.target_modules),
                 "path": dg.MetadataValue.path(str(directory)),
+                VERSION_KEY: pending.version,
             },
         )
 
@@ -192,18 +204,25 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         name="generates_to_end_mark",
         additional_ins={"split": dg.AssetIn(f"{task}_split")},
         pool=ACCELERATOR_POOL,
+        blocking=True,
         description=(
             f"The saved adapter loads with plain PEFT and, for {CHECK_PROMPTS} validation prompts, generates "
             f"(near-greedy, temperature {CHECK_TEMPERATURE}) an answer that stops at `{fmt.end_mark}`"
             + (" (an empty memory is a valid answer)." if task == "memory" else " with non-empty text before it.")
         ),
     )
-    def _generates(store: ArtifactStore, profile: ModelProfile, split: pd.DataFrame) -> dg.AssetCheckResult:
+    def _generates(
+        context: dg.AssetCheckExecutionContext, store: ArtifactStore, profile: ModelProfile, split: pd.DataFrame
+    ) -> dg.AssetCheckResult:
         limit_torch_threads()
         from ohlora_assets.core.adapter_checks import end_mark_check
 
+        version = candidate(context.instance, store, name)
         check = end_mark_check(
-            store.model_dir(name), task, split, CHECK_PROMPTS, CHECK_TEMPERATURE, profile.device, profile.trust_remote_code
+            version.path, task, split, CHECK_PROMPTS, CHECK_TEMPERATURE, profile.device, profile.trust_remote_code
+        )
+        registry(store, name).record_metrics(
+            version.version, {"loads": True, "end_mark_rate": check.stopped / max(len(check.rows), 1)}
         )
         return dg.AssetCheckResult(
             passed=check.passed,
@@ -215,17 +234,22 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
                 "well_formed": check.well_formed,
                 "max_new_tokens": check.max_new_tokens,
                 "samples": md_table(check.rows),
+                VERSION_KEY: version.version,
             },
         )
 
-    @dg.asset_check(asset=name, name="loss_decreased", description="The final epoch's train loss is below the first's.")
-    def _loss_decreased(store: ArtifactStore) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=name, name="loss_decreased", blocking=True, description="The final epoch's train loss is below the first's."
+    )
+    def _loss_decreased(context: dg.AssetCheckExecutionContext, store: ArtifactStore) -> dg.AssetCheckResult:
         from ohlora_assets.core.lora import read_training_log
 
-        log = read_training_log(store.model_dir(name))
+        version = candidate(context.instance, store, name)
+        log = read_training_log(version.path)
         return dg.AssetCheckResult(
             passed=len(log.epochs) >= 2 and log.final_train_loss < log.first_train_loss,
-            metadata={"epochs": len(log.epochs), "first": log.first_train_loss, "final": log.final_train_loss},
+            metadata={"epochs": len(log.epochs), "first": log.first_train_loss, "final": log.final_train_loss,
+                      VERSION_KEY: version.version},
         )
 
     return [_generates, _loss_decreased]

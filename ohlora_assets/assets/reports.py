@@ -1,9 +1,10 @@
 """Group `reports`: sampled answers and a quality report per adapter (one factory), with their checks.
 
-`<task>_inference_samples` draws answers for every validation prompt with the adapter as saved and keeps the
-previous materialization's table beside the new one; `<task>_quality_report` scores both with today's rules
-(core/samples.py, core/quality.py). The quality checks read the report's latest metrics from the instance,
-so new thresholds can be tried without generating.
+`<task>_inference_samples` draws answers for every validation prompt with the candidate adapter version (the
+one its latest training wrote) and keeps them per version; `<task>_quality_report` scores the candidate's and
+the serving version's answers with today's rules, side by side (core/samples.py, core/quality.py), and its
+blocking check refuses a candidate worse than what serves. The threshold checks read the report's latest
+metrics from the instance, so new thresholds can be tried without generating.
 
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """
@@ -12,7 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.configs import ACCELERATOR_POOL, SamplingConfig
+from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig, SamplingConfig
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.progress import ProgressReporter
@@ -21,6 +22,7 @@ from ohlora_assets.core.recipes import Budget
 from ohlora_assets.core.samples import SAMPLES_FILE
 from ohlora_assets.metadata import md_table, metric_metadata, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
+from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
 GROUP = "reports"
 
@@ -39,7 +41,9 @@ class InferenceSamplesConfig(SamplingConfig):
     max_prompts: int = Field(default=0, description="use only the first N validation prompts (0: all)")
 
 
-class QualityReportConfig(dg.Config):
+class QualityReportConfig(GateConfig):
+    """How answers are scored, and the gate's tolerances for the comparison with the serving version."""
+
     copy_similarity: float = Field(default=0.85, description="answer vs training answer similarity that counts as a copy")
     unrelated_below: float = Field(default=0.5, description="prompt vs training prompt similarity below which they are unrelated")
 
@@ -94,13 +98,14 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
         budget = Budget(profile.name, profile.smoke)
         valid = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
         answers = budget.answers(config.answers_per_prompt)
-        model, tokenizer = load_adapter(store.model_dir(adapter), profile.device, profile.trust_remote_code)
+        version = candidate(context.instance, store, adapter)
+        model, tokenizer = load_adapter(version.path, profile.device, profile.trust_remote_code)
         run = generate_answers(
             merged_for_inference(model), tokenizer, valid["prompt"].tolist(), task, answers,
             budget.sampling(config.settings()), progress=ProgressReporter(context.log.info, label=name),
         )
         frame = answers_table(run, valid)
-        folder = store.report_dir(name)
+        folder = store.report_dir(name) / version.version
         save_samples(folder, frame, {**run.summary(), "run_id": context.run_id})
         shown = frame[["source_row", "answer_index", "answer", "retries", "output_tokens", "latency_s"]].head(40)
         shown.insert(1, "question", frame["prompt"].head(40).map(lambda p: prompt_question(task, p)[:60]))
@@ -119,6 +124,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
                 "samples": md_table(shown, digits=3),
                 "dagster/row_count": len(frame),
                 "path": dg.MetadataValue.path(str(folder / SAMPLES_FILE)),
+                VERSION_KEY: version.version,
             }
         )
 
@@ -126,28 +132,46 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
 
 
 def _report_asset(task: str) -> dg.AssetsDefinition:
-    samples_name, name = f"{task}_inference_samples", f"{task}_quality_report"
+    adapter, samples_name, name = f"adapter_{task}", f"{task}_inference_samples", f"{task}_quality_report"
 
     @dg.asset(
         name=name,
         group_name=GROUP,
-        code_version="1",
+        code_version="2",
         deps=[samples_name],
         ins={"split": dg.AssetIn(f"{task}_split")},
         description=(
-            f"Quality of `{samples_name}`: numbered-prefix and copied-answer rates, empty answers, retries and "
-            "give-ups, format validity, latency and tokens/s; each beside the same metric of the samples' previous "
-            "materialization, scored by today's rules."
+            f"Quality of the candidate `{adapter}` from `{samples_name}`: numbered-prefix and copied-answer rates, "
+            "empty answers, retries and give-ups, format validity, latency and tokens/s; each beside the serving "
+            "version's answers, scored by today's rules. Its blocking check refuses a candidate that is worse."
         ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "not_worse_than_serving", asset=name, blocking=True,
+                description="Each failure-mode rate of the candidate is at most the serving version's plus the tolerance.",
+            )
+        ],
     )
-    def _report(config: QualityReportConfig, store: ArtifactStore, split: pd.DataFrame) -> dg.MaterializeResult:
+    def _report(
+        context: dg.AssetExecutionContext, config: QualityReportConfig, store: ArtifactStore, profile: ModelProfile,
+        split: pd.DataFrame,
+    ):
         from ohlora_assets.core.io import atomic_write_bytes
+        from ohlora_assets.core.promotion import QUALITY_RATES, AdapterMetrics, adapter_gate
         from ohlora_assets.core.quality import comparison_markdown, flagged_examples_markdown, quality_plot
-        from ohlora_assets.core.samples import score_with_previous
+        from ohlora_assets.core.samples import has_samples, score_samples
 
         settings = QualitySettings(copy_similarity=config.copy_similarity, unrelated_below=config.unrelated_below)
-        now, before = score_with_previous(task, store.report_dir(samples_name), split[split["split"] == "train"], settings)
-        scored = {"previous": before, "now": now} if before else {"now": now}
+        train = split[split["split"] == "train"]
+        versions = registry(store, adapter)
+        version, serving = candidate(context.instance, store, adapter), versions.serving()
+        now = score_samples(task, store.report_dir(samples_name) / version.version, train, settings)
+        versions.record_metrics(version.version, {rate: now.metrics.get(rate) for rate in QUALITY_RATES})
+        version = versions.get(version.version)
+        compared = serving if serving is not None and serving.version != version.version else None
+        serving_folder = store.report_dir(samples_name) / compared.version if compared else None
+        before = score_samples(task, serving_folder, train, settings) if serving_folder and has_samples(serving_folder) else None
+        scored = {f"serving {compared.version}": before, f"candidate {version.version}": now} if before else {"candidate": now}
         out = store.report_dir(name)
         plot = quality_plot(
             {k: s.metrics for k, s in scored.items()}, {k: s.flagged["latency_s"].tolist() for k, s in scored.items()}, name
@@ -156,16 +180,31 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         examples = flagged_examples_markdown(now.flagged)
         atomic_write_bytes(out / "report.md", f"# {name}\n\n{table}\n\n{examples}\n".encode())
         atomic_write_bytes(out / "flagged.parquet", now.flagged.to_parquet())
-        return dg.MaterializeResult(
+        gate_checks = [
+            check
+            for check in adapter_gate(
+                AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(compared.metrics) if compared else None,
+                config.tolerances(profile.smoke),
+            ).checks
+            if check.name.endswith("_not_worse")
+        ]
+        yield dg.MaterializeResult(
             metadata={
                 **metric_metadata(now.metrics),
                 "report": dg.MetadataValue.md(table),
                 "plot": saved_png(out / "quality.png", plot, "quality"),
                 "flagged_examples": dg.MetadataValue.md(examples),
                 "samples_run_id": now.run_id,
-                "previous_samples_run_id": before.run_id if before else "none (first materialization of the samples)",
+                "serving_version": compared.version if compared else "none besides the candidate",
+                "serving_samples_run_id": before.run_id if before else "none",
                 "path": dg.MetadataValue.path(str(out / "report.md")),
+                VERSION_KEY: version.version,
             }
+        )
+        yield dg.AssetCheckResult(
+            check_name="not_worse_than_serving",
+            passed=all(check.passed for check in gate_checks),
+            metadata={"checks": md_table([vars(check) for check in gate_checks]), VERSION_KEY: version.version},
         )
 
     return _report

@@ -163,14 +163,14 @@ def _fmt(key: str, value: float | None) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
 
 
-def comparison_markdown(current: dict[str, float | None], previous: dict[str, float | None] | None) -> str:
-    """Metric table: this run, the previous materialization, and the change (better/worse marked)."""
-    lines = ["| metric | now | previous | change |", "| --- | ---: | ---: | ---: |"]
+def comparison_markdown(candidate: dict[str, float | None], serving: dict[str, float | None] | None) -> str:
+    """Metric table: the candidate, the serving version, and the change (better/worse marked)."""
+    lines = ["| metric | candidate | serving | change |", "| --- | ---: | ---: | ---: |"]
     for key, (label, higher_is_better) in METRICS.items():
-        now = current.get(key)
-        before = previous.get(key) if previous else None
+        now = candidate.get(key)
+        before = serving.get(key) if serving else None
         if now is None or before is None:
-            change = "" if previous else "first run"
+            change = "" if serving else "nothing serves yet"
         else:
             delta = now - before
             verdict = "" if abs(delta) < 1e-9 else (" better" if (delta > 0) == higher_is_better else " worse")

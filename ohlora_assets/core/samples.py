@@ -1,11 +1,10 @@
-"""Sampled answers on disk and their quality: a Parquet table and a run summary per report folder, with the
-previous materialization's pair kept in `previous/`, so a report scores both with today's rules (a changed
-threshold or rule never shows up as a model change)."""
+"""Sampled answers on disk and their quality: a Parquet table and a run summary per model version, so a report
+scores a candidate's answers and the serving version's with today's rules side by side (a changed threshold or
+rule never shows up as a model change)."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from ohlora_assets.core.quality import QualitySettings, quality_metrics, score_a
 
 SAMPLES_FILE = "samples.parquet"
 RUN_FILE = "generation.json"
-PREVIOUS = "previous"
 
 
 def answers_table(run, prompts: pd.DataFrame) -> pd.DataFrame:
@@ -29,13 +27,13 @@ def answers_table(run, prompts: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_samples(folder: Path, samples: pd.DataFrame, summary: dict) -> None:
-    """Write the table and its run summary; the pair written before moves to `previous/`."""
-    (folder / PREVIOUS).mkdir(parents=True, exist_ok=True)
-    if (folder / SAMPLES_FILE).is_file() and (folder / RUN_FILE).is_file():
-        for name in (SAMPLES_FILE, RUN_FILE):
-            os.replace(folder / name, folder / PREVIOUS / name)
+    """Write the table, then its run summary (a folder with both is complete)."""
     atomic_write_bytes(folder / SAMPLES_FILE, samples.to_parquet())
     atomic_write_bytes(folder / RUN_FILE, json.dumps(summary, indent=2).encode())
+
+
+def has_samples(folder: Path) -> bool:
+    return (folder / SAMPLES_FILE).is_file() and (folder / RUN_FILE).is_file()
 
 
 @dataclass(frozen=True)
@@ -50,12 +48,3 @@ def score_samples(task: str, folder: Path, train_split: pd.DataFrame, settings: 
     run = json.loads((folder / RUN_FILE).read_text())
     flagged = score_answers(task, samples, train_split, settings)
     return ScoredSamples(flagged, quality_metrics(task, flagged, run["wall_s"], run["generated_tokens"]), run["run_id"])
-
-
-def score_with_previous(
-    task: str, folder: Path, train_split: pd.DataFrame, settings: QualitySettings
-) -> tuple[ScoredSamples, ScoredSamples | None]:
-    """The samples now and, when there are any, those of the materialization before, scored alike."""
-    previous = folder / PREVIOUS
-    before = score_samples(task, previous, train_split, settings) if (previous / SAMPLES_FILE).is_file() else None
-    return score_samples(task, folder, train_split, settings), before

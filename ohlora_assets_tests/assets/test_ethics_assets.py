@@ -75,7 +75,7 @@ def test_report_has_metrics_confusion_histograms_and_misclassified(run):
         "histogram_hate.png", "histogram_love.png", "histogram_paedrip.png", "histogram_politics.png",
     ]
     assert "misclassified" in metadata
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "accuracy_floor"]
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "accuracy_target"]
     assert check.severity == dg.AssetCheckSeverity.WARN
     assert check.passed == (metadata["accuracy"].value >= 0.95)
     assert check.metadata["accuracy"].value == metadata["accuracy"].value

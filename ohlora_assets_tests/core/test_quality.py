@@ -162,7 +162,7 @@ def test_comparison_marks_better_and_worse_and_the_first_run():
     assert "| numbered-prefix rate | 0.250 | 0.100 | +0.150 worse |" in table
     assert "| tokens/s | 12 | 10 | +2.000 better |" in table
     assert "| copied-answer rate | n/a | n/a |  |" in table
-    assert "first run" in comparison_markdown(now, None)
+    assert "nothing serves yet" in comparison_markdown(now, None)
     side = side_by_side_markdown({"rank 16": now, "rank 64": {"numbered_prefix_rate": 0.0}})
     assert "| numbered-prefix rate | 0.250 | 0.000 |" in side
 

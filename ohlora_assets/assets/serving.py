@@ -1,0 +1,82 @@
+"""Group `serving`: one promotion asset per gated model, the last step of train -> check -> promote -> serve.
+
+A training asset writes a candidate version; its blocking checks (loads and stops at the end mark, loss fell;
+for the ethics model accuracy and recall) and the report's blocking `not_worse_than_serving` stand between it
+and here, so a failed check stops the run before this step. Here the whole gate (core/promotion.py) is decided
+once more over the figures the checks recorded, and the serving pointer moves in one atomic rename only when
+every check passed; otherwise the serving version stays and the metadata says why. Old versions are pruned.
+"""
+
+import dagster as dg
+
+from ohlora_assets.configs import GateConfig
+from ohlora_assets.core.formats import TASKS
+from ohlora_assets.metadata import md_table
+from ohlora_assets.resources import ArtifactStore, ModelProfile
+from ohlora_assets.versions import candidate, registry
+
+GROUP = "serving"
+ETHICS_MODEL = "ethics_sbert_model"
+# gated model -> the asset that evaluates its candidate
+EVALUATED_BY = {**{f"adapter_{task}": f"{task}_quality_report" for task in TASKS}, ETHICS_MODEL: "ethics_report"}
+
+
+def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"serving_{model}",
+        group_name=GROUP,
+        code_version="1",
+        deps=[model, evaluated_by],
+        description=(
+            f"Promotes the candidate version of `{model}` when every gate check passed (checked by `{model}` and "
+            f"`{evaluated_by}`); the serving pointer moves in one atomic rename. Data version: the serving version."
+        ),
+    )
+    def _promote(
+        context: dg.AssetExecutionContext, config: GateConfig, store: ArtifactStore, profile: ModelProfile
+    ) -> dg.MaterializeResult:
+        from ohlora_assets.core.promotion import (
+            AdapterMetrics,
+            EthicsMetrics,
+            adapter_gate,
+            ethics_gate,
+            promote_if_passed,
+            versions_table,
+        )
+
+        versions = registry(store, model)
+        version, serving = candidate(context.instance, store, model), versions.serving()
+        compared = serving if serving is not None and serving.version != version.version else None
+        tolerances = config.tolerances(profile.smoke)
+        if model == ETHICS_MODEL:
+            if "accuracy" not in version.metrics:
+                raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
+            decision = ethics_gate(
+                EthicsMetrics.from_dict(version.metrics), EthicsMetrics.from_dict(compared.metrics) if compared else None,
+                tolerances,
+            )
+        else:
+            decision = adapter_gate(
+                AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(compared.metrics) if compared else None,
+                tolerances,
+            )
+        promoted, message = promote_if_passed(versions, version.version, decision)
+        pruned = versions.prune(config.keep_versions)
+        context.log.info(f"{model}: {message}")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(versions.serving_label() or "none"),
+            metadata={
+                "decision": message,
+                "promoted": promoted,
+                "candidate": version.version,
+                "serving": versions.serving_label() or "none",
+                "checks": md_table(decision.rows()),
+                "versions": md_table(versions_table(versions)),
+                "pruned": ", ".join(pruned) or "none",
+            },
+        )
+
+    return _promote
+
+
+promotion_assets = [_promotion_asset(model, evaluated_by) for model, evaluated_by in EVALUATED_BY.items()]
