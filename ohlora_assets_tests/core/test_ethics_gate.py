@@ -6,7 +6,7 @@ import pytest
 
 from ohlora_assets.core.ethics.gate import BLOCK_DAYS, block_candidates, block_days, check_turn, sanctions_for, total_block
 from ohlora_assets.core.ethics.sanctions import SanctionLog
-from ohlora_assets.core.ethics.thresholds import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.categories import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from ohlora_assets.core.ethics.gate import MAX_BLOCK_DAYS
 from ohlora_assets.core.ethics.sanctions import SanctionLog
-from ohlora_assets.core.ethics.thresholds import BLOCKABLE, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.categories import BLOCKABLE, HATE, LOVE, PAEDRIP, POLITICS
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 PROCESSES, EVENTS = 8, 50

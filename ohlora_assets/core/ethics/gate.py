@@ -6,15 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
-from ohlora_assets.core.ethics.thresholds import (
-    DEFAULT_THRESHOLDS,
-    GENERAL,
-    GENERAL_CANCEL,
-    HATE,
-    LOVE,
-    PAEDRIP,
-    POLITICS,
-)
+from ohlora_assets.core.ethics.categories import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, GENERAL_CANCEL
 
 MAX_BLOCK_DAYS = 1461
 # Block length in days for levels 1, 2, 3, 4 and 5+; 0 is a warning.
