@@ -38,6 +38,13 @@ def test_a_truncated_image_is_refused_by_name(tmp_path, keep):
         E5Image.read(truncated)
 
 
+def test_an_image_with_another_block_size_is_refused_by_name(tmp_path):
+    odd = tmp_path / "e5-small-q4.bin"
+    odd.write_bytes(b"E5S1" + struct.pack("<I7ifi", 1, 384, 12, 12, 1536, 250_002, 512, 1, 1e-12, 16) + bytes(64))
+    with pytest.raises(E5ImageError, match="e5-small-q4.bin: truncated or corrupt E5S1 image .blocks of 16 weights"):
+        E5Image.read(odd)
+
+
 @pytest.fixture(scope="module")
 def image() -> E5Image:
     return E5Image.read(bundled_image())
