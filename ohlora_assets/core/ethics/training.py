@@ -150,17 +150,17 @@ def train_sbert(
             optimizer.zero_grad()
             epoch_loss.append(loss.item())
             step += 1
-            if progress:
+            if progress is not None:
                 progress(ProgressEvent(step, steps, epoch=epoch, epochs=settings.epochs, loss=epoch_loss[-1]))
         model.eval()
         history.train_loss.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
         valid_loss = _loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else None
         history.valid_loss.append(float("nan") if valid_loss is None else valid_loss)
-        if progress:
+        if progress is not None:
             progress(
                 ProgressEvent(
-                    step, steps, epoch=epoch, epochs=settings.epochs, loss=history.train_loss[-1],
-                    epoch_end=True, metrics={"valid_loss": valid_loss},
+                    step, steps, epoch=epoch, epochs=settings.epochs, loss=history.train_loss[-1], epoch_end=True,
+                    metrics={"valid_loss": valid_loss},
                 )
             )
     history.seconds = time.perf_counter() - started
