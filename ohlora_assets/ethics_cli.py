@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # `--us` is a prompt, not --user
     )
     parser.add_argument("prompt", nargs="?", help="the user's prompt (put -- before one that looks like an option)")
-    parser.add_argument("--user", required=True, help="user id for the sanction log (non-empty; --user=ID if it starts with -)")
+    parser.add_argument("--user", required=True, help="user id for the sanction log (--user=ID if it starts with -)")
     parser.add_argument("--answer", default="", help="the model's answer (love/politics block only on 미안/부담)")
     parser.add_argument("--model", help="sentence-transformers directory (default: the materialized ethics model)")
     parser.add_argument("--log", help="sanction log SQLite file (default: in the artifact folder)")

@@ -86,7 +86,8 @@ def test_usage_errors_are_json_with_exit_2(args, message, capsys):
 
 def test_user_ids_are_stripped_and_turns_logged_in_the_given_file(model_dir, tmp_path, capsys):
     log = tmp_path / "log.sqlite"
-    code, output = _main(["사1랑2해 로라야", "--user", " u1 ", "--answer", "미안", "--model", str(model_dir), "--log", str(log)], capsys)
+    args = ["사1랑2해 로라야", "--user", " u1 ", "--answer", "미안", "--model", str(model_dir), "--log", str(log)]
+    code, output = _main(args, capsys)
     assert code == 0 and output["normalized_prompt"] == "사랑해 로라야"
     _assert_decided(output, "u1")
     assert log.is_file()
