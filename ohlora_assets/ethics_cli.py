@@ -1,20 +1,84 @@
-"""`ohlora ethics check PROMPT --user ID [--answer A] [--model DIR] [--log FILE]`: the gate users run.
+"""`ohlora ethics check --user ID [--answer A] [--model DIR] [--log FILE] [--] PROMPT`: the gate users run.
 
-Prints one JSON object: the normalized prompt, the five scores, the decision (allow, warn, block,
-or refused while a block is active), the sanctions logged this turn and the end of any block.
+Prints one JSON object on stdout, whatever the input: either the decision (the normalized prompt, the
+five scores, allow, warn, block, or refused while a block is active, the sanctions logged this turn
+and the end of any block) or {"error": ...}. Exit status: 0 a decision was given, 1 the gate could not
+decide (model or sanction log missing or unusable), 2 usage error.
+
+Any argument that is not an option is the prompt, so prompts that start with `-` (`-_-`, `-.-`) need
+no quoting beyond the shell's; `--` ends the options for a prompt that is spelled like one. A user id
+that starts with `-` is given as `--user=-_-`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ohlora_assets.core.device import limit_torch_threads
 
+EXIT_DECIDED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-def check(args: argparse.Namespace) -> int:
+
+class UsageError(Exception):
+    """The command line cannot be understood; the message says why."""
+
+
+class GateFailure(Exception):
+    """The gate cannot decide: its model or sanction log is missing or unusable; the message names which."""
+
+
+class _JsonErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage to stderr and exit; we answer in JSON
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _JsonErrorParser(
+        prog="ohlora ethics check",
+        description="Score a prompt, decide, and log any sanction; one JSON object on stdout.",
+        allow_abbrev=False,  # `--us` is a prompt, not --user
+    )
+    parser.add_argument("prompt", nargs="?", help="the user's prompt (put -- before one that looks like an option)")
+    parser.add_argument("--user", required=True, help="user id for the sanction log (--user=ID if it starts with -)")
+    parser.add_argument("--answer", default="", help="the model's answer (love/politics block only on 미안/부담)")
+    parser.add_argument("--model", help="sentence-transformers directory (default: the materialized ethics model)")
+    parser.add_argument("--log", help="sanction log SQLite file (default: in the artifact folder)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The options, and as the prompt the one argument that is not an option (even if it starts with -).
+
+    Raises UsageError. The user id is stripped; it must be non-empty and valid UTF-8 (argv bytes that
+    are not arrive as surrogate escapes): two different undecodable ids must not share one log entry.
+    """
+    args, rest = _parser().parse_known_args(list(argv))
+    if args.prompt is None and len(rest) == 1:
+        args.prompt = rest.pop()  # argparse took it for an unknown option: `-_-`
+    if rest:
+        raise UsageError(
+            f"unrecognized arguments: {' '.join(rest)} (quote a prompt of several words; "
+            "put -- before a prompt that looks like an option)"
+        )
+    if args.prompt is None:
+        raise UsageError("a prompt is required")
+    args.user = args.user.strip()
+    if not args.user:
+        raise UsageError("--user must not be empty: sanctions are logged per user id")
+    try:
+        args.user.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("--user is not valid UTF-8 text") from None
+    return args
+
+
+def decide(args: argparse.Namespace):
+    """The gate's Decision for the parsed arguments; raises GateFailure naming the unusable folder or file."""
     from ohlora_assets.core.ethics.gate import check_turn
     from ohlora_assets.core.ethics.sanctions import SanctionLog
     from ohlora_assets.core.ethics.scoring import EthicsScorer
@@ -25,13 +89,49 @@ def check(args: argparse.Namespace) -> int:
     model_dir = Path(args.model) if args.model else store.model_dir("ethics_sbert_model")
     log_path = Path(args.log) if args.log else store.path("ethics", "sanctions.sqlite")
     if not (model_dir / "modules.json").is_file():
-        print(
-            json.dumps({"error": f"no sentence-transformers model in {model_dir}: materialize ethics_sbert_model "
-                        "(dagster job ethics_only) or pass --model DIR"}, ensure_ascii=False),
-            file=sys.stderr,
+        raise GateFailure(
+            f"no sentence-transformers model in {model_dir}: materialize ethics_sbert_model "
+            "(dagster job ethics_only) or pass --model DIR"
         )
-        return 2
-    scorer = EthicsScorer.load(model_dir, device="cpu", trust_remote_code=ModelProfile.from_env().trust_remote_code)
-    decision = check_turn(scorer, SanctionLog(log_path), args.user, args.prompt, args.answer or "")
-    print(json.dumps(decision.to_json(), ensure_ascii=False, indent=2))
-    return 0
+    try:
+        scorer = EthicsScorer.load(model_dir, device="cpu", trust_remote_code=ModelProfile.from_env().trust_remote_code)
+    except Exception as error:  # a corrupt folder fails in json, safetensors, transformers or torch alike
+        raise GateFailure(
+            f"{model_dir}: the ethics model cannot be loaded ({type(error).__name__}: {error}); "
+            "materialize ethics_sbert_model again"
+        ) from error
+    try:
+        return check_turn(scorer, SanctionLog(log_path), args.user, args.prompt, args.answer)
+    except (sqlite3.Error, OSError) as error:
+        raise GateFailure(f"{log_path}: the sanction log cannot be used ({type(error).__name__}: {error})") from error
+
+
+def _print_json(payload: dict) -> None:
+    """UTF-8 whatever the locale; an undecodable argument echoed in a message comes out as a JSON \\u escape."""
+    text = json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.buffer.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `ethics check` on `argv` (the arguments after `check`); always one JSON object on stdout."""
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        _print_json({"error": str(error), "usage": _parser().format_usage().strip()})
+        return EXIT_USAGE
+    try:
+        decision = decide(args)
+    except GateFailure as error:
+        _print_json({"error": str(error)})
+        return EXIT_FAILED
+    except Exception as error:  # the gate answers in JSON, never with a traceback
+        _print_json({"error": f"the gate failed: {type(error).__name__}: {error}"})
+        return EXIT_FAILED
+    _print_json(decision.to_json())
+    return EXIT_DECIDED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.formats import (
     DATA_TYPES,
     EYES,
@@ -17,7 +18,6 @@ from ohlora_assets.core.formats import (
 )
 from ohlora_assets.core.io import DataIssue, DataValidationError, read_csv_strict, spreadsheet_row
 
-ETHICS_CATEGORIES = ("사랑 고백/만남", "일반", "정치", "패드립", "혐오/기타")
 
 DIALOGUE_COLUMNS = [
     "data_type", "input_data", "output_message", "memory", "summary", "eyes_mouth_pose", "eyes", "mouth", "pose",

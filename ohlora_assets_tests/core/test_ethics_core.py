@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES, GENERAL, HATE, LOVE, PAEDRIP, POLITICS
 from ohlora_assets.core.ethics.evaluation import build_report, confusion_markdown, evaluate
 from ohlora_assets.core.ethics.normalize import normalize_prompt
-from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, GENERAL, HATE, LOVE, PAEDRIP, POLITICS, calibrate
+from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 from ohlora_assets.core.ethics.training import make_pairs, split_prompts
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 
 def test_pairs_have_every_category_name_with_one_positive_label():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ohlora_assets.core.ethics.e5_small import E5Image, E5ImageError, build_e5_directory, bundled_image, dequantize_q4_0
-from ohlora_assets.core.ethics.thresholds import GENERAL, HATE, LOVE
+from ohlora_assets.core.ethics.categories import GENERAL, HATE, LOVE
 from ohlora_assets.core.ethics.training import TrainSettings, base_model, make_pairs, train_ethics_model, train_sbert
 
 KOREAN = ["로라야 사랑해!", "대량학살 끔찍하다 진짜로", "너가 엄마가 없으니까 이러는 거야. 알겠어?", "ㅋㅋㅋ ㅠㅠ 로라 MBTI 뭐야"]
@@ -36,6 +36,13 @@ def test_a_truncated_image_is_refused_by_name(tmp_path, keep):
     truncated.write_bytes(bundled_image().read_bytes()[:keep])
     with pytest.raises(E5ImageError, match="e5-small-q4.bin: truncated or corrupt E5S1 image"):
         E5Image.read(truncated)
+
+
+def test_an_image_with_another_block_size_is_refused_by_name(tmp_path):
+    odd = tmp_path / "e5-small-q4.bin"
+    odd.write_bytes(b"E5S1" + struct.pack("<I7ifi", 1, 384, 12, 12, 1536, 250_002, 512, 1, 1e-12, 16) + bytes(64))
+    with pytest.raises(E5ImageError, match="e5-small-q4.bin: truncated or corrupt E5S1 image .blocks of 16 weights"):
+        E5Image.read(odd)
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +109,15 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
             "category": [LOVE, HATE, GENERAL, GENERAL, GENERAL, GENERAL],
         }
     )
-    history = train_sbert(
-        model,
-        make_pairs(frame),
-        TrainSettings(epochs=2, valid_fraction=0.0, bf16=bf16),
-        log=lambda _: None,
-    )
+    events = []
+    history = train_sbert(model, make_pairs(frame), TrainSettings(epochs=2, valid_fraction=0.0, bf16=bf16), events.append)
     assert np.isfinite(history.train_loss).all() and history.train_pairs == 30  # six prompts, five pairs each
+    # 30 pairs in batches of 16: two steps per epoch, then an epoch end with no valid split to measure.
+    assert [(e.done, e.total, e.epoch, e.epoch_end) for e in events] == [
+        (1, 4, 1, False), (2, 4, 1, False), (2, 4, 1, True), (3, 4, 2, False), (4, 4, 2, False), (4, 4, 2, True)
+    ]
+    assert [e.loss for e in events if e.epoch_end] == history.train_loss
+    assert all(e.metrics == {"valid_loss": None} for e in events if e.epoch_end)
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
     assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only
@@ -116,6 +125,7 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
 
 def test_the_seed_reproduces_a_model_and_another_seed_gives_another(tmp_path):
     from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.io import directory_hash
 
     prompts = ["로라야 사랑해", "남자는 쓰레기야", "오늘 점심 뭐 먹지", "내일 비 온대", "산책 가자", "숙제 했어", "주말에 영화 볼래?", "너 진짜 예쁘다"]
     frame = pd.DataFrame(
@@ -123,12 +133,18 @@ def test_the_seed_reproduces_a_model_and_another_seed_gives_another(tmp_path):
     )
 
     def scores(seed: int, name: str) -> np.ndarray:
-        trained = train_ethics_model(make_pairs(frame), tmp_path / name, smoke=True, seed=seed, log=lambda _: None)
+        epoch_ends = []
+        trained = train_ethics_model(
+            make_pairs(frame), tmp_path / name, smoke=True, seed=seed,
+            progress=lambda event: epoch_ends.append(event) if event.epoch_end else None,
+        )
         assert trained.settings.seed == seed
+        assert [e.metrics["valid_loss"] for e in epoch_ends] == trained.history.valid_loss  # one valid prompt of eight
         return EthicsScorer.load(tmp_path / name).score(prompts)
 
     first = scores(7, "first")
     assert np.array_equal(scores(7, "again"), first)
+    assert directory_hash(tmp_path / "again") == directory_hash(tmp_path / "first")  # the asset's data version
     assert not np.allclose(scores(8, "other"), first, atol=1e-4)
 
 

@@ -1,12 +1,14 @@
 """The original product's policy: block candidates, the `일반` veto, levels and periods, refusal while blocked."""
 
+import multiprocessing
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from ohlora_assets.core.ethics.gate import BLOCK_DAYS, block_candidates, block_days, check_turn, sanctions_for, total_block
 from ohlora_assets.core.ethics.sanctions import SanctionLog
-from ohlora_assets.core.ethics.thresholds import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.categories import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -72,7 +74,8 @@ def test_a_blocked_user_is_refused_until_the_block_ends(tmp_path):
     harmless = FixedScores(scores(general=0.9))
     during = check_turn(harmless, log, "kim", "안녕", now=NOW + timedelta(days=7))
     assert during.decision == "refused" and during.blocked_until == first.blocked_until
-    assert len(log.history("kim")) == 2  # refusal logs nothing
+    with sqlite3.connect(log.path) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM sanctions").fetchone() == (2,)  # refusal logs nothing
     assert check_turn(harmless, log, "kim", "안녕", now=NOW + timedelta(days=8)).decision == "allow"
     assert check_turn(harmless, log, "lee", "안녕", now=NOW).decision == "allow"  # per user
 
@@ -86,3 +89,29 @@ def test_a_first_love_or_politics_offence_is_a_warning(tmp_path):
     assert turn.decision == "warn" and turn.blocked_until is None and turn.sanctions[0]["warning"]
     turn = check_turn(FixedScores(scores(love=0.99)), log, "park", "...", answer="미안해", now=NOW)
     assert turn.decision == "block" and turn.blocked_until == (NOW + timedelta(hours=1)).isoformat()
+
+
+TURNS = 8
+
+
+def _concurrent_turn(path: str, barrier, decisions) -> None:
+    log = SanctionLog(path)
+    barrier.wait()  # every process reaches the gate at once
+    decisions.put(check_turn(FixedScores(scores(paedrip=0.97)), log, "kim", "...", now=NOW).decision)
+
+
+def test_concurrent_turns_of_one_user_are_decided_as_if_serial(tmp_path):
+    """One after the other, a first offence blocks and every later turn is refused; at once, the same."""
+    path = str(tmp_path / "log.sqlite")
+    context = multiprocessing.get_context("fork")  # children only use sqlite3; fork keeps the test fast
+    barrier, decisions = context.Barrier(TURNS), context.Queue()
+    workers = [context.Process(target=_concurrent_turn, args=(path, barrier, decisions)) for _ in range(TURNS)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [process.exitcode for process in workers] == [0] * TURNS
+    assert sorted(decisions.get(timeout=5) for _ in range(TURNS)) == ["block"] + ["refused"] * (TURNS - 1)
+    with sqlite3.connect(path) as connection:
+        logged = connection.execute("SELECT category, level, block_days FROM sanctions").fetchall()
+    assert logged == [(PAEDRIP, 1, 7.0)]  # one 7-day block, not levels 1, 2, ... (30 days and more)

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.ethics.gate import check_turn
 from ohlora_assets.core.ethics.sanctions import SanctionLog
 from ohlora_assets.core.ethics.scoring import EthicsScorer
 from ohlora_assets.core.ethics.training import base_model
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 DECISIONS = {"allow", "warn", "block", "refused"}
 EDGE_CASES = [

@@ -1,78 +1,107 @@
-"""The sanction log: levels per category, several categories per turn, and concurrent writers."""
+"""The sanction log: levels per category, several categories per turn, refusal while blocked, and
+concurrent turns decided as if serial."""
 
 import multiprocessing
+import sqlite3
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
+from ohlora_assets.core.ethics.categories import BLOCKABLE, HATE, LOVE, PAEDRIP, POLITICS
 from ohlora_assets.core.ethics.gate import MAX_BLOCK_DAYS
 from ohlora_assets.core.ethics.sanctions import SanctionLog
-from ohlora_assets.core.ethics.thresholds import BLOCKABLE, HATE, LOVE, PAEDRIP, POLITICS
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-PROCESSES, EVENTS = 8, 50
+PROCESSES, EVENTS = 8, 20
+
+
+def _rows(path, user: str) -> list[tuple]:
+    """(category, level, days, created_at, blocked_until) of the user's rows, in insertion order."""
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT category, level, block_days, created_at, blocked_until FROM sanctions WHERE user_id = ? ORDER BY id",
+            (user,),
+        ).fetchall()
 
 
 def test_levels_rise_per_category_and_periods_follow_the_table(tmp_path):
     log = SanctionLog(tmp_path / "log.sqlite")
-    days = [log.record("u", [POLITICS], NOW)[0][0].days for _ in range(6)]
+    days, moment = [], NOW
+    for _ in range(6):
+        turn = log.record_turn("u", [POLITICS], moment)
+        days.append(turn.sanctions[0].days)
+        moment = turn.blocked_until  # the next turn comes as the block ends
     assert days == [0, 3, 7, 30, 365, 365]
-    (first_hate,), until = log.record("u", [HATE], NOW)
-    assert (first_hate.level, first_hate.days) == (1, 1)  # other categories' levels do not count
-    assert until == NOW + timedelta(days=1)
-    assert [row["level"] for row in log.history("u") if row["category"] == POLITICS] == [1, 2, 3, 4, 5, 6]
-    assert log.history("someone else") == []
+    turn = log.record_turn("u", [HATE], moment)
+    assert [(s.level, s.days) for s in turn.sanctions] == [(1, 1)]  # other categories' levels do not count
+    assert turn.blocked_until == moment + timedelta(days=1)
+    assert [row[1] for row in _rows(tmp_path / "log.sqlite", "u") if row[0] == POLITICS] == [1, 2, 3, 4, 5, 6]
+    assert _rows(tmp_path / "log.sqlite", "someone else") == []
 
 
 def test_a_turn_with_several_categories_logs_each_and_adds_periods_up_to_the_cap(tmp_path):
     log = SanctionLog(tmp_path / "log.sqlite")
-    sanctions, until = log.record("u", [PAEDRIP, HATE], NOW)
-    assert [(s.category, s.level, s.days) for s in sanctions] == [(PAEDRIP, 1, 7), (HATE, 1, 1)]
-    assert until == NOW + timedelta(days=8)
-    assert log.blocked_until("u", NOW) == until
-    assert log.blocked_until("u", until) is None  # the block ends exactly then
+    turn = log.record_turn("u", [PAEDRIP, HATE], NOW)
+    assert [(s.category, s.level, s.days) for s in turn.sanctions] == [(PAEDRIP, 1, 7), (HATE, 1, 1)]
+    assert turn.refused_until is None and turn.blocked_until == NOW + timedelta(days=8)
+    until = turn.blocked_until
     for _ in range(2):
-        log.record("u", [PAEDRIP, HATE], NOW)
-    _, until = log.record("u", [PAEDRIP, HATE, LOVE, POLITICS], NOW)  # 1461 + 1461 + ... capped
-    assert until == NOW + timedelta(days=MAX_BLOCK_DAYS)
-    assert len(log.history("u")) == 2 + 2 + 2 + 4
+        until = log.record_turn("u", [PAEDRIP, HATE], until).blocked_until
+    capped = log.record_turn("u", [PAEDRIP, HATE, LOVE, POLITICS], until)  # 1461 + 1461 + ... days
+    assert capped.blocked_until == until + timedelta(days=MAX_BLOCK_DAYS)
+    assert len(_rows(tmp_path / "log.sqlite", "u")) == 2 + 2 + 2 + 4
+
+
+def test_a_running_block_refuses_the_turn_and_logs_nothing_until_it_ends(tmp_path):
+    log = SanctionLog(tmp_path / "log.sqlite")
+    until = log.record_turn("u", [PAEDRIP], NOW).blocked_until
+    refused = log.record_turn("u", [HATE], until - timedelta(seconds=1))
+    assert refused.refused_until == until and refused.sanctions == [] and refused.blocked_until is None
+    assert len(_rows(tmp_path / "log.sqlite", "u")) == 1
+    assert log.record_turn("u", [], until).refused_until is None  # the block ends exactly then
+    assert log.record_turn("v", [], NOW).refused_until is None  # per user
 
 
 def test_a_warning_does_not_block(tmp_path):
     log = SanctionLog(tmp_path / "log.sqlite")
-    (warning,), until = log.record("u", [LOVE], NOW)
-    assert warning.warning and until == NOW
-    assert log.blocked_until("u", NOW) is None
+    turn = log.record_turn("u", [LOVE], NOW)
+    assert turn.sanctions[0].warning and turn.blocked_until == NOW
+    assert log.record_turn("u", [], NOW).refused_until is None
 
 
-def _writer(path: str, worker: int) -> None:
+def _turns(path: str, worker: int) -> list[tuple[str, bool, int]]:
     log = SanctionLog(path)
+    outcomes = []
     for event in range(EVENTS):
         categories = [BLOCKABLE[(worker + event) % 4]]
-        if event % 10 == 0:  # the case the original CSV lost: several categories in one turn
+        if event % 5 == 0:  # the case the original CSV lost: several categories in one turn
             categories.append(BLOCKABLE[(worker + event + 1) % 4])
-        log.record(f"user{event % 3}", categories, NOW)
+        user = f"user{event % 3}"
+        turn = log.record_turn(user, categories, NOW)
+        outcomes.append((user, turn.refused_until is not None, len(turn.sanctions)))
+    return outcomes
 
 
-def _expected_rows() -> int:
-    return sum(2 if event % 10 == 0 else 1 for _ in range(PROCESSES) for event in range(EVENTS))
-
-
-def test_eight_concurrent_writers_lose_nothing_and_levels_stay_consistent(tmp_path):
+def test_eight_concurrent_writers_lose_nothing_and_decide_as_if_serial(tmp_path):
     path = str(tmp_path / "log.sqlite")
     SanctionLog(path)
     context = multiprocessing.get_context("fork")  # children only use sqlite3; fork keeps the test fast
-    workers = [context.Process(target=_writer, args=(path, worker)) for worker in range(PROCESSES)]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join(timeout=120)
-    assert [process.exitcode for process in workers] == [0] * PROCESSES
+    with context.Pool(PROCESSES) as pool:
+        outcomes = [o for worker in pool.starmap(_turns, [(path, w) for w in range(PROCESSES)]) for o in worker]
+    assert len(outcomes) == PROCESSES * EVENTS  # every turn answered
 
-    rows = SanctionLog(path).history()
-    assert len(rows) == _expected_rows() == 440
-    levels = defaultdict(list)
-    for row in rows:
-        levels[(row["user_id"], row["category"])].append(row["level"])
-    # Each (user, category) got levels 1..n exactly once, in insertion order: no lost or duplicated level.
-    for key, seen in levels.items():
-        assert seen == list(range(1, len(seen) + 1)), key
+    logged = defaultdict(int)
+    for user, refused, sanctions in outcomes:
+        assert refused == (sanctions == 0)  # every turn here has candidates: it is sanctioned or refused
+        logged[user] += sanctions
+    for user in ("user0", "user1", "user2"):
+        rows = _rows(path, user)
+        assert len(rows) == logged[user]  # no sanction lost
+        # One after the other at one moment: warnings until the first block, then only refusals. So the
+        # rows that block (blocked_until after now) are one turn's, and the last ones.
+        blocking = [row for row in rows if row[4] > NOW.timestamp()]
+        assert blocking and rows[-len(blocking):] == blocking and len({row[4] for row in blocking}) == 1
+        levels = defaultdict(list)
+        for category, level, *_ in rows:
+            levels[category].append(level)
+        for category, seen in levels.items():  # levels 1..n, each once: no level lost or repeated
+            assert seen == list(range(1, len(seen) + 1)), (user, category)

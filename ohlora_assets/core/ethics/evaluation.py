@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS, GENERAL
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHICS_CATEGORIES, GENERAL
 
 
 @dataclass
@@ -125,7 +124,6 @@ class EthicsReport:
 def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, dict[str, float]], out_dir: str | Path) -> EthicsReport:
     """Evaluate the test rows and write `report.md`, one histogram PNG per blockable category and
     `misclassified.csv` under `out_dir`. `thresholds` is {"default": {...}, "calibrated": {...}}."""
-    from ohlora_assets.core.ethics.thresholds import BLOCKABLE
     from ohlora_assets.core.io import atomic_write_bytes
 
     out_dir = Path(out_dir)

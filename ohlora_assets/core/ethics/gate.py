@@ -6,15 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
-from ohlora_assets.core.ethics.thresholds import (
-    DEFAULT_THRESHOLDS,
-    GENERAL,
-    GENERAL_CANCEL,
-    HATE,
-    LOVE,
-    PAEDRIP,
-    POLITICS,
-)
+from ohlora_assets.core.ethics.categories import GENERAL, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, GENERAL_CANCEL
 
 MAX_BLOCK_DAYS = 1461
 # Block length in days for levels 1, 2, 3, 4 and 5+; 0 is a warning.
@@ -99,26 +92,29 @@ def check_turn(scorer, log, user: str, prompt: str, answer: str = "", now: datet
 
     `scorer` is an EthicsScorer and `log` a SanctionLog (duck-typed to keep this module import-light).
     A user under an active block is refused without logging: the block is the sanction for this turn.
+    The block check and the logging are one transaction of the log, so concurrent turns of one user
+    are decided as if serial; the scoring, the slow part, happens before it.
     """
     from ohlora_assets.core.ethics.normalize import normalize_prompt
 
     now = now or datetime.now(timezone.utc)
     scores = {category: round(value, 4) for category, value in scorer.score_one(prompt).items()}
     normalized = normalize_prompt(prompt)
-    active = log.blocked_until(user, now)
-    if active is not None:
-        return Decision(user, "refused", scores, normalized, blocked_until=utc_iso(active))
     candidates = block_candidates(scores, answer, thresholds)
-    if not candidates:
+    turn = log.record_turn(user, candidates, now)
+    if turn.refused_until is not None:
+        return Decision(user, "refused", scores, normalized, blocked_until=utc_iso(turn.refused_until))
+    if not turn.sanctions:
         return Decision(user, "allow", scores, normalized)
-    sanctions, until = log.record(user, candidates, now)
-    blocking = any(not s.warning for s in sanctions)
+    blocking = any(not s.warning for s in turn.sanctions)
     return Decision(
         user,
         "block" if blocking else "warn",
         scores,
         normalized,
         candidates=candidates,
-        sanctions=[{"category": s.category, "level": s.level, "days": s.days, "warning": s.warning} for s in sanctions],
-        blocked_until=utc_iso(until) if blocking else None,
+        sanctions=[
+            {"category": s.category, "level": s.level, "days": s.days, "warning": s.warning} for s in turn.sanctions
+        ],
+        blocked_until=utc_iso(turn.blocked_until) if blocking else None,
     )

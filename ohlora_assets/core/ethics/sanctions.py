@@ -1,14 +1,17 @@
-"""Per-user sanction log in SQLite (WAL), safe under concurrent writers.
+"""Per-user sanction log in SQLite (WAL), safe under concurrent turns.
 
 The original rewrote a CSV per event, so when several categories fired in one turn (or two turns
-raced) all but the last write were lost. Here the level lookup and the inserts of one turn are one
-`BEGIN IMMEDIATE` transaction: writers queue on SQLite's lock (busy timeout), none overwrites another.
+raced) all but the last write were lost. Here one turn's "is this user blocked" check, level lookup
+and inserts are one `BEGIN IMMEDIATE` transaction: turns queue on SQLite's write lock (busy timeout)
+and are decided as if they came one after the other, so two racing offences of one user give one
+block and one refusal, never two sanctions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +34,15 @@ CREATE TABLE IF NOT EXISTS sanctions (
     "CREATE INDEX IF NOT EXISTS sanctions_user_category ON sanctions (user_id, category, level)",
     "CREATE INDEX IF NOT EXISTS sanctions_user_until ON sanctions (user_id, blocked_until)",
 )
+
+
+@dataclass(frozen=True)
+class LoggedTurn:
+    """What the log decided for one turn."""
+
+    refused_until: datetime | None  # an earlier block still runs until then: nothing was logged
+    sanctions: list[Sanction]  # logged this turn (none when refused or when nothing fired)
+    blocked_until: datetime | None  # end of this turn's block (= now when it only warned)
 
 
 class SanctionLog:
@@ -64,19 +76,17 @@ class SanctionLog:
             raise
         connection.execute("COMMIT")
 
-    def blocked_until(self, user: str, now: datetime) -> datetime | None:
-        """End of the user's active block, or None when they may chat."""
-        with self._connect() as connection:
-            (until,) = connection.execute(
+    def record_turn(self, user: str, categories: list[str], now: datetime) -> LoggedTurn:
+        """Refuse the turn if the user's block is still running at `now`; otherwise log one sanction
+        per category in `categories` (the turn's block candidates, possibly none)."""
+        with self._connect() as connection, self._immediate(connection):
+            (active,) = connection.execute(
                 "SELECT MAX(blocked_until) FROM sanctions WHERE user_id = ?", (user,)
             ).fetchone()
-        if until is None or until <= now.timestamp():
-            return None
-        return datetime.fromtimestamp(until, tz=timezone.utc)
-
-    def record(self, user: str, categories: list[str], now: datetime) -> tuple[list[Sanction], datetime]:
-        """Log one turn's sanctions (one row per category) and return them with the block's end."""
-        with self._connect() as connection, self._immediate(connection):
+            if active is not None and active > now.timestamp():
+                return LoggedTurn(datetime.fromtimestamp(active, tz=timezone.utc), [], None)
+            if not categories:
+                return LoggedTurn(None, [], None)
             levels = dict(
                 connection.execute(
                     "SELECT category, MAX(level) FROM sanctions WHERE user_id = ? GROUP BY category", (user,)
@@ -89,15 +99,4 @@ class SanctionLog:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(user, s.category, s.level, s.days, now.timestamp(), until.timestamp()) for s in sanctions],
             )
-        return sanctions, until
-
-    def history(self, user: str | None = None) -> list[dict]:
-        """Rows in insertion order, for tests and audits."""
-        query = "SELECT user_id, category, level, block_days, created_at, blocked_until FROM sanctions"
-        params: tuple = ()
-        if user is not None:
-            query += " WHERE user_id = ?"
-            params = (user,)
-        with self._connect() as connection:
-            connection.row_factory = sqlite3.Row
-            return [dict(row) for row in connection.execute(query + " ORDER BY id", params)]
+        return LoggedTurn(None, sanctions, until)

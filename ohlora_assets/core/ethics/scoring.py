@@ -7,16 +7,20 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.ethics.normalize import normalize_prompt
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
 def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> "SentenceTransformer":
-    """A saved ethics model (plain sentence-transformers; remote code only for a `full` base that needs it)."""
+    """A saved ethics model (plain sentence-transformers; remote code only for a `full` base that needs it).
+
+    `device` is resolved by `core.device.resolve_device` (`auto`: CUDA when present)."""
     from sentence_transformers import SentenceTransformer
+
+    from ohlora_assets.core.device import resolve_device
 
     modules = Path(model_dir) / "modules.json"
     if modules.is_file() and "ohlora_assets." in modules.read_text(encoding="utf-8"):
@@ -24,7 +28,7 @@ def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bo
         raise ValueError(
             f"{model_dir}: saved by an earlier ohlora-assets (morpheme encoder); materialize ethics_sbert_model again"
         )
-    return SentenceTransformer(str(model_dir), device=device, trust_remote_code=trust_remote_code)
+    return SentenceTransformer(str(model_dir), device=resolve_device(device), trust_remote_code=trust_remote_code)
 
 
 class EthicsScorer:

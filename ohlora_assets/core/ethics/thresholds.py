@@ -6,13 +6,7 @@ import math
 
 import numpy as np
 
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
-
-GENERAL = "일반"
-LOVE, POLITICS, PAEDRIP, HATE = "사랑 고백/만남", "정치", "패드립", "혐오/기타"
-BLOCKABLE = (LOVE, POLITICS, PAEDRIP, HATE)
-# ASCII names for file names and plot labels (no Hangul font can be assumed on a server).
-CATEGORY_KEYS = {LOVE: "love", GENERAL: "general", POLITICS: "politics", PAEDRIP: "paedrip", HATE: "hate"}
+from ohlora_assets.core.ethics.categories import BLOCKABLE, ETHICS_CATEGORIES, GENERAL, HATE, LOVE, PAEDRIP, POLITICS
 
 # The original product's thresholds on cosine similarity to the category name.
 DEFAULT_THRESHOLDS = {LOVE: 0.98, POLITICS: 0.95, PAEDRIP: 0.9, HATE: 0.9}

