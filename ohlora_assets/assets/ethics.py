@@ -12,7 +12,7 @@ import pandas as pd
 
 from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
-from ohlora_assets.core.ethics.thresholds import CATEGORY_KEYS
+from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 from ohlora_assets.core.progress import ProgressReporter

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ohlora_assets.core.device import limit_torch_threads
+from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import PROJECT_ROOT, DataPaths
 
 ORIGINAL = {"accuracy": 0.9632, "mse": 0.0138, "mae": 0.0261, "correlation": 0.9568}
@@ -47,7 +48,10 @@ def run(args: argparse.Namespace) -> float:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ohlora-ethics-bench-") as workdir:
         model_dir = Path(workdir) / "model"
-        trained = train_ethics_model(make_pairs(train), model_dir, profile="embedded", smoke=quick, seed=seed)
+        trained = train_ethics_model(
+            make_pairs(train), model_dir, profile="embedded", smoke=quick, seed=seed,
+            progress=ProgressReporter(print, label="ethics-accuracy"),
+        )
         train_seconds = time.perf_counter() - started
         scored_at = time.perf_counter()
         scores = EthicsScorer.load(model_dir).score(test["user_prompt"].tolist())

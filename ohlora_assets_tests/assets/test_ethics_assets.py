@@ -8,10 +8,9 @@ from sentence_transformers import SentenceTransformer
 
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics
-from ohlora_assets.core.ethics.thresholds import BLOCKABLE
+from ohlora_assets.core.ethics.categories import BLOCKABLE, ETHICS_CATEGORIES
 from ohlora_assets.core.ethics.training import bf16_is_native
 from ohlora_assets.core.io import directory_hash
-from ohlora_assets.core.schemas import ETHICS_CATEGORIES
 from ohlora_assets_tests.conftest import make_resources
 
 ETHICS = ["ethics_pairs", "ethics_sbert_model", "ethics_thresholds", "ethics_report"]
@@ -105,8 +104,8 @@ def test_cli_check_prints_json_and_logs_to_the_given_file(run, tmp_path, capsys)
 
 
 def test_cli_check_without_a_model_says_how_to_get_one(tmp_path, capsys):
-    code = cli.main(["ethics", "check", "안녕", "--user", "u", "--model", str(tmp_path / "none"), "--log", str(tmp_path / "l.sqlite")])
-    assert code == 2 and "ethics_sbert_model" in capsys.readouterr().err
+    code = cli.main(["ethics", "check", "-_-", "--user", "u", "--model", str(tmp_path / "none"), "--log", str(tmp_path / "l.sqlite")])
+    assert code == 1 and "ethics_sbert_model" in json.loads(capsys.readouterr().out)["error"]
 
 
 def test_throughput_bench_beats_the_per_pair_method(run, monkeypatch, capsys):
