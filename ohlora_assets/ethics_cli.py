@@ -77,6 +77,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _serving_model(store) -> Path:
+    """The serving version of ethics_sbert_model (core/registry.py), or its folder when nothing serves yet."""
+    from ohlora_assets.core.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(store.path("models"), "ethics_sbert_model")
+    try:
+        return registry.serving_path() or registry.root
+    except RegistryError as error:
+        raise GateFailure(str(error)) from error
+
+
 def decide(args: argparse.Namespace):
     """The gate's Decision for the parsed arguments; raises GateFailure naming the unusable folder or file."""
     from ohlora_assets.core.ethics.gate import check_turn
@@ -86,7 +97,7 @@ def decide(args: argparse.Namespace):
 
     limit_torch_threads()
     store = ArtifactStore.from_env()
-    model_dir = Path(args.model) if args.model else store.model_dir("ethics_sbert_model")
+    model_dir = Path(args.model) if args.model else _serving_model(store)
     log_path = Path(args.log) if args.log else store.path("ethics", "sanctions.sqlite")
     if not (model_dir / "modules.json").is_file():
         raise GateFailure(

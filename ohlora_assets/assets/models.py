@@ -24,7 +24,7 @@ from ohlora_assets.core.recipes import ADAPTER_RECIPES, SMOKE, Budget
 from ohlora_assets.core.render import loss_curve_png
 from ohlora_assets.metadata import md_table, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import VERSION_KEY, candidate, keep_versions, referenced_base_versions, registry
+from ohlora_assets.versions import VERSION_KEY, candidate, referenced_base_versions, registry
 
 GROUP = "models"
 CHECK_PROMPTS = 10
@@ -64,7 +64,7 @@ def base_models(
         # The base has no gate of its own: the adapters trained on it are gated. Adapters name their base's
         # version directory, which never changes, so pruning keeps every base a kept adapter version needs.
         base_registry.promote(pending.version, "pretrained; its adapters are gated")
-        base_registry.prune(keep_versions(), protected=referenced_base_versions(store))
+        base_registry.prune(protected=referenced_base_versions(store))
         directory = base_registry.get(pending.version).path / EMBEDDED_LM
         steps, losses = zip(*result.loss_curve)
         metadata = {
