@@ -12,7 +12,7 @@ TORCH_PIP_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_PIP_ARGS) 'torch>=2.13,<2.14'
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,mlflow]'
 	touch $@
 
 install: $(VENV)/.installed
