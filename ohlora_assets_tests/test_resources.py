@@ -69,9 +69,16 @@ def test_set_variables_are_env_vars_named_in_the_ui_and_resolved_when_a_run_star
     for variable, value in settings.items():
         clean_env.setenv(variable, value)
     resources = default_resources()
-    # the definitions hold the variable's name, not its value: the UI shows where a value comes from
-    assert isinstance(resources["store"].root, dg.EnvVar) and resources["store"].root.env_var_name == "OHLORA_HOME"
-    assert resources["profile"].device.env_var_name == "OHLORA_DEVICE"
+    # the definitions hold the variable's name, not its value: the UI (which reads this snapshot of the
+    # code location) shows where a value comes from
+    from dagster._core.remote_representation.external_data import RepositorySnap, ResourceConfigEnvVarSnap
+
+    snap = RepositorySnap.from_def(dg.Definitions(resources=resources).get_repository_def())
+    shown = {(r.name, field): value for r in snap.resources for field, value in r.configured_values.items()}
+    assert shown[("store", "root")] == ResourceConfigEnvVarSnap(name="OHLORA_HOME")
+    assert shown[("profile", "device")] == ResourceConfigEnvVarSnap(name="OHLORA_DEVICE")
+    assert shown[("profile", "base_models")] == ResourceConfigEnvVarSnap(name="OHLORA_BASE_MODELS")
+    assert shown[("paths", "ethics_csv")] == ResourceConfigEnvVarSnap(name="OHLORA_ETHICS_CSV")
     overrides = {"memory": "/models/memory", "summary": "kakaocorp/kanana-1.5-2.1b-base@abc123"}
     expected = {
         "ethics_csv": str(tmp_path / "mine.csv"), "root": str(tmp_path / "artifacts"), "name": "full", "smoke": True,
