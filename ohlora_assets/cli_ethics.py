@@ -21,7 +21,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("prompt", help="the user's message")
     check.add_argument("--user", required=True, help="user id the sanction log is kept under")
-    check.add_argument("--answer", default="", help="the model's answer (love/politics blocks apply only on 미안/부담)")
+    check.add_argument(
+        "--answer", default="",
+        help="Oh-LoRA's answer to the prompt: a love or politics prompt is sanctioned only when the answer "
+        "declined it (contains 미안 or 부담)",
+    )
     check.add_argument("--model", metavar="DIR", help="sentence-transformers model (default: the trained ethics model)")
     check.add_argument("--log", metavar="FILE", help="sanction log, SQLite (default: OHLORA_HOME/ethics/sanctions.sqlite)")
     check.set_defaults(handler=_check)
