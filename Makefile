@@ -1,15 +1,18 @@
 # Set-up and entry points. `make run` and `make test` are the two commands of README.md.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The Dagster instance (runs, lineage, data versions, pool limits) that `make run` and `make ui` share.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Extra pip arguments for torch alone, e.g. PyTorch's CPU wheel index on a machine without a GPU (README.md).
+TORCH_PIP_ARGS ?=
 
 .PHONY: install run test ui bench
 
-# torch first, pinned to the CPU build, so the project's torch pin never pulls CUDA wheels.
+# torch first, so that TORCH_PIP_ARGS chooses its build before the project's pin is resolved.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q $(TORCH_PIP_ARGS) 'torch>=2.13,<2.14'
+	$(BIN)/pip install -q -e '.[dev,mlflow]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,13 +22,14 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	cp $< $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster job execute -m ohlora_assets.definitions -j retrain_all
+	$(BIN)/dg launch --job retrain_all
 
 test: install
 	$(BIN)/pytest
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1
+	$(BIN)/dg dev -h 127.0.0.1
 
+# A missed target is printed in the table, not an error: this fails only when a benchmark could not run.
 bench: install
 	$(BIN)/ohlora bench all

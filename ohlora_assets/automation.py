@@ -15,8 +15,14 @@ one with an unchanged data version, so re-running a model that came out identica
 retrain everything below it. `ASSET_CONDITION` is eager with `newly_updated` replaced by
 `data_version_changed` and `code_version_changed` added.
 
-`ASSET_CONDITION` is applied centrally (`with_automation`, called where the assets are loaded), so
-the asset modules need no automation code; an asset that sets its own condition keeps it.
+`ASSET_CONDITION` is applied centrally (`with_automation`, called on the project's Definitions), so
+the asset modules need no automation code; an asset that sets its own condition keeps it. The two
+experiments (`EXPERIMENTS`) get none: each trains several adapters, so they run when asked for
+(`retrain_all`, or materialized from the UI), never because a CSV changed.
+
+The sensors start stopped (OHLORA_AUTOMATION=on starts them running, or turn them on in the UI's
+Automation page): with every asset missing, a first daemon start would otherwise retrain everything,
+on the `full` profile hours of GPU time that nobody asked for.
 """
 
 from __future__ import annotations
@@ -62,22 +68,28 @@ ASSET_CONDITION = (
 ).with_label("ohlora: eager on new data versions")
 
 
-def with_automation(loaded: Iterable[object]) -> list[object]:
-    """The loaded asset definitions with the project's automation conditions applied.
+#: Materialized only on request: each trains several adapters to compare settings.
+EXPERIMENTS = frozenset({dg.AssetKey("lora_rank_experiment"), dg.AssetKey("rag_concept_experiment")})
 
-    Materializable assets get `ASSET_CONDITION` unless they set their own; observable sources carry
-    `SOURCE_CONDITION` from their factory (ohlora_assets/assets/data.py). Everything else passes through.
+
+def _default_condition(spec: dg.AssetSpec) -> dg.AssetSpec:
+    if spec.automation_condition is not None or spec.key in EXPERIMENTS:
+        return spec
+    return spec.replace_attributes(automation_condition=ASSET_CONDITION)
+
+
+def with_automation(loaded: Iterable[object]) -> list[object]:
+    """The loaded definitions with `ASSET_CONDITION` on every asset that sets no condition of its own,
+    except the experiments; observable sources keep `SOURCE_CONDITION` from their factory (assets/data.py).
+
+    `dg.map_asset_specs` refuses the observable sources (SourceAsset objects), so they pass around it.
     """
-    result: list[object] = []
-    for item in loaded:
-        if isinstance(item, dg.AssetsDefinition) and item.keys:
-            item = item.map_asset_specs(
-                lambda spec: spec
-                if spec.automation_condition is not None
-                else spec.replace_attributes(automation_condition=ASSET_CONDITION)
-            )
-        result.append(item)
-    return result
+    loaded = list(loaded)
+    specs = [item for item in loaded if isinstance(item, dg.AssetsDefinition)]
+    others = [item for item in loaded if not isinstance(item, dg.AssetsDefinition)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [*dg.map_asset_specs(_default_condition, specs), *others]
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -127,11 +139,9 @@ SCHEDULES: list[dg.ScheduleDefinition] = [weekly_retrain]
 
 # --- sensors (declarative automation) ------------------------------------------------------------
 
-_automation_status = (
-    dg.DefaultSensorStatus.STOPPED
-    if os.environ.get("OHLORA_AUTOMATION", "on").lower() in ("0", "off", "false", "no")
-    else dg.DefaultSensorStatus.RUNNING
-)
+#: Read when the definitions load: a sensor's default status is part of the code location.
+AUTOMATION_ON = os.environ.get("OHLORA_AUTOMATION", "off").strip().lower() in ("1", "on", "true", "yes")
+_automation_status = dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.DefaultSensorStatus.STOPPED
 
 
 observe_raw_files = dg.AutomationConditionSensorDefinition(
@@ -145,7 +155,7 @@ observe_raw_files = dg.AutomationConditionSensorDefinition(
 
 rematerialize_stale = dg.AutomationConditionSensorDefinition(
     "rematerialize_stale",
-    target=dg.AssetSelection.all(),
+    target=dg.AssetSelection.all() - dg.AssetSelection.assets(*EXPERIMENTS),
     run_tags=TRAINING_TAGS,
     default_status=_automation_status,
     minimum_interval_seconds=30,

@@ -1,6 +1,10 @@
 """The `ohlora` command: the ethics gate and the benchmarks.
 
-Subcommands import their implementation lazily so that `ohlora --help` stays instant.
+Each command group lives in its own module with `register(subparsers)`, which adds its parsers and
+sets `handler`: a function of the parsed arguments returning the exit status. Registering a group is
+one line in `COMMAND_MODULES`. Registration imports no torch, so `ohlora --help` stays instant.
+
+Exit status: 0 success, 1 failure, 2 a usage error (argparse's own).
 """
 
 from __future__ import annotations
@@ -8,51 +12,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
-# benchmark name -> "module:function"; each function takes the parsed args and returns its ratio.
-BENCHMARKS = {
-    "training": "ohlora_assets.bench.training:run",
-    "ethics-accuracy": "ohlora_assets.bench.ethics_accuracy:run",
-    "ethics-throughput": "ohlora_assets.bench.ethics_throughput:run",
-    "generation": "ohlora_assets.bench.generation:run",
-}
+COMMAND_MODULES = (
+    "ohlora_assets.cli_ethics",
+    "ohlora_assets.bench.cli",
+)
+
+EXIT_OK, EXIT_FAILURE = 0, 1  # 2 is argparse's, for usage errors only
+
+DESCRIPTION = """Oh-LoRA from the command line: check a prompt with the ethics gate, run the benchmarks.
+Settings come from the same environment variables as the pipeline (OHLORA_HOME, OHLORA_PROFILE, ...;
+see README.md)."""
 
 
-def _load(target: str):
-    module, function = target.split(":")
-    return getattr(importlib.import_module(module), function)
+def _version() -> str:
+    try:
+        return version("ohlora-assets")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ohlora", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    bench = commands.add_parser("bench", help="run a benchmark; its last line is the ratio or accuracy")
-    bench.add_argument("name", choices=[*BENCHMARKS, "all"])
-    bench.add_argument("--train", help="ethics-accuracy: training CSV (type,user_prompt,category)")
-    bench.add_argument("--test", help="ethics-accuracy: test CSV (defaults to --train's test rows)")
-    bench.add_argument("--seed", type=int, help="ethics-accuracy: training seed (split, order, dropout; default 42)")
-    bench.add_argument("--quick", action="store_true", help="smaller budgets, for a smoke run")
-
-    ethics = commands.add_parser("ethics", help="the ethics gate")
-    ethics_commands = ethics.add_subparsers(dest="ethics_command", required=True)
-    check = ethics_commands.add_parser("check", help="score a prompt, decide, and log any sanction (JSON out)")
-    check.add_argument("prompt")
-    check.add_argument("--user", required=True, help="user id for the sanction log")
-    check.add_argument("--answer", default="", help="the model's answer (love/politics block only on 미안/부담)")
-    check.add_argument("--model", help="sentence-transformers directory (default: the materialized ethics model)")
-    check.add_argument("--log", help="sanction log SQLite file (default: in the artifact folder)")
+    parser = argparse.ArgumentParser(prog="ohlora", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "bench":
-        if args.name == "all":
-            return _load("ohlora_assets.bench.summary:run")(args)
-        _load(BENCHMARKS[args.name])(args)
-        return 0
-    return _load("ohlora_assets.ethics_cli:check")(args)
+    # A handler's non-zero status is a failure whatever its number: 2 stays reserved for usage errors.
+    return EXIT_OK if args.handler(args) == 0 else EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one Definitions object of the project: `dagster dev` and `dagster job execute` load it."""
+"""The one Definitions object of the project: `dg dev`, `dg launch`, `dagster dev` (workspace.yaml) load it."""
 
 import dagster as dg
 

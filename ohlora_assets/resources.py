@@ -1,12 +1,16 @@
 """Configuration as Dagster resources: where the data is, where artifacts go, which base models to use.
 
-Every field defaults from an environment variable so that the common case (your own CSVs, another
-artifact folder, the `full` profile) needs no code and no run config.
+Every setting is an environment variable with a default (`SETTINGS`, the one list README's table
+follows). `default_resources()` passes a set variable to the resource as `dg.EnvVar`, so the UI's
+resource page names the variable a value came from and runs read it when they start; an unset one
+gives the default. Outside Dagster (the `ohlora` command), `from_env()` reads the same variables.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +20,74 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = PROJECT_ROOT / "data"
 
 
-def _env(name: str, default: str | Path) -> str:
-    return os.environ.get(name, str(default))
+def default_home() -> Path:
+    """The artifact folder when OHLORA_HOME is unset, whatever the current directory.
+
+    A source checkout (or editable install) keeps artifacts beside its code, in `<project>/.ohlora`;
+    an installed wheel has no project folder, so it uses the user's data folder (XDG_DATA_HOME).
+    """
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".ohlora"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "ohlora"
+
+
+@dataclass(frozen=True)
+class Setting:
+    variable: str
+    default: str
+    meaning: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.variable: s
+    for s in (
+        Setting("OHLORA_DIALOGUE_CSV", str(SAMPLE_DATA / "ohlora_dialogue.csv"), "v4 dialogue CSV"),
+        Setting("OHLORA_ETHICS_CSV", str(SAMPLE_DATA / "ethics_dataset.csv"), "ethics prompts CSV"),
+        Setting("OHLORA_ML_QA_CSV", str(SAMPLE_DATA / "ml_qa_rag_concept.csv"), "ML-tutor Q&A with retrieved concepts"),
+        Setting("OHLORA_SYNONYMS_JSON", str(SAMPLE_DATA / "synonyms.json"), "synonym groups for augmentation"),
+        Setting("OHLORA_HOME", str(default_home()), "artifact folder (models, reports, asset values)"),
+        Setting("OHLORA_PROFILE", "embedded", "embedded (offline, CPU) | full (hub models, GPU when present)"),
+        Setting("OHLORA_SMOKE", "0", "1: tiny budgets (CI)"),
+        Setting("OHLORA_DEVICE", "auto", "auto | cpu | cuda | cuda:N"),
+        Setting("OHLORA_BASE_MODELS", "", "task=model,task=model or a JSON object: replaces the profile's base models"),
+        Setting("OHLORA_TRUST_REMOTE_CODE", "0", "1: let hub models run their own code"),
+    )
+}
+
+
+def setting(variable: str) -> str:
+    """The variable's value, or its default when unset."""
+    return os.environ.get(variable, SETTINGS[variable].default)
+
+
+def env_var_or_default(variable: str) -> str:
+    """For a resource field: `dg.EnvVar(variable)` when it is set (resolved when a run starts, named
+    in the UI), else the default."""
+    return dg.EnvVar(variable) if variable in os.environ else SETTINGS[variable].default
+
+
+def flag(text: str) -> bool:
+    """An on/off variable, read as Dagster reads boolean config from the environment."""
+    return text.strip().lower() not in ("", "0", "false", "none", "no", "off")
+
+
+def parse_base_models(text: str) -> dict[str, str]:
+    """`task=model,task=model` or a JSON object -> {task: hub id, `hub_id@revision` or local directory}."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        parsed = json.loads(text)
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            raise ValueError(f"base models: expected a JSON object of task -> model, got {text!r}")
+        return parsed
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, sep, model = item.partition("=")
+        if not sep or not task.strip() or not model.strip():
+            raise ValueError(f"base models: expected task=model, got {item!r} in {text!r}")
+        overrides[task.strip()] = model.strip()
+    return overrides
 
 
 class DataPaths(dg.ConfigurableResource):
@@ -30,12 +100,19 @@ class DataPaths(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "DataPaths":
-        return cls(
-            dialogue_csv=_env("OHLORA_DIALOGUE_CSV", SAMPLE_DATA / "ohlora_dialogue.csv"),
-            ethics_csv=_env("OHLORA_ETHICS_CSV", SAMPLE_DATA / "ethics_dataset.csv"),
-            ml_qa_csv=_env("OHLORA_ML_QA_CSV", SAMPLE_DATA / "ml_qa_rag_concept.csv"),
-            synonyms_json=_env("OHLORA_SYNONYMS_JSON", SAMPLE_DATA / "synonyms.json"),
-        )
+        return cls(**{field: setting(variable) for field, variable in _PATH_VARIABLES.items()})
+
+    @classmethod
+    def configured(cls) -> "DataPaths":
+        return cls(**{field: env_var_or_default(variable) for field, variable in _PATH_VARIABLES.items()})
+
+
+_PATH_VARIABLES = {
+    "dialogue_csv": "OHLORA_DIALOGUE_CSV",
+    "ethics_csv": "OHLORA_ETHICS_CSV",
+    "ml_qa_csv": "OHLORA_ML_QA_CSV",
+    "synonyms_json": "OHLORA_SYNONYMS_JSON",
+}
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -45,7 +122,11 @@ class ArtifactStore(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "ArtifactStore":
-        return cls(root=_env("OHLORA_HOME", Path.cwd() / ".ohlora"))
+        return cls(root=setting("OHLORA_HOME"))
+
+    @classmethod
+    def configured(cls) -> "ArtifactStore":
+        return cls(root=env_var_or_default("OHLORA_HOME"))
 
     def path(self, *parts: str) -> Path:
         return Path(self.root).joinpath(*parts)
@@ -67,26 +148,56 @@ class ModelProfile(dg.ConfigurableResource):
     """
 
     name: str = Field(default="embedded", description="embedded | full (OHLORA_PROFILE)")
-    smoke: bool = Field(default=False, description="tiny budgets for CI (OHLORA_SMOKE=1)")
-    device: str = Field(default="auto", description="auto | cpu | cuda")
-    base_model_overrides: dict[str, str] = Field(
-        default_factory=dict, description="task -> hub id or local directory, replacing the profile's default"
+    # Dagster resolves `dg.EnvVar` only into str and int fields, so the two on/off fields are read
+    # from the environment when the definitions load (their descriptions name the variable).
+    smoke: bool = Field(default=False, description="tiny budgets for CI (OHLORA_SMOKE=1, read at load)")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (OHLORA_DEVICE)")
+    base_models: str = Field(
+        default="",
+        description="task=model,task=model or JSON; a model is a hub id, hub_id@revision or a local directory, "
+        "replacing the profile's default for that task (OHLORA_BASE_MODELS)",
     )
-    trust_remote_code: bool = Field(default=False, description="let hub models run their own code")
+    trust_remote_code: bool = Field(
+        default=False, description="let hub models run their own code (OHLORA_TRUST_REMOTE_CODE=1, read at load)"
+    )
+
+    def __init__(self, *, base_model_overrides: dict[str, str] | None = None, **fields):
+        """`base_model_overrides={task: model}` is the Python spelling of `base_models`."""
+        if base_model_overrides:
+            fields["base_models"] = json.dumps(base_model_overrides)
+        super().__init__(**fields)
+
+    @property
+    def base_model_overrides(self) -> dict[str, str]:
+        """task -> hub id, `hub_id@revision` or local directory."""
+        return parse_base_models(self.base_models)
 
     @classmethod
     def from_env(cls) -> "ModelProfile":
-        return cls(
-            name=_env("OHLORA_PROFILE", "embedded"),
-            smoke=_env("OHLORA_SMOKE", "0") not in ("", "0", "false", "False"),
-        )
+        return cls(**{**cls._flags(), **{f: setting(v) for f, v in _PROFILE_VARIABLES.items()}})
+
+    @classmethod
+    def configured(cls) -> "ModelProfile":
+        return cls(**{**cls._flags(), **{f: env_var_or_default(v) for f, v in _PROFILE_VARIABLES.items()}})
+
+    @staticmethod
+    def _flags() -> dict[str, bool]:
+        return {
+            "smoke": flag(setting("OHLORA_SMOKE")),
+            "trust_remote_code": flag(setting("OHLORA_TRUST_REMOTE_CODE")),
+        }
+
+
+_PROFILE_VARIABLES = {"name": "OHLORA_PROFILE", "device": "OHLORA_DEVICE", "base_models": "OHLORA_BASE_MODELS"}
 
 
 def default_resources() -> dict[str, object]:
-    store = ArtifactStore.from_env()
+    """The project's resources, configured from the environment (see `SETTINGS`)."""
+    parse_base_models(setting("OHLORA_BASE_MODELS"))  # a malformed value fails the load, not a run hours later
     return {
-        "paths": DataPaths.from_env(),
-        "store": store,
-        "profile": ModelProfile.from_env(),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(store.path("io"))),
+        "paths": DataPaths.configured(),
+        "store": ArtifactStore.configured(),
+        "profile": ModelProfile.configured(),
+        # asset values live beside the artifacts; the IO manager's folder is fixed when the definitions load
+        "io_manager": dg.FilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
     }

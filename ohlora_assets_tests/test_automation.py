@@ -11,7 +11,10 @@ instance, executing what each tick requests, exactly as the automation sensor wo
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +22,8 @@ import pytest
 
 from ohlora_assets import automation
 from ohlora_assets.assets import data
-from ohlora_assets.automation import ASSET_CONDITION, SOURCE_CONDITION, TRAINING_TAGS, with_automation
+from ohlora_assets.automation import ASSET_CONDITION, EXPERIMENTS, SOURCE_CONDITION, TRAINING_TAGS, with_automation
+from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets.definitions import defs as project_defs
 from ohlora_assets_tests.conftest import make_resources, sample_paths
 
@@ -71,9 +75,10 @@ def test_weekly_schedule_ticks_retrain_all_on_sunday_0300_utc():
     assert second - first == dt.timedelta(days=7)
 
 
-def test_every_asset_of_the_project_carries_a_condition_and_sensors_cover_them():
+def test_every_asset_but_the_experiments_carries_a_condition_and_sensors_cover_them():
     graph = project_defs.resolve_asset_graph()
-    for key in graph.materializable_asset_keys:
+    automated = set(graph.materializable_asset_keys) - EXPERIMENTS
+    for key in automated:
         assert graph.get(key).automation_condition is not None, key
     for key in graph.observable_asset_keys:
         assert graph.get(key).automation_condition == SOURCE_CONDITION, key
@@ -82,8 +87,36 @@ def test_every_asset_of_the_project_carries_a_condition_and_sensors_cover_them()
     observed = sensors["observe_raw_files"].asset_selection.resolve(graph)
     rematerialized = sensors["rematerialize_stale"].asset_selection.resolve(graph)
     assert observed == set(graph.observable_asset_keys)
-    assert rematerialized == set(graph.materializable_asset_keys)
+    assert rematerialized == automated
     assert sensors["rematerialize_stale"].run_tags == TRAINING_TAGS
+
+
+def test_experiments_run_only_when_asked_for():
+    graph = project_defs.resolve_asset_graph()
+    assert EXPERIMENTS <= set(graph.materializable_asset_keys), "the experiments were renamed: update EXPERIMENTS"
+    for key in EXPERIMENTS:
+        assert graph.get(key).automation_condition is None, key  # no eager (nor any) condition
+    assert EXPERIMENTS <= _job_keys(project_defs, "retrain_all")  # an explicit full retrain still runs them
+
+
+def _sensor_statuses(env: dict[str, str]) -> dict[str, str]:
+    # the default status is fixed when the module loads, so each setting needs a fresh interpreter
+    code = (
+        "from ohlora_assets.automation import SENSORS; "
+        "print(*(f'{s.name}={s.default_status.value}' for s in SENSORS))"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "OHLORA_AUTOMATION"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), environment.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], env={**environment, **env},
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return dict(item.split("=") for item in result.stdout.split())
+
+
+def test_sensors_start_stopped_unless_automation_is_turned_on():
+    assert set(_sensor_statuses({}).values()) == {"STOPPED"}  # a first daemon start launches nothing
+    assert set(_sensor_statuses({"OHLORA_AUTOMATION": "on"}).values()) == {"RUNNING"}
 
 
 # --- automation on the real data group -------------------------------------------------------

@@ -1,19 +1,25 @@
 """The web UI as a user sees it: dagster-webserver on loopback, its GraphQL API, a headless Chromium.
 
-The test starts `dagster-webserver -m ohlora_assets.definitions` with a throwaway DAGSTER_HOME on
-127.0.0.1 and a free port, waits (bounded) until the code location has loaded, checks through the
-GraphQL API that every asset group and every asset check of the project's Definitions is there, and
-screenshots the global asset graph and each group's lineage page with Debian's `chromium`.
+The test materializes `ethics_dataset` (seconds: validation only) into a throwaway DAGSTER_HOME,
+starts `dagster-webserver -m ohlora_assets.definitions` on it on 127.0.0.1 and a free port, waits
+(bounded) until the code location has loaded, checks through the GraphQL API that every asset group
+and every asset check of the project's Definitions is there, and screenshots the global asset graph,
+each group's lineage page and the `ethics_dataset` asset page with Debian's `chromium`. That asset
+page shows Korean prompts from the data: its rendered text must contain Hangul, and the browser must
+draw Hangul with real glyphs (two different words rendered differently), not the empty boxes it
+draws without a Korean font (scripts/ci_services.sh installs fonts-nanum).
 
-Screenshots: `.ohlora/ui/asset_graph.png` and `.ohlora/ui/asset_group_<group>.png` under the project
-root (OHLORA_UI_DIR to change). Without a browser the GraphQL part still runs and the screenshot
-part skips, saying so (`.ci/run` installs chromium through scripts/ci_services.sh).
+Screenshots: `.ohlora/ui/asset_graph.png`, `.ohlora/ui/asset_group_<group>.png` and
+`.ohlora/ui/asset_ethics_dataset.png` under the project root (OHLORA_UI_DIR to change). Without a
+browser the GraphQL part still runs and the screenshot part skips, saying so (`.ci/run` installs
+chromium through scripts/ci_services.sh).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,12 +33,18 @@ from pathlib import Path
 
 import pytest
 
+import dagster as dg
+
+from ohlora_assets.assets import data
 from ohlora_assets.definitions import defs
 from ohlora_assets.resources import PROJECT_ROOT
+from ohlora_assets_tests.conftest import make_resources
 
 LOAD_TIMEOUT_S = 240
 UI_DIR = Path(os.environ.get("OHLORA_UI_DIR", PROJECT_ROOT / ".ohlora" / "ui"))
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+HANGUL = re.compile("[\uac00-\ud7a3]")
+SHOWN_ASSET = "ethics_dataset"  # its page shows Korean prompts once materialized
 
 
 def _free_port() -> int:
@@ -52,7 +64,6 @@ class Webserver:
             "OHLORA_HOME": str(home / "store"),
             "OHLORA_AUTOMATION": "off",
         }
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         self._log = self.log_path.open("wb")
         webserver = Path(sys.executable).with_name("dagster-webserver")
         self.process = subprocess.Popen(
@@ -107,9 +118,22 @@ class Webserver:
         self._log.close()
 
 
+def _materialize_shown_asset(home: Path) -> None:
+    """`SHOWN_ASSET` materialized into the instance at `home`, as `make run` would have done."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize(
+            dg.load_assets_from_modules([data]), selection=[SHOWN_ASSET], instance=instance,
+            resources=make_resources(home / "store"),
+        )
+        assert result.success
+
+
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
-    server = Webserver(tmp_path_factory.mktemp("dagster_home"))
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    _materialize_shown_asset(home)
+    server = Webserver(home)
     try:
         server.wait_until_loaded()
         yield server
@@ -176,17 +200,31 @@ def _distinct_colours(path: Path) -> int:
         return len(image.convert("RGB").getcolors(maxcolors=1 << 20) or [])
 
 
-def _screenshot(browser: str, url: str, target: Path, profile: Path) -> None:
-    target.unlink(missing_ok=True)
+def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     command = [
         browser, "--headless", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-        "--no-first-run", "--window-size=1600,1000", "--virtual-time-budget=20000",
-        f"--user-data-dir={profile}", f"--screenshot={target}", url,
+        "--no-first-run", "--window-size=1600,1000", "--virtual-time-budget=20000", f"--user-data-dir={profile}", *args,
     ]
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def _screenshot(browser: str, url: str, target: Path, profile: Path) -> None:
+    target.unlink(missing_ok=True)
+    result = _chromium(browser, profile, f"--screenshot={target}", url)
     assert result.returncode == 0 and target.is_file(), f"{url}: chromium failed\n{result.stderr[-2000:]}"
+
+
+def _rendered_text(browser: str, url: str, profile: Path) -> str:
+    """The page's text after its scripts ran (the DOM, tags removed)."""
+    result = _chromium(browser, profile, "--dump-dom", url)
+    assert result.returncode == 0, f"{url}: chromium failed\n{result.stderr[-2000:]}"
+    return re.sub(r"<[^>]+>", " ", result.stdout)
+
+
+def _hangul_page(text: str) -> str:
+    return f"data:text/html;charset=utf-8,<body style='margin:0;font-size:96px'>{text}</body>"
 
 
 def test_asset_graph_screenshots_in_headless_chromium(webserver, tmp_path):
@@ -208,3 +246,34 @@ def test_asset_graph_screenshots_in_headless_chromium(webserver, tmp_path):
         # a rendered graph (nodes, text, edges), not a blank or single-colour error page
         assert _distinct_colours(target) > 64, target
     print(f"screenshots: {', '.join(str(t) for t in shots)}")
+
+
+def test_asset_page_shows_readable_hangul(webserver, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip(f"no headless browser ({', '.join(BROWSERS)}) installed; scripts/ci_services.sh installs chromium")
+    assert webserver.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    profile = tmp_path / "chromium-profile"
+    url = f"{webserver.url}/assets/{SHOWN_ASSET}"
+
+    text = _rendered_text(browser, url, profile)
+    assert SHOWN_ASSET in text, "the asset page did not render"
+    assert len(HANGUL.findall(text)) >= 20, f"no Korean text on {url}"
+
+    # Without a Korean font every syllable is the same empty box, so two different words look alike.
+    shots = {word: tmp_path / f"{word}.png" for word in ("오로라", "사랑해")}
+    for word, target in shots.items():
+        _screenshot(browser, _hangul_page(word), target, profile)
+    from PIL import Image, ImageChops
+
+    with Image.open(shots["오로라"]) as first, Image.open(shots["사랑해"]) as second:
+        assert ImageChops.difference(first.convert("L"), second.convert("L")).getbbox() is not None, (
+            "Hangul renders as empty boxes: install a Korean font (fonts-nanum; scripts/ci_services.sh)"
+        )
+
+    UI_DIR.mkdir(parents=True, exist_ok=True)
+    target = UI_DIR / f"asset_{SHOWN_ASSET}.png"
+    _screenshot(browser, url, target, profile)
+    assert _png_size(target) == (1600, 1000)
+    assert _distinct_colours(target) > 64, f"{target} looks blank"
+    print(f"screenshot: {target}")

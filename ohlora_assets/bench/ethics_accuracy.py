@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> float:
     train_csv = Path(args.train) if getattr(args, "train", None) else _default_csv()
     test_csv = Path(args.test) if getattr(args, "test", None) else train_csv
     quick = bool(getattr(args, "quick", False))
-    seed = getattr(args, "seed", None)
-    seed = TrainSettings.seed if seed is None else seed
+    seed = TrainSettings.seed if args.seed is None else args.seed
     train = load_ethics(train_csv).query("type == 'train'")
     test = load_ethics(test_csv).query("type == 'test'")
     if train.empty or test.empty:
@@ -68,3 +67,13 @@ def run(args: argparse.Namespace) -> float:
         print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
     print(f"accuracy={evaluation.accuracy:.4f}")
     return evaluation.accuracy
+
+
+def over_seeds(args: argparse.Namespace) -> float:
+    """`run` once per seed of `--seeds` (none given: the training default); the figure is the mean accuracy."""
+    seeds = args.seeds or [None]
+    accuracies = [run(argparse.Namespace(**{**vars(args), "seed": seed})) for seed in seeds]
+    if len(accuracies) > 1:
+        listed = ", ".join(f"seed {seed}: {accuracy:.4f}" for seed, accuracy in zip(seeds, accuracies))
+        print(f"{listed}; mean accuracy={sum(accuracies) / len(accuracies):.4f}")
+    return sum(accuracies) / len(accuracies)

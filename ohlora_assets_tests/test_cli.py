@@ -1,0 +1,85 @@
+"""The `ohlora` command as a user runs it: a subprocess of this tree, its exit status and output.
+
+Exit status: 0 success, 1 failure, 2 usage errors only (argparse's).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ohlora_assets.bench.cli import BENCHMARKS
+from ohlora_assets.resources import PROJECT_ROOT
+
+
+def ohlora(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("ohlora")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "ohlora_assets.cli"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    if home is not None:
+        env["OHLORA_HOME"] = str(home)
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_version():
+    result = ohlora("--version")
+    version = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ohlora {version}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no command
+        ["train"],  # no such command
+        ["bench"],  # no benchmark
+        ["bench", "generation", "--train", "x.csv"],  # another benchmark's option
+        ["bench", "training", "--seeds", "1,2"],
+        ["bench", "ethics-accuracy", "--seeds", "forty-two"],
+        ["ethics", "check", "안녕"],  # --user missing
+    ],
+)
+def test_usage_errors_exit_2_and_say_why(args):
+    result = ohlora(*args)
+    assert result.returncode == 2, (args, result.stdout, result.stderr)
+    assert "usage: ohlora" in result.stderr and "error:" in result.stderr
+
+
+def test_bench_help_lists_every_benchmark_with_only_its_options():
+    result = ohlora("bench", "--help")
+    assert result.returncode == 0
+    for name in [*BENCHMARKS, "all"]:
+        assert f"    {name}" in result.stdout, name
+    accuracy = ohlora("bench", "ethics-accuracy", "--help").stdout
+    assert all(option in accuracy for option in ("--train", "--test", "--seeds", "--quick", "--json"))
+    generation = ohlora("bench", "generation", "--help").stdout
+    assert "--quick" in generation and "--json" in generation
+    assert not any(option in generation for option in ("--train", "--test", "--seeds"))
+
+
+def test_help_is_written_for_users_and_imports_no_torch():
+    result = ohlora("--help")
+    assert result.returncode == 0
+    assert "ethics" in result.stdout and "bench" in result.stdout
+    assert not any(note in result.stdout for note in ("lazily", "import", "torch"))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from ohlora_assets.cli import build_parser; build_parser(); "
+         "print('torch' in sys.modules)"],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert probe.stdout.strip() == "False"
+
+
+def test_a_command_that_fails_exits_1_not_2(tmp_path):
+    result = ohlora(
+        "ethics", "check", "안녕", "--user", "u", "--model", str(tmp_path / "no-model"), "--log", str(tmp_path / "log.sqlite"),
+        home=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "ethics_sbert_model" in result.stderr

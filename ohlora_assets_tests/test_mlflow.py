@@ -1,0 +1,146 @@
+"""MLflow tracking (core/tracking.py) against a real `mlflow server` on loopback with a SQLite backend.
+
+Skipped, saying why, where mlflow is not installed (the optional `[mlflow]` extra) or its server does
+not start. Without a tracking URI, tracking is a no-op that never imports mlflow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ohlora_assets.core.progress import ProgressEvent
+from ohlora_assets.core.tracking import URI_VARIABLES, tracking_run
+from ohlora_assets.resources import PROJECT_ROOT
+
+START_TIMEOUT_S = 180  # database migrations on a shared 2-core CPU take ~40 s
+
+
+def test_without_a_uri_tracking_does_nothing_and_imports_no_mlflow(tmp_path):
+    code = f"""
+import sys
+from ohlora_assets.core.progress import ProgressEvent
+from ohlora_assets.core.tracking import tracking_run
+with tracking_run("adapter_summary", {{"rank": 4}}) as run:
+    run.progress()(ProgressEvent(done=1, epoch=1, epoch_end=True, loss=1.0))
+    run.log_artifact_dir({str(tmp_path)!r})
+print(run.run_url, "mlflow" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if k not in URI_VARIABLES}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["None", "False"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install -e '.[mlflow]')")
+    script = Path(sys.executable).with_name("mlflow")
+    if not script.is_file():
+        pytest.skip(f"no mlflow command next to {sys.executable}")
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (root / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(script), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.skip(f"mlflow server exited ({server.returncode}): {(root / 'server.log').read_text()[-1500:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.skip(f"mlflow server not up after {START_TIMEOUT_S}s: {(root / 'server.log').read_text()[-1500:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=10)
+        log.close()
+
+
+def _fake_training(progress, epochs: int = 3) -> list[ProgressEvent]:
+    """Emits what a real training loop reports: steps, then each epoch's end with its metrics."""
+    events = []
+    for epoch in range(1, epochs + 1):
+        for step in (1, 2):
+            events.append(ProgressEvent(done=(epoch - 1) * 2 + step, total=epochs * 2, epoch=epoch, epochs=epochs, loss=3.0 / epoch))
+        events.append(ProgressEvent(
+            done=epoch * 2, total=epochs * 2, epoch=epoch, epochs=epochs, loss=2.0 / epoch, epoch_end=True,
+            metrics={"token_accuracy": 0.3 * epoch, "valid_loss": None},
+        ))
+    for event in events:
+        progress(event)
+    return events
+
+
+def test_a_training_logs_params_epochs_and_artifacts(mlflow_server, monkeypatch, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("OHLORA_MLFLOW_URI", mlflow_server)
+    monkeypatch.setenv("OHLORA_MLFLOW_EXPERIMENT", "ohlora-test")
+    model_dir = tmp_path / "adapter"
+    model_dir.mkdir()
+    (model_dir / "adapter_config.json").write_text('{"r": 16}')
+    forwarded = []
+
+    with tracking_run("adapter_summary", {"rank": 16, "learning_rate": 3e-4, "base": "embedded"}) as run:
+        events = _fake_training(run.progress(forwarded.append))
+        run.log_metrics({"final_valid_loss": 0.61})
+        run.log_artifact_dir(model_dir, "model")
+
+    assert forwarded == events  # the asset's own progress reporter still sees every event
+    client = MlflowClient(tracking_uri=mlflow_server)
+    logged = client.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "adapter_summary"
+    assert logged.data.params == {"rank": "16", "learning_rate": "0.0003", "base": "embedded"}
+    loss = client.get_metric_history(run.run_id, "loss")
+    assert [(m.step, m.value) for m in sorted(loss, key=lambda m: m.step)] == [(1, 2.0), (2, 1.0), (3, 2.0 / 3)]
+    accuracy = sorted(client.get_metric_history(run.run_id, "token_accuracy"), key=lambda m: m.step)
+    assert [m.step for m in accuracy] == [1, 2, 3] and accuracy[-1].value == pytest.approx(0.9)
+    assert "valid_loss" not in logged.data.metrics  # None is not a measurement
+    assert logged.data.metrics["final_valid_loss"] == 0.61
+    assert [a.path for a in client.list_artifacts(run.run_id, "model")] == ["model/adapter_config.json"]
+    assert run.run_url.startswith(mlflow_server) and run.run_url.endswith(run.run_id)
+    with urllib.request.urlopen(run.run_url, timeout=30) as page:  # the link the asset metadata carries
+        assert page.status == 200
+
+
+def test_a_training_that_raises_leaves_a_failed_run(mlflow_server, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.delenv("OHLORA_MLFLOW_URI", raising=False)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with tracking_run("ethics_sbert_model", {"epochs": 2}) as run:
+            run.log_epoch(1, {"loss": 0.5})
+            raise RuntimeError("out of memory")
+    assert MlflowClient(tracking_uri=mlflow_server).get_run(run.run_id).info.status == "FAILED"

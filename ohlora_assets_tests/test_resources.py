@@ -1,0 +1,135 @@
+"""Settings: every variable with its default, resolved by Dagster when a run starts (`dg.EnvVar`) and by
+`from_env()` outside Dagster; the artifact folder does not depend on the current directory."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from ohlora_assets.resources import (
+    PROJECT_ROOT,
+    SETTINGS,
+    ArtifactStore,
+    DataPaths,
+    ModelProfile,
+    default_resources,
+    parse_base_models,
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for variable in SETTINGS:
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def _resolved(resources: dict) -> dict:
+    """What an asset sees of the resources in a real run."""
+    seen = {}
+
+    @dg.asset
+    def probe(paths: DataPaths, store: ArtifactStore, profile: ModelProfile):
+        seen.update(
+            ethics_csv=paths.ethics_csv, root=store.root, name=profile.name, smoke=profile.smoke, device=profile.device,
+            overrides=profile.base_model_overrides, trust_remote_code=profile.trust_remote_code,
+        )
+
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([probe], resources=resources, instance=instance).success
+    return seen
+
+
+def test_unset_variables_give_the_defaults_whatever_the_current_directory(clean_env, tmp_path):
+    clean_env.chdir(tmp_path)
+    expected = {
+        "ethics_csv": str(PROJECT_ROOT / "data" / "ethics_dataset.csv"), "root": str(PROJECT_ROOT / ".ohlora"),
+        "name": "embedded", "smoke": False, "device": "auto", "overrides": {}, "trust_remote_code": False,
+    }
+    resources = default_resources()
+    assert _resolved(resources) == expected
+    assert resources["io_manager"].base_dir == str(PROJECT_ROOT / ".ohlora" / "io")
+    profile = ModelProfile.from_env()
+    assert (profile.name, profile.device, profile.base_model_overrides, profile.trust_remote_code) == ("embedded", "auto", {}, False)
+    assert ArtifactStore.from_env().root == str(PROJECT_ROOT / ".ohlora")
+
+
+def test_set_variables_are_env_vars_named_in_the_ui_and_resolved_when_a_run_starts(clean_env, tmp_path):
+    settings = {
+        "OHLORA_ETHICS_CSV": str(tmp_path / "mine.csv"),
+        "OHLORA_HOME": str(tmp_path / "artifacts"),
+        "OHLORA_PROFILE": "full",
+        "OHLORA_SMOKE": "1",
+        "OHLORA_DEVICE": "cpu",
+        "OHLORA_BASE_MODELS": "memory=/models/memory, summary=kakaocorp/kanana-1.5-2.1b-base@abc123",
+        "OHLORA_TRUST_REMOTE_CODE": "true",
+    }
+    for variable, value in settings.items():
+        clean_env.setenv(variable, value)
+    resources = default_resources()
+    # the definitions hold the variable's name, not its value: the UI (which reads this snapshot of the
+    # code location) shows where a value comes from
+    from dagster._core.remote_representation.external_data import RepositorySnap, ResourceConfigEnvVarSnap
+
+    snap = RepositorySnap.from_def(dg.Definitions(resources=resources).get_repository_def())
+    shown = {(r.name, field): value for r in snap.resources for field, value in r.configured_values.items()}
+    assert shown[("store", "root")] == ResourceConfigEnvVarSnap(name="OHLORA_HOME")
+    assert shown[("profile", "device")] == ResourceConfigEnvVarSnap(name="OHLORA_DEVICE")
+    assert shown[("profile", "base_models")] == ResourceConfigEnvVarSnap(name="OHLORA_BASE_MODELS")
+    assert shown[("paths", "ethics_csv")] == ResourceConfigEnvVarSnap(name="OHLORA_ETHICS_CSV")
+    overrides = {"memory": "/models/memory", "summary": "kakaocorp/kanana-1.5-2.1b-base@abc123"}
+    expected = {
+        "ethics_csv": str(tmp_path / "mine.csv"), "root": str(tmp_path / "artifacts"), "name": "full", "smoke": True,
+        "device": "cpu", "overrides": overrides, "trust_remote_code": True,
+    }
+    assert _resolved(resources) == expected
+    # a run reads the variables when it starts, not when the definitions loaded
+    clean_env.setenv("OHLORA_DEVICE", "cuda:1")
+    assert _resolved(resources)["device"] == "cuda:1"
+
+    # outside Dagster (the ohlora command) the same variables, including what from_env once ignored
+    profile = ModelProfile.from_env()
+    assert (profile.name, profile.smoke, profile.device, profile.trust_remote_code) == ("full", True, "cuda:1", True)
+    assert profile.base_model_overrides == overrides
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", {}),
+        ("memory=/m", {"memory": "/m"}),
+        (" memory = /m , ethics=klue/roberta-base@v1,", {"memory": "/m", "ethics": "klue/roberta-base@v1"}),
+        ('{"summary": "a/b@c", "memory": "/d"}', {"summary": "a/b@c", "memory": "/d"}),
+    ],
+)
+def test_base_models_as_pairs_or_json(text, expected):
+    assert parse_base_models(text) == expected
+
+
+@pytest.mark.parametrize("text", ["memory", "=model", "memory=", '["memory"]', '{"memory": 3}'])
+def test_malformed_base_models_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_base_models(text)
+
+
+def test_base_model_overrides_from_python_and_from_the_environment_agree(clean_env):
+    overrides = {"memory": "/models/memory"}
+    clean_env.setenv("OHLORA_BASE_MODELS", json.dumps(overrides))
+    assert ModelProfile(base_model_overrides=overrides).base_model_overrides == overrides
+    assert ModelProfile.from_env().base_model_overrides == overrides
+
+
+@pytest.mark.parametrize("text, on", [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("off", False), ("", False)])
+def test_on_off_settings(clean_env, text, on):
+    clean_env.setenv("OHLORA_SMOKE", text)
+    clean_env.setenv("OHLORA_TRUST_REMOTE_CODE", text)
+    profile = ModelProfile.from_env()
+    assert profile.smoke is on and profile.trust_remote_code is on
+
+
+def test_readme_lists_every_setting():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    for variable in [*SETTINGS, "OHLORA_AUTOMATION", "OHLORA_OBSERVE_CRON", "OHLORA_TORCH_THREADS", "DAGSTER_HOME"]:
+        assert f"| `{variable}`" in readme, variable
