@@ -1,4 +1,4 @@
-"""The `ohlora` command: the ethics gate and the benchmarks.
+"""The `ohlora` command: chat, the ethics gate, model versions and the benchmarks.
 
 Each command group lives in its own module with `register(subparsers)`, which adds its parsers and
 sets `handler`: a function of the parsed arguments returning the exit status. Registering a group is
@@ -16,12 +16,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 COMMAND_MODULES = (
     "ohlora_assets.cli_ethics",
+    "ohlora_assets.cli_chat",
+    "ohlora_assets.cli_models",
     "ohlora_assets.bench.cli",
 )
 
 EXIT_OK, EXIT_FAILURE = 0, 1  # 2 is argparse's, for usage errors only
 
-DESCRIPTION = """Oh-LoRA from the command line: check a prompt with the ethics gate, run the benchmarks.
+DESCRIPTION = """Oh-LoRA from the command line: chat with the serving models, check a prompt with the ethics gate,
+list, promote and roll back model versions, run the benchmarks.
 Settings come from the same environment variables as the pipeline (OHLORA_HOME, OHLORA_PROFILE, ...;
 see README.md)."""
 
@@ -43,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["ethics", "check"]:
+        # The gate parses its own arguments (a prompt may start with `-`) and answers in JSON, usage errors too.
+        from ohlora_assets.ethics_cli import main as ethics_check
+
+        return ethics_check(argv[2:])
     args = build_parser().parse_args(argv)
     # A handler's non-zero status is a failure whatever its number: 2 stays reserved for usage errors.
     return EXIT_OK if args.handler(args) == 0 else EXIT_FAILURE

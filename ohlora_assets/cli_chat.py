@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat = subparsers.add_parser("chat", help="talk to Oh-LoRA with the serving models")
     chat.add_argument("--user", required=True, help="user id for the sanction log")
     chat.add_argument("--once", metavar="TEXT", help="answer one message and print the turn as JSON")
-    chat.add_argument("--home", help="artifact folder (default: OHLORA_HOME or ./.ohlora)")
+    chat.add_argument("--home", help="artifact folder (default: the pipeline's, OHLORA_HOME)")
     chat.add_argument("--log", help="sanction log SQLite file (default: <home>/ethics/sanctions.sqlite)")
     chat.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     chat.add_argument("--max-new-tokens", type=int, default=80, help="per generated part")

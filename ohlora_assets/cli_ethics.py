@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-def _check(args: argparse.Namespace) -> int:
-    from ohlora_assets.ethics_cli import check
-
-    return check(args)
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     ethics = commands.add_parser("ethics", help="the ethics gate: score a prompt and apply sanctions")
     ethics_commands = ethics.add_subparsers(dest="ethics_command", required=True, metavar="COMMAND")
@@ -28,4 +22,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--model", metavar="DIR", help="sentence-transformers model (default: the trained ethics model)")
     check.add_argument("--log", metavar="FILE", help="sanction log, SQLite (default: OHLORA_HOME/ethics/sanctions.sqlite)")
-    check.set_defaults(handler=_check)
+    # Listed for `ohlora ethics --help`; cli.main hands `ethics check ...` to ethics_cli.main before parsing.

@@ -4,7 +4,7 @@
     ohlora models promote ASSET VERSION     manual override (recorded with reason "manual"), gate or no gate
     ohlora models rollback ASSET            back to the version that served before
 
-The artifact folder is `--home`, else OHLORA_HOME, else ./.ohlora (as resources.ArtifactStore). Exit codes:
+The artifact folder is `--home`, else the pipeline's (resources.ArtifactStore: OHLORA_HOME or its default). Exit codes:
 0 done, 1 refused (unknown asset or version, nothing to roll back to), 2 usage (argparse).
 """
 
@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 def artifact_home(home: str | None) -> Path:
-    return Path(home or os.environ.get("OHLORA_HOME") or Path.cwd() / ".ohlora")
+    from ohlora_assets.resources import ArtifactStore
+
+    return Path(home) if home else Path(ArtifactStore.from_env().root)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `models` and its subcommands to the `ohlora` parser; each sets `handler` (args -> exit code)."""
     models = subparsers.add_parser("models", help="model versions: list, promote, roll back")
-    models.add_argument("--home", help="artifact folder (default: OHLORA_HOME or ./.ohlora)")
+    models.add_argument("--home", help="artifact folder (default: the pipeline's, OHLORA_HOME)")
     commands = models.add_subparsers(dest="models_command", required=True)
 
     listing = commands.add_parser("list", help="versions with key metrics; * marks the serving one")

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig
+from ohlora_assets.core.base_models import ETHICS_OVERRIDE
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
@@ -69,7 +70,7 @@ def ethics_sbert_model(
             pending.path,
             profile=profile.name,
             smoke=profile.smoke,
-            override=profile.base_model_overrides.get("ethics"),
+            override=profile.base_model_overrides.get(ETHICS_OVERRIDE),
             device=resolve_device(profile.device),
             trust_remote_code=profile.trust_remote_code,
             progress=ProgressReporter(context.log.info, label=MODEL),

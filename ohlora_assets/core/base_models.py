@@ -12,6 +12,8 @@ from ohlora_assets.core.recipes import FULL_BASE_MODELS
 
 # The embedded profile's pretrained base lives in this folder of the base_models artifact.
 EMBEDDED_LM = "embedded_lm"
+# The override key of the ethics S-BERT's base (core/ethics/training.py reads it; no LLM task trains on it).
+ETHICS_OVERRIDE = "ethics"
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,12 @@ def resolve_base_models(
     profile: str, overrides: Mapping[str, str], embedded_dir: Path | None = None
 ) -> dict[str, BaseModelRef]:
     """Each task's base: the embedded LM directory (embedded) or the original hub models (full), with
-    `overrides` (task -> directory or `hub_id@revision`) replacing any."""
-    unknown = set(overrides) - set(TASKS)
+    `overrides` (task -> directory or `hub_id@revision`) replacing any. The `ethics` key is the ethics model's."""
+    unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
     if unknown:
-        raise ValueError(f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}")
+        raise ValueError(
+            f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {[*TASKS, ETHICS_OVERRIDE]}"
+        )
     if profile == "embedded":
         if embedded_dir is None:
             raise ValueError("the embedded profile needs the embedded LM's directory")
@@ -71,4 +75,5 @@ def resolve_base_models(
         defaults = {task: BaseModelRef(model, None, "hub") for task, model in FULL_BASE_MODELS.items()}
     else:
         raise ValueError(f"unknown profile {profile!r}: use 'embedded' or 'full'")
-    return {**defaults, **{task: parse_override(value) for task, value in overrides.items()}}
+    chosen = {task: parse_override(value) for task, value in overrides.items() if task != ETHICS_OVERRIDE}
+    return {**defaults, **chosen}

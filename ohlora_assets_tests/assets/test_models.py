@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from ohlora_assets.assets import data, models
 from ohlora_assets.core.base_models import EMBEDDED_LM
 from ohlora_assets.core.recipes import SMOKE
+from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.resources import ArtifactStore, ModelProfile
@@ -49,15 +50,21 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
     assert result.success
     store: ArtifactStore = resources["store"]
     base = result.output_for_node("base_models")
-    embedded = store.model_dir("base_models") / EMBEDDED_LM
-    assert base == {task: {"model": str(embedded.resolve()), "revision": None, "source": "embedded"} for task in TASKS}
     meta = _materializations(result)
+    # The base is an immutable version that serves at once (it has no gate; its adapters do).
+    base_version = meta["base_models"].metadata["version"].value
+    embedded = store.model_dir("base_models") / "versions" / base_version / EMBEDDED_LM
+    assert ModelRegistry(store.path("models"), "base_models").serving_label() == base_version
+    assert base == {task: {"model": str(embedded.resolve()), "revision": None, "source": "embedded"} for task in TASKS}
     assert meta["base_models"].metadata["final_loss"].value < meta["base_models"].metadata["first_loss"].value
     assert meta["base_models"].tags["dagster/data_version"] != ""
 
     for name in ADAPTERS:
-        directory = store.model_dir(name)
         metadata = meta[name].metadata
+        # Each training writes a version named by its weights; nothing serves before the promotion assets run.
+        directory = Path(metadata["path"].value)
+        assert directory == store.model_dir(name) / "versions" / metadata["version"].value
+        assert ModelRegistry(store.path("models"), name).serving() is None
         # The data version is the hash of the saved weights.
         assert meta[name].tags["dagster/data_version"] == directory_hash(directory)
         assert metadata["base_model"].value == str(embedded.resolve())
@@ -71,16 +78,16 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
         assert config["base_model_name_or_path"] == str(embedded.resolve())
 
     # Run config reaches the trainer and is recorded; other tasks keep the original defaults.
-    assert json.loads((store.model_dir("adapter_memory") / "adapter_config.json").read_text())["r"] == 4
-    assert json.loads((store.model_dir("adapter_summary") / "adapter_config.json").read_text())["r"] == 64
+    assert json.loads((Path(meta["adapter_memory"].metadata["path"].value) / "adapter_config.json").read_text())["r"] == 4
+    assert json.loads((Path(meta["adapter_summary"].metadata["path"].value) / "adapter_config.json").read_text())["r"] == 64
     assert re.search(r"\|\s*rank\s*\|\s*4\s*\|", meta["adapter_memory"].metadata["hyper_parameters"].value)
     # Only output_message has labelled validation rows in our sample data.
     assert meta["adapter_output_message"].metadata["final_valid_loss"].value is not None
 
 
 def test_adapters_load_with_plain_peft(smoke_run):
-    _, resources, _ = smoke_run
-    directory = resources["store"].model_dir("adapter_eyes_mouth_pose")
+    result, _, _ = smoke_run
+    directory = Path(_materializations(result)["adapter_eyes_mouth_pose"].metadata["path"].value)
     config = json.loads((directory / "adapter_config.json").read_text())
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"])
     model = PeftModel.from_pretrained(base, directory)

@@ -21,6 +21,8 @@ def test_profiles_give_every_task_a_base(tmp_path):
     assert full["summary"].model == FULL_BASE_MODELS["summary"]
     with pytest.raises(ValueError, match="unknown tasks \\['chat'\\]"):
         resolve_base_models("full", {"chat": "x"})
+    # The ethics model's override is not an LLM task's base.
+    assert set(resolve_base_models("full", {"ethics": "klue/roberta-large"})) == set(TASKS)
 
 
 def test_a_local_base_is_versioned_by_its_weights(tmp_path):
