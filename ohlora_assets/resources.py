@@ -132,8 +132,14 @@ class ArtifactStore(dg.ConfigurableResource):
         return Path(self.root).joinpath(*parts)
 
     def model_dir(self, asset_name: str) -> Path:
-        """Where a model asset keeps its current artifact (replaced atomically on success)."""
+        """A model asset's registry folder: its immutable `versions/` and the `serving.json` pointer."""
         return self.path("models", asset_name)
+
+    def serving_dir(self, asset_name: str) -> Path | None:
+        """The directory of the model version that serves (core/registry.py), or None."""
+        from ohlora_assets.core.registry import ModelRegistry
+
+        return ModelRegistry(self.path("models"), asset_name).serving_path()
 
     def report_dir(self, asset_name: str) -> Path:
         """Where a report asset keeps its files (tables, plots)."""

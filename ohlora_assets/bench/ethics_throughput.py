@@ -30,14 +30,9 @@ def _original_scores(model, prompts: list[str], categories: tuple[str, ...]) -> 
     return scores
 
 
-def _model(store):
-    """The materialized ethics model if there is one; else the embedded base before fine-tuning, the
-    same architecture (speed does not depend on the weights)."""
-    model_dir = store.model_dir("ethics_sbert_model")
-    if (model_dir / "modules.json").is_file():
-        from ohlora_assets.core.ethics.scoring import load_model
-
-        return load_model(model_dir), f"materialized model {model_dir}"
+def _model():
+    """The embedded base before fine-tuning: the ethics model's architecture (speed does not depend on the
+    weights), the same whether or not `make run` trained one."""
     from ohlora_assets.core.ethics.training import base_model
 
     model, described = base_model("embedded")
@@ -48,13 +43,13 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.normalize import normalize_prompt
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.schemas import load_ethics
-    from ohlora_assets.resources import ArtifactStore, DataPaths
+    from ohlora_assets.resources import DataPaths
 
     limit_torch_threads()
     count = QUICK_PROMPTS if getattr(args, "quick", False) else PROMPTS
     sample = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist()
     prompts = list(itertools.islice(itertools.cycle(sample), count))
-    model, described = _model(ArtifactStore.from_env())
+    model, described = _model()
     print(f"model: {described}\nprompts: {len(prompts)}", flush=True)
 
     started = time.perf_counter()

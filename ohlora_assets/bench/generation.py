@@ -27,7 +27,7 @@ from ohlora_assets.core.generation import (
 )
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.schemas import load_dialogue
-from ohlora_assets.resources import ArtifactStore, DataPaths
+from ohlora_assets.resources import DataPaths
 
 PROMPTS = 40
 ANSWERS = 4
@@ -37,20 +37,17 @@ QUICK_MAX_NEW_TOKENS = 24
 
 
 def _adapter(dialogue, workdir: Path, quick: bool) -> Path:
-    """The materialized adapter_output_message when there is one; else a LoRA trained for one epoch
-    on a briefly pretrained embedded LM (speed depends on the architecture, not on training)."""
+    """A LoRA trained for one epoch on a briefly pretrained embedded LM, built here so that the result is the
+    same whether or not `make run` materialized one (speed depends on the architecture, not on training)."""
     from ohlora_assets.bench.training import _base_model
     from ohlora_assets.core.base_models import ModelSpec
     from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
 
-    materialized = ArtifactStore.from_env().model_dir("adapter_output_message")
-    if (materialized / "adapter_config.json").is_file():
-        return materialized
-    print(f"no materialized adapter at {materialized}: training one for one epoch")
     train = task_split(dialogue, "output_message", "train")
     if quick:
         train = train.head(32)
     pairs = list(zip(train["prompt"], train["completion"]))
+    print(f"adapter: rank 16, one epoch on {len(pairs)} output_message train rows")
     base = ModelSpec(str(_base_model(DataPaths.from_env(), workdir)), device="cpu")
     train_lora_adapter(base, pairs, pairs[:8], LoraHyperParams(rank=16, epochs=1), workdir / "adapter")
     return workdir / "adapter"

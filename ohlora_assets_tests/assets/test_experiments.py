@@ -1,0 +1,63 @@
+"""The experiments on the smoke profile: LoRA rank 16 vs 64, and training with vs without the retrieved concept."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ohlora_assets.assets import data, experiments, models
+from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths
+
+ALL = dg.load_assets_from_modules([data, models, experiments])
+SELECTION = dg.AssetSelection.assets("lora_rank_experiment", "rag_concept_experiment").upstream()
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
+    return {e.asset_key.to_user_string(): e.materialization for e in result.get_asset_materialization_events()}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = make_resources(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OHLORA_TORCH_THREADS", "1")
+        result = dg.materialize(ALL, selection=SELECTION, resources=resources, instance=instance)
+    assert result.success
+    return result, instance, resources, root
+
+
+def test_lora_rank_experiment_reports_both_ranks(pipeline):
+    result, _, resources, _ = pipeline
+    meta = _materializations(result)["lora_rank_experiment"].metadata
+    assert "| metric | rank 16 | rank 64 |" in meta["report"].value
+    assert "rank_16/numbered_prefix_rate" in meta and "rank_64/give_up_rate" in meta
+    store = resources["store"]
+    for rank in (16, 64):
+        config = json.loads((store.model_dir("lora_rank_experiment") / f"rank_{rank}" / "adapter_config.json").read_text())
+        assert config["r"] == rank
+    assert set(pd.read_parquet(store.report_dir("lora_rank_experiment") / "answers.parquet")["rank"]) == {16, 64}
+
+
+def test_rag_concept_experiment_reports_accuracy_per_question(pipeline):
+    result, _, _, _ = pipeline
+    meta = _materializations(result)["rag_concept_experiment"].metadata
+    assert 0.0 <= meta["accuracy_with_concept"].value <= 1.0
+    assert 0.0 <= meta["accuracy_without_concept"].value <= 1.0
+    assert meta["questions"].value == 3 and meta["key_facts_derived_from_concept"].value == 0
+    assert "| # | question | key facts | with concept | without concept |" in meta["per_question"].value
+    assert "data:image/png;base64," in meta["plot"].value
+
+
+@pytest.mark.skipif(not (UPSTREAM / "SFT_with_RAG_concept.csv").is_file(), reason="upstream seed data not present")
+def test_rag_concept_experiment_runs_on_the_seed_csv(pipeline):
+    _, instance, _, root = pipeline
+    # same artifact folder (the smoke base model is reused), the seed's ML Q&A file instead of ours
+    resources = make_resources(root, paths=sample_paths(ml_qa_csv=str(UPSTREAM / "SFT_with_RAG_concept.csv")))
+    result = dg.materialize(ALL, selection=["ml_qa_dataset", "rag_concept_experiment"], resources=resources, instance=instance)
+    assert result.success
+    meta = _materializations(result)["rag_concept_experiment"].metadata
+    assert meta["questions"].value == 3 and meta["key_facts_derived_from_concept"].value == 3
+    assert "코사인 유사도 *(derived)*" in meta["per_question"].value
