@@ -82,7 +82,8 @@ def _emp_agrees(frame: pd.DataFrame) -> pd.Series:
 
 
 def _filled(column: str) -> pa.Check:
-    return _check(f"{column}_filled", _not_blank, f"{column} is empty", f"write the {column}")
+    return _check(f"{column}_filled", _not_blank, f"{column} is empty (invisible characters do not count)",
+                  f"write the {column}")
 
 
 DIALOGUE_SCHEMA = pa.DataFrameSchema(
@@ -252,7 +253,7 @@ def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]
             row = int(case.index) if pd.notna(case.index) else None
             if "allowed_values" in check.statistics:
                 message = _not_allowed(case.failure_case, check.statistics["allowed_values"])
-            elif in_column:
+            elif in_column and str(case.failure_case).strip():
                 message = f"{check.error} (value {case.failure_case!r})"
             else:
                 message = check.error
