@@ -202,6 +202,38 @@ def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str
     return None, "malformed quoting"
 
 
+def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]], list[DataIssue]]:
+    """(header, spreadsheet row of each record, records, issues): entirely empty records are left
+    out; parsing stops at the first quoting error, located by the record it broke."""
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] = []
+    rows: list[int] = []
+    records: list[list[str]] = []
+    row = 0
+    while True:
+        start_line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return header, rows, records, []
+        except csv.Error as err:
+            if "field larger than field limit" in str(err):
+                column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
+                    "shorten it")
+            else:
+                column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
+                fix = _QUOTE_FIX
+            problem = f"{problem} (record starts on line {start_line})"
+            return header, rows, records, [DataIssue(name, row + 1, column, problem, fix)]
+        row += 1
+        if row == 1:
+            header = [clean_text(h)[0].strip() for h in cells]
+        elif any(cell.strip() for cell in cells):
+            records.append(cells)
+            rows.append(row)
+
+
 _QUOTE_FIX = 'close the quote, or write a quote that is part of the text as two quotes ("")'
 
 
@@ -223,34 +255,8 @@ def read_csv_strict(
     text = decode_utf8(read_input_bytes(path), name)
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
-    lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header_raw = next(reader)
-    header = [clean_text(h)[0].strip() for h in header_raw]
-    issues: list[DataIssue] = []
+    header, rows, records, issues = _parse(text, name)
     notes: list[DataIssue] = []
-    records: list[list[str]] = []
-    rows: list[int] = []
-    row = 1
-    while True:
-        start_line = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            if "field larger than field limit" in str(err):
-                column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
-                    "shorten it")
-            else:
-                column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
-                fix = _QUOTE_FIX
-            issues.append(DataIssue(name, row + 1, column, f"{problem} (record starts on line {start_line})", fix))
-            break
-        row += 1
-        if cells and any(cell.strip() for cell in cells):
-            records.append(cells)
-            rows.append(row)
     if not issues and not records:
         raise _file_issue(name, "the file has column names but no rows",
                           "add rows below the header, or point the path at the right file")
@@ -287,9 +293,10 @@ def read_csv_strict(
     if issues:
         raise DataValidationError(issues)
     notes += change_notes(name, first_change, change_counts)
-    skipped = row - 1 - len(records)
+    skipped = rows[-1] - 1 - len(records)  # empty rows between the first and the last record
     if skipped:
-        notes.append(DataIssue(name, None, None, f"{skipped} entirely empty row(s) were skipped", ""))
+        notes.append(DataIssue(name, None, None, f"{skipped} entirely empty row(s) were skipped",
+                               "none needed; delete them to silence this note"))
     frame = pd.DataFrame(table, columns=kept_names, index=pd.Index(rows, name="row"), dtype=str)
     return CsvTable(frame, notes)
 
