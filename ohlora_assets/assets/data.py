@@ -29,6 +29,7 @@ from ohlora_assets.resources import DataPaths
 GROUP = "data"
 SAMPLE_ROWS = 5
 CHECK_NAME = "schema_valid"
+CHECK_DESCRIPTION = "The file is readable and every row passes its rules; failures name file, row, column and fix."
 
 
 def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.MetadataValue:
@@ -36,10 +37,12 @@ def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.Metadat
 
 
 def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
+    row = "row (group)" if any(i.unit == "group" for i in issues) else "row"
     table = pd.DataFrame(
-        [{"file": i.file, i.unit: i.row, "column": i.column, "problem": i.message, "fix": i.fix} for i in issues]
-    ).rename(columns={"group": "row (group)"})
-    return dg.MetadataValue.md(table.fillna("").to_markdown(index=False))
+        [{"file": i.file, row: "" if i.row is None else str(i.row), "column": i.column or "", "problem": i.message,
+          "fix": i.fix} for i in issues]
+    )
+    return dg.MetadataValue.md(table.to_markdown(index=False))
 
 
 def _frame_version(frame: pd.DataFrame) -> dg.DataVersion:
@@ -96,15 +99,7 @@ def _validated_input(
         deps=[raw],
         code_version="2",
         description=description,
-        check_specs=[
-            dg.AssetCheckSpec(
-                CHECK_NAME,
-                asset=name,
-                blocking=True,
-                description="The file is readable and every row passes its rules; failures name file, row, "
-                "column and fix.",
-            )
-        ],
+        check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset=name, blocking=True, description=CHECK_DESCRIPTION)],
         **asset_args,
     )
     def _dataset(context: dg.AssetExecutionContext, config: InputLimits, paths: DataPaths):
@@ -125,8 +120,8 @@ def _validated_input(
             context.log.warning(str(note))
         version, metadata = describe(value)
         yield dg.AssetCheckResult(check_name=CHECK_NAME, passed=True, metadata={"notes_count": len(notes), **noted})
-        context.log.info(f"{path}: {metadata}")
-        yield dg.Output(value, data_version=version, metadata={"path": dg.MetadataValue.path(path), **metadata, **noted})
+        metadata = {"path": dg.MetadataValue.path(path), **metadata, **noted}
+        yield dg.Output(value, data_version=version, metadata=metadata)
 
     return _dataset
 
