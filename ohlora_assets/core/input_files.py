@@ -187,7 +187,8 @@ def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str
                     after = record_text[position + 1: position + 2]
                     if after not in (",", "\n", "\r", ""):
                         column = header[field_index] if field_index < len(header) else None
-                        where = "on the same line" if line == opened_line else f"{line - opened_line} line(s) further down"
+                        lines_on = line - opened_line
+                        where = f"{lines_on} line(s) further down" if lines_on else "on the same line"
                         return column, (f"the quote that opens this cell closes {where}, followed by more text "
                                         f"({record_text[position + 1: position + 11]!r}): a quote is unbalanced, "
                                         "and the text of other cells or rows would be swallowed into this one")

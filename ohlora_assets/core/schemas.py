@@ -24,7 +24,13 @@ from ohlora_assets.core.formats import (
     POSE,
     eyes_mouth_pose_text,
 )
-from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, CsvTable, DataIssue, DataValidationError, read_csv_strict
+from ohlora_assets.core.input_files import (
+    DEFAULT_MAX_CELL_CHARS,
+    CsvTable,
+    DataIssue,
+    DataValidationError,
+    read_csv_strict,
+)
 
 ETHICS_CATEGORIES = ("사랑 고백/만남", "일반", "정치", "패드립", "혐오/기타")
 
@@ -167,7 +173,8 @@ def _duplicates(frame: pd.DataFrame, split: pd.Series, within: list[str], across
     train_row = {t: r for r, t in zip(frame.index[split == "train"][::-1], text[split == "train"][::-1])}
     for row, value, part in zip(frame.index, text, split):
         if part != "train" and value in train_row:
-            findings.append((row, across, f"the same {across} is in both train and {part} (train row {train_row[value]})",
+            problem = f"the same {across} is in both train and {part} (train row {train_row[value]})"
+            findings.append((row, across, problem,
                              "keep it in one split: an evaluation on training text measures memory"))
     return findings
 

@@ -136,7 +136,7 @@ def test_bad_synonyms_fail_their_check_by_group_and_keep_augmentation_from_runni
     [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("synonym_groups")]
     table = check.metadata["issues"].value
     assert not check.passed and check.metadata["failures"].value == 2
-    assert "row (group)" in table and re.search(r"\|\s*3\s*\| word 2", table) and "word 2" in table and "at least two words" in table
+    assert "row (group)" in table and re.search(r"\|\s*3\s*\| word 2", table) and "at least two words" in table
     assert {"dialogue_dataset", "output_message_split"} <= set(_values(result))
     assert "augmented_output_message_train" not in _values(result)
 

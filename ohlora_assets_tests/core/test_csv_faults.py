@@ -74,7 +74,8 @@ def test_paths_that_are_not_readable_files_say_what_they_are(tmp_path):
 
 def test_bom_is_accepted_and_changes_nothing(tmp_path, ethics_lines):
     plain = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER + "".join(ethics_lines)))
-    bom = schemas.load(schemas.ETHICS, _file(tmp_path, b"\xef\xbb\xbf" + (HEADER + "".join(ethics_lines)).encode(), "b.csv"))
+    with_bom = b"\xef\xbb\xbf" + (HEADER + "".join(ethics_lines)).encode()
+    bom = schemas.load(schemas.ETHICS, _file(tmp_path, with_bom, "bom.csv"))
     assert bom.frame.equals(plain.frame) and bom.notes == []
 
 
@@ -142,7 +143,8 @@ def test_invisible_characters_are_removed_before_emptiness_and_duplicate_checks(
     assert {(i.row, i.column) for i in issues} == {(7, "user_prompt"), (len(ethics_lines) + 3, "user_prompt")}
     assert any("empty" in i.message for i in issues) and any("both train and test" in i.message for i in issues)
     # emoji sequences keep their zero-width joiner
-    frame = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, "train,개발자 👩\u200d💻 멋져,일반\n"), "e.csv")).frame
+    emoji = _file(tmp_path, _with_row(ethics_lines, "train,개발자 👩\u200d💻 멋져,일반\n"), "emoji.csv")
+    frame = schemas.load(schemas.ETHICS, emoji).frame
     assert "👩\u200d💻" in frame["user_prompt"].iloc[5]
 
 
