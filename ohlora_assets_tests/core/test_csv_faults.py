@@ -209,3 +209,9 @@ def test_every_check_has_a_name_with_a_fix():
     schemas_ = (schemas.DIALOGUE_SCHEMA, schemas.ETHICS_SCHEMA, schemas.ML_QA_SCHEMA)
     checks = [c for s in schemas_ for c in [*s.checks, *(c for col in s.columns.values() for c in col.checks)]]
     assert checks and all(c.name in schemas.CHECK_TARGETS and schemas.CHECK_TARGETS[c.name].fix for c in checks)
+
+
+def test_a_value_that_differs_only_in_spacing_says_so(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,로라야 만나줘,사랑  고백/만남\n")))
+    assert (issue.row, issue.column) == (7, "category")
+    assert "differs from '사랑 고백/만남' only in its spaces" in issue.message
