@@ -1,13 +1,18 @@
-"""A run whose worker is SIGKILLed while it holds the `accelerator` pool slot is marked failed by run
-monitoring and its slot freed, so the next run starts: deploy/local/dagster.yaml on a real instance,
-a real code server and real run workers; the monitoring daemon's two iterations called directly."""
+"""A run whose worker is SIGKILLed while it holds the `accelerator` pool slot is marked failed and its
+slot freed, so the next run starts: deploy/local/dagster.yaml on a real instance. Launched runs (a real
+code server and run workers) through the monitoring daemon's two iterations, called directly; and
+`dagster job execute` runs (`make run`, no daemon) through `release_dead_runs`."""
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from importlib.util import module_from_spec, spec_from_file_location
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -17,7 +22,7 @@ from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_ite
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
 from ohlora_assets.resources import PROJECT_ROOT
-from ohlora_assets.run_launcher import MonitoredRunLauncher
+from ohlora_assets.run_launcher import MonitoredRunLauncher, process_alive, release_dead_runs
 
 # A stand-in for a training step: takes the pool slot, says so, and runs until killed.
 JOB_FILE = '''
@@ -30,7 +35,8 @@ def training_stand_in(context):
     time.sleep(120)
 
 train = dg.define_asset_job("train", [training_stand_in], executor_def=dg.in_process_executor)
-defs = dg.Definitions(assets=[training_stand_in], jobs=[train])
+train_in_subprocesses = dg.define_asset_job("train_in_subprocesses", [training_stand_in])  # multiprocess executor
+defs = dg.Definitions(assets=[training_stand_in], jobs=[train, train_in_subprocesses])
 '''
 
 
@@ -97,3 +103,38 @@ def test_a_killed_run_releases_its_pool_slot_and_the_next_run_starts(tmp_path, m
 
             _wait_for(lambda: (marks / second).exists(), 40, "run 2 to take the freed slot")
             os.kill(int((marks / second).read_text()), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_make_run_after_a_killed_make_run_starts_once_dead_runs_are_released(tmp_path):
+    home, marks = tmp_path / "home", tmp_path / "marks"
+    home.mkdir()
+    marks.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+    (tmp_path / "slot_job.py").write_text(JOB_FILE)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "OHLORA_TEST_MARKS": str(marks), "PYTHONPATH": str(PROJECT_ROOT)}
+    dagster = Path(sys.executable).parent / "dagster"
+
+    def make_run() -> subprocess.Popen:
+        command = [str(dagster), "job", "execute", "-f", "slot_job.py", "-j", "train_in_subprocesses"]
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = make_run()
+    step_pid = int(_wait_for(lambda: [p.read_text() for p in marks.iterdir()], 60, "run 1")[0])
+    first.send_signal(signal.SIGKILL)  # the run worker dies; its step process lives on, holding the slot
+    first.wait()
+    second = make_run()
+    try:
+        time.sleep(8)
+        assert len(list(marks.iterdir())) == 1, "run 2 must wait for the pool slot"
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            [released] = release_dead_runs(instance)
+            assert instance.get_run_by_id(released).status == dg.DagsterRunStatus.FAILURE
+        assert not process_alive(step_pid, time.time()), "the orphan step of the dead run is stopped"
+        _wait_for(lambda: len(list(marks.iterdir())) == 2, 40, "run 2 to take the freed slot")
+    finally:
+        second.kill()
+        second.wait()
+        for mark in marks.iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(mark.read_text()), signal.SIGKILL)
