@@ -1,12 +1,18 @@
-"""Group `data`: raw CSVs as observable sources -> validated datasets -> per-task splits -> augmentation.
+"""Group `data`: raw files as observable sources -> validated datasets -> per-task splits -> augmentation.
 
-Validation is a blocking check emitted by the dataset asset itself, and a failure raises before
-the asset stores anything: downstream never runs on bad data and the previous good output stays.
+Every input file (the three CSVs and the synonyms JSON) has a validated asset with the same blocking
+`schema_valid` check, emitted by the asset itself: a failure lists every problem (file, row, column,
+fix) and raises before the asset stores anything, so downstream never runs on bad data and the
+previous good output stays. Observing a raw file never fails: an unreadable path is recorded with
+its problem (and a data version of its own), the other files are still observed, and the dataset's
+check then reports the problem in its table.
 """
 
 
 import hashlib
-from typing import Callable
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 import dagster as dg
 import pandas as pd
@@ -14,13 +20,16 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.core import schemas
-from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
+from ohlora_assets.core.augment import SynonymGroups, SynonymSwapper, read_synonym_groups
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
-from ohlora_assets.core.io import DataIssue, DataValidationError, content_hash
+from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, DataIssue, DataValidationError, path_problem
+from ohlora_assets.core.io import content_hash
 from ohlora_assets.resources import DataPaths
 
 GROUP = "data"
 SAMPLE_ROWS = 5
+CHECK_NAME = "schema_valid"
+CHECK_DESCRIPTION = "The file is readable and every row passes its rules; failures name file, row, column and fix."
 
 
 def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.MetadataValue:
@@ -28,7 +37,11 @@ def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.Metadat
 
 
 def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
-    table = pd.DataFrame([{"file": i.file, "row": i.row, "column": i.column, "problem": i.message} for i in issues])
+    row = "row (group)" if any(i.unit == "group" for i in issues) else "row"
+    table = pd.DataFrame(
+        [{"file": i.file, row: "" if i.row is None else str(i.row), "column": i.column or "", "problem": i.message,
+          "fix": i.fix} for i in issues]
+    )
     return dg.MetadataValue.md(table.to_markdown(index=False))
 
 
@@ -44,13 +57,18 @@ def _raw_source(name: str, path_field: str, description: str) -> dg.SourceAsset:
     @dg.observable_source_asset(
         name=name, group_name=GROUP, description=description, automation_condition=SOURCE_CONDITION
     )
-    def _observe(paths: DataPaths) -> dg.ObserveResult:
+    def _observe(context: dg.OpExecutionContext, paths: DataPaths) -> dg.ObserveResult:
         path = getattr(paths, path_field)
+        metadata: dict[str, Any] = {"path": dg.MetadataValue.path(path)}
         try:
             version = content_hash(path)
-        except FileNotFoundError:
-            raise dg.Failure(f"{path}: file not found (set it in the `paths` resource or its environment variable)")
-        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={"path": dg.MetadataValue.path(path)})
+        except OSError as err:
+            problem, fix = path_problem(err, Path(path))
+            context.log.error(f"{path}: {problem} (fix: {fix})")
+            # A version of its own: fixing the path changes it, and the dataset's check reports it.
+            version = "unreadable-" + hashlib.sha256(problem.encode()).hexdigest()[:16]
+            metadata["problem"] = dg.MetadataValue.text(f"{problem} (fix: {fix})")
+        return dg.ObserveResult(data_version=dg.DataVersion(version), metadata=metadata)
 
     return _observe
 
@@ -61,92 +79,93 @@ raw_ml_qa_csv = _raw_source("raw_ml_qa_csv", "ml_qa_csv", "ML-tutor questions wi
 raw_synonyms_json = _raw_source("raw_synonyms_json", "synonyms_json", "Synonym groups for input augmentation.")
 
 
-# --- validated datasets: one factory for the three CSVs --------------------------------------
+# --- validated inputs: one factory for every file ----------------------------------------------
 
 
-def _validated_dataset(
-    name: str,
-    raw: dg.SourceAsset,
-    path_field: str,
-    load: Callable[[str], pd.DataFrame],
-    schema,
-    summary: Callable[[pd.DataFrame], dict[str, int]],
-    description: str,
+class InputLimits(dg.Config):
+    max_cell_chars: int = DEFAULT_MAX_CELL_CHARS  # longer cells (or synonyms) are rejected
+
+
+Reader = Callable[[str, int], tuple[Any, list[DataIssue]]]
+Describer = Callable[[Any], tuple[dg.DataVersion, dict[str, Any]]]
+
+
+def _validated_input(
+    name: str, raw: dg.SourceAsset, path_field: str, read: Reader, describe: Describer, description: str, **asset_args
 ):
-    check_name = "schema_valid"
-
     @dg.asset(
         name=name,
         group_name=GROUP,
         deps=[raw],
-        code_version="1",
+        code_version="2",
         description=description,
-        dagster_type=pandera_schema_to_dagster_type(schema),
-        check_specs=[
-            dg.AssetCheckSpec(
-                check_name,
-                asset=name,
-                blocking=True,
-                description="Every row passes the pandera schema; failures name file, row and column.",
-            )
-        ],
+        check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset=name, blocking=True, description=CHECK_DESCRIPTION)],
+        **asset_args,
     )
-    def _dataset(context: dg.AssetExecutionContext, paths: DataPaths):
+    def _dataset(context: dg.AssetExecutionContext, config: InputLimits, paths: DataPaths):
         path = getattr(paths, path_field)
         try:
-            frame = load(path)
+            value, notes = read(path, config.max_cell_chars)
         except DataValidationError as err:
             yield dg.AssetCheckResult(
-                check_name=check_name,
+                check_name=CHECK_NAME,
                 passed=False,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"failures": len(err.issues), "issues": _issues_table(err.issues)},
             )
             # Raising stops the step before its output is stored: the last good dataset stays.
             raise dg.Failure(description=str(err), metadata={"issues": _issues_table(err.issues)}) from None
-        yield dg.AssetCheckResult(check_name=check_name, passed=True, metadata={"rows": len(frame)})
-        counts = summary(frame)
-        context.log.info(f"{path}: {len(frame)} rows, {counts}")
-        yield dg.Output(
-            frame,
-            data_version=_frame_version(frame),
-            metadata={
-                "path": dg.MetadataValue.path(path),
-                "dagster/row_count": len(frame),
-                **{f"rows/{key}": value for key, value in counts.items()},
-                "sample": _markdown_sample(frame),
-            },
-        )
+        noted = {"notes": _issues_table(notes)} if notes else {}
+        for note in notes:
+            context.log.warning(str(note))
+        version, metadata = describe(value)
+        yield dg.AssetCheckResult(check_name=CHECK_NAME, passed=True, metadata={"notes_count": len(notes), **noted})
+        metadata = {"path": dg.MetadataValue.path(path), **metadata, **noted}
+        yield dg.Output(value, data_version=version, metadata=metadata)
 
     return _dataset
 
 
-dialogue_dataset = _validated_dataset(
-    "dialogue_dataset",
-    raw_dialogue_csv,
-    "dialogue_csv",
-    schemas.load_dialogue,
-    schemas.DIALOGUE_SCHEMA,
-    lambda f: f["data_type"].value_counts().to_dict(),
+def _csv_dataset(name: str, raw: dg.SourceAsset, path_field: str, spec: schemas.InputSpec, split_of, description):
+    def read(path: str, max_cell_chars: int) -> tuple[pd.DataFrame, list[DataIssue]]:
+        table = schemas.load(spec, path, max_cell_chars)
+        return table.frame, table.notes
+
+    def describe(frame: pd.DataFrame) -> tuple[dg.DataVersion, dict[str, Any]]:
+        counts = split_of(frame).value_counts().to_dict()
+        return _frame_version(frame), {
+            "dagster/row_count": len(frame),
+            **{f"rows/{key}": value for key, value in counts.items()},
+            "sample": _markdown_sample(frame),
+        }
+
+    return _validated_input(
+        name, raw, path_field, read, describe, description, dagster_type=pandera_schema_to_dagster_type(spec.schema)
+    )
+
+
+dialogue_dataset = _csv_dataset(
+    "dialogue_dataset", raw_dialogue_csv, "dialogue_csv", schemas.DIALOGUE, lambda f: f["data_type"],
     "The v4 dialogue rows, validated.",
 )
-ethics_dataset = _validated_dataset(
-    "ethics_dataset",
-    raw_ethics_csv,
-    "ethics_csv",
-    schemas.load_ethics,
-    schemas.ETHICS_SCHEMA,
-    lambda f: (f["type"] + "/" + f["category"]).value_counts().to_dict(),
+ethics_dataset = _csv_dataset(
+    "ethics_dataset", raw_ethics_csv, "ethics_csv", schemas.ETHICS, lambda f: f["type"] + "/" + f["category"],
     "Ethics prompts with their category, validated.",
 )
-ml_qa_dataset = _validated_dataset(
-    "ml_qa_dataset",
-    raw_ml_qa_csv,
-    "ml_qa_csv",
-    schemas.load_ml_qa,
-    schemas.ML_QA_SCHEMA,
-    lambda f: f["data_type"].value_counts().to_dict(),
+ml_qa_dataset = _csv_dataset(
+    "ml_qa_dataset", raw_ml_qa_csv, "ml_qa_csv", schemas.ML_QA, lambda f: f["data_type"],
     "ML-tutor questions, retrieved concepts and reference answers (RAG-concept experiment).",
+)
+
+
+def _describe_groups(groups: SynonymGroups) -> tuple[dg.DataVersion, dict[str, Any]]:
+    version = hashlib.sha256(json.dumps(groups, ensure_ascii=False).encode()).hexdigest()
+    return dg.DataVersion(version), {"groups": len(groups), "words": sum(map(len, groups))}
+
+
+synonym_groups = _validated_input(
+    "synonym_groups", raw_synonyms_json, "synonyms_json", read_synonym_groups, _describe_groups,
+    "Synonym groups (two or more words each, no word in two groups), validated.",
 )
 
 
@@ -196,14 +215,14 @@ class AugmentationConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name=GROUP, code_version="1", deps=[raw_synonyms_json])
+@dg.asset(group_name=GROUP, code_version="2")
 def augmented_output_message_train(
-    config: AugmentationConfig, paths: DataPaths, dialogue_dataset: pd.DataFrame
+    config: AugmentationConfig, dialogue_dataset: pd.DataFrame, synonym_groups: SynonymGroups
 ) -> dg.Output:
     """A seeded synonym-swapped variant of the output_message train split per epoch.
 
     Only the user's input is augmented; the answer the model learns stays as written."""
-    swapper = SynonymSwapper(load_synonym_groups(paths.synonyms_json))
+    swapper = SynonymSwapper(synonym_groups)
     train = dialogue_dataset[dialogue_dataset["data_type"].isin(TASK_FORMATS["output_message"].train_types)]
     variants = []
     for epoch in range(config.epochs):

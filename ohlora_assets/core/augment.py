@@ -7,16 +7,82 @@ import random
 import re
 from pathlib import Path
 
+from ohlora_assets.core.input_files import (
+    DEFAULT_MAX_CELL_CHARS,
+    DataIssue,
+    DataValidationError,
+    change_notes,
+    clean_text,
+    control_character,
+    decode_utf8,
+    read_input_bytes,
+)
+
 SynonymGroups = list[list[str]]
+
+_SHAPE_FIX = 'write a JSON array of groups, each an array of two or more words: [["오!", "우와!"], ["나는 ", "난 "]]'
+
+
+def read_synonym_groups(
+    path: str | Path, max_word_chars: int = DEFAULT_MAX_CELL_CHARS
+) -> tuple[SynonymGroups, list[DataIssue]]:
+    """The groups of a synonyms JSON (words in NFC, invisible characters removed) and notes on what
+    was changed; every problem is a DataIssue located by group (1-based) and word."""
+    name = str(path)
+    text = decode_utf8(read_input_bytes(path), name)
+    try:
+        groups = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataValidationError([DataIssue(
+            name, None, None, f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", _SHAPE_FIX
+        )]) from None
+    if not isinstance(groups, list) or not groups:
+        problem = "the file holds no synonym groups" if groups == [] else "the file is not a JSON array of groups"
+        raise DataValidationError([DataIssue(name, None, None, problem, _SHAPE_FIX)])
+
+    issues, cleaned = [], []
+    first_change: dict[str, tuple[int | None, str | None]] = {}
+    change_counts: dict[str, int] = {}
+    group_of: dict[str, int] = {}
+    for number, group in enumerate(groups, 1):
+        def issue(problem: str, fix: str, word: int | None = None) -> None:
+            issues.append(DataIssue(name, number, None if word is None else f"word {word}", problem, fix, "group"))
+
+        if not isinstance(group, list) or len(group) < 2:
+            size = f"has {len(group)} word(s)" if isinstance(group, list) else f"is not an array ({group!r})"
+            issue(f"the group {size}; a group needs at least two words to swap between", _SHAPE_FIX)
+            continue
+        words = []
+        for position, word in enumerate(group, 1):
+            if not isinstance(word, str):
+                issue(f"{word!r} is not a string", "put the word in double quotes", position)
+                continue
+            word, changes = clean_text(word)
+            for change in changes:
+                first_change.setdefault(change, (number, f"word {position}"))
+                change_counts[change] = change_counts.get(change, 0) + 1
+            control = control_character(word)
+            if not word.strip():
+                issue("the word is empty or only spaces", "delete it or write the word", position)
+            elif control:
+                issue(f"the word contains {control}", "delete that character", position)
+            elif len(word) > max_word_chars:
+                issue(f"the word has {len(word):,} characters; the limit is {max_word_chars:,}",
+                      "shorten it, or raise max_cell_chars in the dataset's run config", position)
+            elif word in group_of:
+                where = "earlier in this group" if group_of[word] == number else f"in group {group_of[word]}"
+                issue(f"{word!r} is already {where}", "keep each word in one group, once", position)
+            else:
+                group_of[word] = number
+                words.append(word)
+        cleaned.append(words)
+    if issues:
+        raise DataValidationError(issues)
+    return cleaned, change_notes(name, first_change, change_counts, unit="group")
 
 
 def load_synonym_groups(path: str | Path) -> SynonymGroups:
-    groups = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(groups, list) or not all(
-        isinstance(g, list) and len(g) >= 2 and all(isinstance(w, str) and w for w in g) for g in groups
-    ):
-        raise ValueError(f"{path}: expected a JSON array of arrays of at least two non-empty strings")
-    return groups
+    return read_synonym_groups(path)[0]
 
 
 class SynonymSwapper:

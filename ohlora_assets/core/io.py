@@ -1,53 +1,31 @@
-"""File I/O shared by every stage: strict CSV reading, content hashes, atomic artifact writes."""
+"""Content hashes and the one atomic path through which every artifact is written.
+
+A write goes to a hidden staging sibling (`.<name>.tmp-<pid>-<token>`), is made readable by
+everyone (directories 0o755, files 0o644: a gate or server run by another user reads them) and
+flushed, and then takes the target's place in one step. For a directory that step is an atomic
+exchange (Linux renameat2 RENAME_EXCHANGE), so there is no instant without a readable target;
+elsewhere the old directory is first moved aside to `.<name>.old-<pid>-<token>`. After a
+successful write, the staging and retired siblings of the same target left by killed processes
+are removed.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import csv
+import ctypes
+import errno
 import hashlib
-import io
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
-
-UTF8_BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True)
-class DataIssue:
-    """One problem in an input file, located the way a spreadsheet user finds it.
-
-    `row` is the spreadsheet row number (the header is row 1, the first record row 2);
-    None means the problem concerns the whole file.
-    """
-
-    file: str
-    row: int | None
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f", row {self.row}"
-        if self.column is not None:
-            where += f", column '{self.column}'"
-        return f"{where}: {self.message}"
-
-
-class DataValidationError(ValueError):
-    """Raised with every issue found, not only the first."""
-
-    def __init__(self, issues: list[DataIssue]):
-        self.issues = issues
-        shown = "\n".join(f"  - {issue}" for issue in issues[:50])
-        more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""
-        super().__init__(f"{len(issues)} problem(s) in input data:\n{shown}{more}")
+DIRECTORY_MODE = 0o755
+FILE_MODE = 0o644
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def content_hash(path: str | Path) -> str:
@@ -69,91 +47,128 @@ def directory_hash(path: str | Path, suffixes: tuple[str, ...] = (".safetensors"
     return digest.hexdigest()
 
 
-def _line_of_offset(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+def _sibling(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def read_csv_strict(path: str | Path, required_columns: list[str]) -> pd.DataFrame:
-    """Read a UTF-8 CSV as strings, or raise DataValidationError naming file, row and column.
-
-    Rejected: a missing file, a BOM, bytes that are not UTF-8 (cp949 exports are the usual
-    cause), malformed CSV, and missing columns. Empty cells become "" (never NaN) so that
-    "empty" has one meaning downstream.
-    """
-    name = str(path)
-    if not Path(path).is_file():
-        raise DataValidationError([DataIssue(name, None, None, "file not found")])
-    raw = Path(path).read_bytes()
-    if raw.startswith(UTF8_BOM):
-        raise DataValidationError(
-            [DataIssue(name, 1, None, "file starts with a UTF-8 byte-order mark; save it as UTF-8 without BOM")]
-        )
+def _pid_alive(pid: int) -> bool:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        hint = ""
-        with contextlib.suppress(UnicodeDecodeError):
-            raw.decode("cp949")
-            hint = " (it decodes as cp949/EUC-KR: re-save it as UTF-8)"
-        raise DataValidationError(
-            [DataIssue(name, _line_of_offset(raw, err.start), None, f"not valid UTF-8 at byte {err.start}{hint}")]
-        ) from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_debris(target: str | Path) -> list[Path]:
+    """Remove the staging/retired siblings of `target` whose writing process is gone."""
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+    removed = []
+    for sibling in target.parent.iterdir() if target.parent.is_dir() else ():
+        match = pattern.match(sibling.name)
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            _remove(sibling)
+            removed.append(sibling)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _fsync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _seal(staging: Path) -> None:
+    """Shared-folder permissions on everything inside `staging`, and its files flushed to disk."""
+    for folder, dirs, files in os.walk(staging):
+        os.chmod(folder, DIRECTORY_MODE)
+        for name in files:
+            file = os.path.join(folder, name)
+            os.chmod(file, FILE_MODE)
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one atomic step; False where the OS or file system cannot."""
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, csv.Error) as err:
-        raise DataValidationError([DataIssue(name, None, None, f"malformed CSV: {err}")]) from None
-
-    missing = [column for column in required_columns if column not in frame.columns]
-    if missing:
-        # Extra columns are harmless on their own; beside a missing one they are likely its rename.
-        extra = [c for c in frame.columns if c not in required_columns and not c.startswith("Unnamed")]
-        rename_hint = f" (found instead: {', '.join(extra)})" if extra else ""
-        raise DataValidationError(
-            [DataIssue(name, 1, column, f"required column is missing{rename_hint}") for column in missing]
-        )
-    return frame
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
-def spreadsheet_row(position: int) -> int:
-    """0-based record position -> spreadsheet row number (header is row 1)."""
-    return position + 2
+def _publish_directory(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+    elif exchange(staging, target):
+        _remove(staging)  # now holds the previous version
+    else:
+        retired = _sibling(target, "old")
+        os.replace(target, retired)
+        os.replace(staging, target)
+        _remove(retired)
 
 
 @contextlib.contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target` in one rename.
+    """Yield a staging directory beside `target`; on success it replaces `target` in one step.
 
-    On any exception the temporary directory is removed and `target` is left as it was, so a
+    On any exception the staging directory is removed and `target` is left as it was, so a
     crashed or failed run never leaves a half-written model where a reader looks.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staging = _sibling(target, "tmp")
+    staging.mkdir()
     try:
         yield staging
+        _seal(staging)
+        _publish_directory(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
         raise
-    retired = None
-    if target.exists():
-        retired = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(target, retired)
-    os.replace(staging, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    _fsync_directory(target.parent)
+    remove_debris(target)
 
 
 def atomic_write_bytes(target: str | Path, payload: bytes) -> None:
-    """Write a file through a temporary sibling and one rename."""
+    """Write a file (mode 0o644) through a staging sibling and one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    staging = _sibling(target, "tmp")
     try:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)  # whatever the umask
             handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(staging, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(staging)
+        _remove(staging)
         raise
+    _fsync_directory(target.parent)
+    remove_debris(target)

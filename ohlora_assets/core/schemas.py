@@ -1,8 +1,17 @@
-"""Pandera schemas of the three input CSVs, reporting every failure as a located DataIssue."""
+"""Schemas of the three input CSVs, reporting every failure as a located DataIssue with a fix.
+
+Two kinds of rule: pandera checks for each row's values (every check has a name, and the column a
+user fixes and the fix are looked up by that name), and whole-file rules for what no single row
+shows (each task that trains has train rows, categories covered, duplicates after normalization).
+The reader (core/input_files.py) has already normalized every cell to NFC without invisible
+characters, so "empty" and "the same" mean what a person sees.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pandera.pandas as pa
@@ -16,7 +25,13 @@ from ohlora_assets.core.formats import (
     POSE,
     eyes_mouth_pose_text,
 )
-from ohlora_assets.core.io import DataIssue, DataValidationError, read_csv_strict, spreadsheet_row
+from ohlora_assets.core.input_files import (
+    DEFAULT_MAX_CELL_CHARS,
+    CsvTable,
+    DataIssue,
+    DataValidationError,
+    read_csv_strict,
+)
 
 
 DIALOGUE_COLUMNS = [
@@ -26,12 +41,44 @@ ETHICS_COLUMNS = ["type", "user_prompt", "category"]
 ML_QA_COLUMNS = ["data_type", "user_question", "rag_retrieved_data", "output_message"]
 
 
+#: A whole-file rule's finding: (spreadsheet row or None, column or None, problem, fix).
+Finding = tuple[int | None, str | None, str, str]
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """Where a user fixes what a named pandera check reports: the column (None: the failing one) and how."""
+
+    column: str | None
+    fix: str
+
+
+CHECK_TARGETS: dict[str, CheckTarget] = {}
+
+
+def _check(name: str, test: Callable, problem: str, fix: str, column: str | None = None) -> pa.Check:
+    CHECK_TARGETS[name] = CheckTarget(column, fix)
+    return pa.Check(test, name=name, error=problem)
+
+
+def _one_of(name: str, values: tuple[str, ...]) -> pa.Check:
+    CHECK_TARGETS[name] = CheckTarget(None, "use one of the allowed values, spelled exactly")
+    return pa.Check.isin(values, name=name)
+
+
 def _not_blank(series: pd.Series) -> pd.Series:
     return series.str.strip() != ""
 
 
-def _is_train(frame: pd.DataFrame) -> pd.Series:
-    return frame["data_type"] == "train"
+def _needed_on(data_types: tuple[str, ...], column: str, why: str = "") -> pa.Check:
+    label = "/".join(data_types)
+    return _check(
+        f"{label}_needs_{column}",
+        lambda frame: ~frame["data_type"].isin(data_types) | _not_blank(frame[column]),
+        f"a {label} row needs {column}{why}",
+        f"fill in {column}, or mark the row as valid",
+        column,
+    )
 
 
 def _emp_agrees(frame: pd.DataFrame) -> pd.Series:
@@ -40,127 +87,209 @@ def _emp_agrees(frame: pd.DataFrame) -> pd.Series:
     return ~parts_given | (frame["eyes_mouth_pose"] == pd.Series(expected, index=frame.index))
 
 
-def _required_on_train(column: str, why: str = "") -> pa.Check:
-    return pa.Check(
-        lambda frame: ~_is_train(frame) | _not_blank(frame[column]),
-        error=f"a train row needs {column}{why}",
-    )
+def _filled(column: str) -> pa.Check:
+    return _check(f"{column}_filled", _not_blank, f"{column} is empty (invisible characters do not count)",
+                  f"write the {column}")
 
-
-# Frame-wide checks report on every column; this maps each one to the column a user should fix.
-_WIDE_CHECK_COLUMN = {
-    "eyes_mouth_pose disagrees with the eyes/mouth/pose columns": "eyes_mouth_pose",
-    "a train row needs output_message": "output_message",
-    "a train_msg row needs output_message": "output_message",
-    "a train row needs summary": "summary",
-    "a train row needs eyes_mouth_pose": "eyes_mouth_pose",
-    "the same prompt is in both train and test": "user_prompt",
-    "a train row needs output_message (the reference answer)": "output_message",
-}
 
 DIALOGUE_SCHEMA = pa.DataFrameSchema(
     {
-        "data_type": pa.Column(str, pa.Check.isin(DATA_TYPES)),
-        "input_data": pa.Column(str, pa.Check(_not_blank, error="input_data is empty")),
+        "data_type": pa.Column(str, _one_of("data_type_allowed", DATA_TYPES)),
+        "input_data": pa.Column(str, _filled("input_data")),
         "output_message": pa.Column(str),
         "memory": pa.Column(
             str,
-            pa.Check(
+            _check(
+                "memory_format",
                 lambda s: (s == "") | s.str.match(MEMORY_PATTERN.pattern),
-                element_wise=False,
-                error="memory must be empty or one '[key: value]' item",
+                "memory must be empty or one '[key: value]' item",
+                "write it as [key: value], e.g. [사용자 전공: 경영학과], or leave it empty",
             ),
         ),
         "summary": pa.Column(str),
         "eyes_mouth_pose": pa.Column(str),
-        "eyes": pa.Column(str, pa.Check.isin(EYES + ("",))),
-        "mouth": pa.Column(str, pa.Check.isin(MOUTH + ("",))),
-        "pose": pa.Column(str, pa.Check.isin(POSE + ("",))),
+        "eyes": pa.Column(str, _one_of("eyes_allowed", EYES + ("",))),
+        "mouth": pa.Column(str, _one_of("mouth_allowed", MOUTH + ("",))),
+        "pose": pa.Column(str, _one_of("pose_allowed", POSE + ("",))),
     },
     checks=[
-        pa.Check(_emp_agrees, error="eyes_mouth_pose disagrees with the eyes/mouth/pose columns"),
-        _required_on_train("output_message"),
-        pa.Check(
-            lambda f: (f["data_type"] != "train_msg") | _not_blank(f["output_message"]),
-            error="a train_msg row needs output_message",
+        _check(
+            "eyes_mouth_pose_agrees",
+            _emp_agrees,
+            "eyes_mouth_pose disagrees with the eyes/mouth/pose columns",
+            "make it read (눈 <eyes>, 입 <mouth>, 고개 돌림 <pose>) with this row's values",
+            "eyes_mouth_pose",
         ),
-        _required_on_train("summary"),
-        _required_on_train("eyes_mouth_pose"),
+        _needed_on(("train", "train_msg"), "output_message"),
+        _needed_on(("train",), "summary"),
+        _needed_on(("train",), "eyes_mouth_pose"),
     ],
     strict=False,
     coerce=False,
     name="ohlora_dialogue_v4",
 )
 
-
-def _cross_split_duplicates(frame: pd.DataFrame) -> pd.Series:
-    normalized = frame["user_prompt"].str.strip()
-    train = set(normalized[frame["type"] == "train"])
-    return ~((frame["type"] == "test") & normalized.isin(train))
-
-
 ETHICS_SCHEMA = pa.DataFrameSchema(
     {
-        "type": pa.Column(str, pa.Check.isin(("train", "test"))),
-        "user_prompt": pa.Column(str, pa.Check(_not_blank, error="user_prompt is empty")),
-        "category": pa.Column(str, pa.Check.isin(ETHICS_CATEGORIES)),
+        "type": pa.Column(str, _one_of("type_allowed", ("train", "test"))),
+        "user_prompt": pa.Column(str, _filled("user_prompt")),
+        "category": pa.Column(str, _one_of("category_allowed", ETHICS_CATEGORIES)),
     },
-    checks=[pa.Check(_cross_split_duplicates, error="the same prompt is in both train and test")],
     name="ohlora_ethics",
 )
 
 ML_QA_SCHEMA = pa.DataFrameSchema(
     {
-        "data_type": pa.Column(str, pa.Check.isin(("train", "valid"))),
-        "user_question": pa.Column(str, pa.Check(_not_blank, error="user_question is empty")),
-        "rag_retrieved_data": pa.Column(str, pa.Check(_not_blank, error="rag_retrieved_data is empty")),
+        "data_type": pa.Column(str, _one_of("ml_qa_data_type_allowed", ("train", "valid"))),
+        "user_question": pa.Column(str, _filled("user_question")),
+        "rag_retrieved_data": pa.Column(str, _filled("rag_retrieved_data")),
         "output_message": pa.Column(str),
     },
-    checks=[_required_on_train("output_message", " (the reference answer)")],
+    checks=[_needed_on(("train",), "output_message", " (the reference answer)")],
     name="ohlora_ml_qa",
 )
 
 
-def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema, file: str) -> list[DataIssue]:
-    """Every schema failure of `frame` as a DataIssue, sorted by row then column."""
+# --- whole-file rules ----------------------------------------------------------------------------
+
+
+def _spacing_normalized(series: pd.Series) -> pd.Series:
+    return series.str.split().str.join(" ")
+
+
+def _duplicates(frame: pd.DataFrame, split: pd.Series, within: list[str], across: str) -> list[Finding]:
+    """Rows repeating an earlier row of their split (on `within`), and non-train rows whose `across`
+    text is also in train: both compared after NFC (done by the reader) and spacing normalization."""
+    findings: list[Finding] = []
+    keys = frame[within].apply(_spacing_normalized).assign(_split=split)
+    first_row: dict[tuple, int] = {}
+    for row, key in zip(frame.index, keys.itertuples(index=False, name=None)):
+        if key in first_row:
+            findings.append((row, within[0], f"repeats row {first_row[key]} of the same split ({key[-1]})",
+                             "delete one of the two rows"))
+        else:
+            first_row[key] = row
+    text = _spacing_normalized(frame[across])
+    train_row = {t: r for r, t in zip(frame.index[split == "train"][::-1], text[split == "train"][::-1])}
+    for row, value, part in zip(frame.index, text, split):
+        if part != "train" and value in train_row:
+            problem = f"the same {across} is in both train and {part} (train row {train_row[value]})"
+            findings.append((row, across, problem,
+                             "keep it in one split: an evaluation on training text measures memory"))
+    return findings
+
+
+def _dialogue_rules(frame: pd.DataFrame) -> list[Finding]:
+    findings: list[Finding] = []
+    types = set(frame["data_type"])
+    if not types & {"train", "train_msg"}:
+        findings.append((None, "data_type", "there are no train or train_msg rows: no adapter has anything to "
+                         "learn from", "mark the training rows data_type=train"))
+    elif "train" not in types:
+        findings.append((None, "data_type", "there are no train rows: the summary, memory and eyes_mouth_pose "
+                         "adapters have nothing to learn from", "mark full training rows data_type=train"))
+    split = frame["data_type"].str.removesuffix("_msg")
+    return findings + _duplicates(frame, split, ["input_data", "output_message"], "input_data")
+
+
+def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
+    findings: list[Finding] = []
+    train = frame[frame["type"] == "train"]
+    if train.empty:
+        findings.append((None, "type", "there are no train rows", "mark the training prompts type=train"))
+    else:
+        absent = [c for c in ETHICS_CATEGORIES if c not in set(train["category"])]
+        if absent:
+            findings.append((None, "category", f"no train rows for the categories {', '.join(absent)}: the model "
+                             "could never predict them", "add train prompts of every category"))
+    if not (frame["type"] == "test").any():
+        findings.append((None, "type", "there are no test rows: the accuracy could not be measured",
+                         "mark some prompts of each category type=test"))
+    prompt = _spacing_normalized(frame["user_prompt"])
+    categories = frame.groupby(prompt)["category"].agg(lambda c: dict(zip(c, c.index)))
+    conflicting = pd.Series([len(categories[p]) > 1 for p in prompt], index=frame.index, dtype=bool)
+    for row, text in zip(frame.index[conflicting], prompt[conflicting]):
+        others = ", ".join(f"'{c}' (row {r})" for c, r in categories[text].items() if r != row)
+        findings.append((row, "category", f"the same prompt has other categories: {others}",
+                         "give one prompt one category"))
+    rest = frame[~conflicting]
+    return findings + _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")
+
+
+def _ml_qa_rules(frame: pd.DataFrame) -> list[Finding]:
+    findings: list[Finding] = []
+    if not (frame["data_type"] == "train").any():
+        findings.append((None, "data_type", "there are no train rows: the RAG experiment trains on them",
+                         "mark the training questions data_type=train"))
+    return findings + _duplicates(frame, frame["data_type"], ["user_question", "output_message"], "user_question")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One kind of input CSV: its columns, its row schema and its whole-file rules."""
+
+    columns: list[str]
+    schema: pa.DataFrameSchema
+    file_rules: Callable[[pd.DataFrame], list[Finding]]
+    optional_columns: tuple[str, ...] = ()
+
+
+DIALOGUE = InputSpec(DIALOGUE_COLUMNS, DIALOGUE_SCHEMA, _dialogue_rules)
+ETHICS = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, _ethics_rules)
+#: `key_facts` (';'-separated) is optional and read as "" when the file lacks it.
+ML_QA = InputSpec(ML_QA_COLUMNS, ML_QA_SCHEMA, _ml_qa_rules, optional_columns=("key_facts",))
+
+
+def _not_allowed(value: object, allowed: list[str]) -> str:
+    message = f"{value!r} is not one of {', '.join(repr(v) for v in allowed)}"
+    near = [v for v in allowed if v and str(value).split() == v.split()]
+    return message + (f" (it differs from {near[0]!r} only in its spaces)" if near else "")
+
+
+def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]:
+    """Every failure of `frame` (indexed by spreadsheet row) as a DataIssue, sorted by row then column."""
+    issues: set[DataIssue] = set()
     try:
-        schema.validate(frame, lazy=True)
+        spec.schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        issues: set[DataIssue] = set()
         for case in errors.failure_cases.itertuples(index=False):
-            message = str(case.check)
-            row = spreadsheet_row(int(case.index)) if pd.notna(case.index) else None
-            if message in _WIDE_CHECK_COLUMN:
-                issues.add(DataIssue(file, row, _WIDE_CHECK_COLUMN[message], message))
-            elif message.startswith("isin("):
-                allowed = ", ".join(repr(v) for v in schema.columns[case.column].checks[0].statistics["allowed_values"])
-                issues.add(DataIssue(file, row, case.column, f"{case.failure_case!r} is not one of {allowed}"))
+            in_column = case.schema_context == "Column"
+            checks = spec.schema.columns[case.column].checks if in_column else spec.schema.checks
+            check = checks[int(case.check_number)]
+            target = CHECK_TARGETS[check.name]
+            row = int(case.index) if pd.notna(case.index) else None
+            if "allowed_values" in check.statistics:
+                message = _not_allowed(case.failure_case, check.statistics["allowed_values"])
+            elif in_column and str(case.failure_case).strip():
+                message = f"{check.error} (value {case.failure_case!r})"
             else:
-                issues.add(DataIssue(file, row, case.column, f"{message} (value {case.failure_case!r})"))
-        return sorted(issues, key=lambda i: (i.row or 0, i.column or "", i.message))
-    return []
+                message = check.error
+            issues.add(DataIssue(file, row, target.column or case.column, message, target.fix))
+    for row, column, problem, fix in spec.file_rules(frame):
+        issues.add(DataIssue(file, row, column, problem, fix))
+    return sorted(issues, key=lambda i: (i.row or 0, i.column or "", i.message))
 
 
-def _load(path: str | Path, columns: list[str], schema: pa.DataFrameSchema) -> pd.DataFrame:
-    frame = read_csv_strict(path, columns)
-    frame.index = pd.RangeIndex(len(frame))  # position: maps to the spreadsheet row
-    issues = validate(frame, schema, str(path))
+def load(spec: InputSpec, path: str | Path, max_cell_chars: int = DEFAULT_MAX_CELL_CHARS) -> CsvTable:
+    """The validated table (positional index, the spec's columns) and the reader's notes."""
+    table = read_csv_strict(path, spec.columns, spec.optional_columns, max_cell_chars)
+    issues = validate(table.frame[spec.columns], spec, str(path))
     if issues:
         raise DataValidationError(issues)
-    return frame
+    frame = table.frame.reset_index(drop=True)
+    for column in spec.optional_columns:
+        if column not in frame.columns:
+            frame[column] = ""
+    return CsvTable(frame[spec.columns + list(spec.optional_columns)], table.notes)
 
 
 def load_dialogue(path: str | Path) -> pd.DataFrame:
-    return _load(path, DIALOGUE_COLUMNS, DIALOGUE_SCHEMA)[DIALOGUE_COLUMNS]
+    return load(DIALOGUE, path).frame
 
 
 def load_ethics(path: str | Path) -> pd.DataFrame:
-    return _load(path, ETHICS_COLUMNS, ETHICS_SCHEMA)[ETHICS_COLUMNS]
+    return load(ETHICS, path).frame
 
 
 def load_ml_qa(path: str | Path) -> pd.DataFrame:
-    """ML Q&A rows; `key_facts` (';'-separated) is optional and read as "" when the file lacks it."""
-    frame = _load(path, ML_QA_COLUMNS, ML_QA_SCHEMA)
-    if "key_facts" not in frame.columns:
-        frame["key_facts"] = ""
-    return frame[ML_QA_COLUMNS + ["key_facts"]]
+    return load(ML_QA, path).frame

@@ -1,5 +1,6 @@
 """The data group on a real (ephemeral or temporary) Dagster instance."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -104,3 +105,60 @@ def test_nothing_stale_after_full_run_and_an_edit_stales_only_its_downstream(tmp
             handle.write("train,로라야 오늘 구름 모양 봤어?,일반\n")
         observe(SOURCES, instance=instance, resources=resources)
         assert stale() == {"ethics_dataset"}
+
+
+def test_unreadable_paths_are_observed_as_such_and_reported_by_the_blocking_check(tmp_path):
+    folder = tmp_path / "dialogue.csv"
+    folder.mkdir()  # a directory where the CSV should be
+    paths = sample_paths(dialogue_csv=str(folder), synonyms_json=str(tmp_path / "missing.json"))
+    resources = make_resources(tmp_path / "store", paths)
+    with dg.instance_for_test() as instance:
+        observe(SOURCES, instance=instance, resources=resources)  # no failure: every file is observed
+        for source in SOURCES:
+            assert instance.get_latest_data_version_record(source.key) is not None, source.key
+        problem = instance.get_latest_data_version_record(dg.AssetKey("raw_dialogue_csv"))
+        assert "directory" in problem.asset_observation.metadata["problem"].value
+
+        result = dg.materialize(DATA_ASSETS, resources=resources, instance=instance, raise_on_error=False)
+    checks = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
+    assert "this path is a directory, not a file" in checks["dialogue_dataset"].metadata["issues"].value
+    assert "file not found" in checks["synonym_groups"].metadata["issues"].value
+    assert checks["ethics_dataset"].passed and "ethics_dataset" in _values(result)
+
+
+def test_bad_synonyms_fail_their_check_by_group_and_keep_augmentation_from_running(tmp_path):
+    synonyms = tmp_path / "synonyms.json"
+    synonyms.write_text('[["오!", "우와!"], ["혼자"], ["나는 ", "   "]]', encoding="utf-8")
+    resources = make_resources(tmp_path / "store", sample_paths(synonyms_json=str(synonyms)))
+    result = dg.materialize(
+        DATA_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    [check] = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("synonym_groups")]
+    table = check.metadata["issues"].value
+    assert not check.passed and check.metadata["failures"].value == 2
+    assert "row (group)" in table and re.search(r"\|\s*3\s*\| word 2", table) and "at least two words" in table
+    assert {"dialogue_dataset", "output_message_split"} <= set(_values(result))
+    assert "augmented_output_message_train" not in _values(result)
+
+
+def test_normalized_input_is_accepted_with_notes_and_the_cell_limit_is_run_config(tmp_path):
+    import unicodedata
+
+    ethics = tmp_path / "ethics.csv"
+    text = Path(sample_paths().ethics_csv).read_text(encoding="utf-8")
+    ethics.write_bytes(b"\xef\xbb\xbf" + unicodedata.normalize("NFD", text).encode())  # a macOS spreadsheet export
+    resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics)))
+    only_ethics = [data.ethics_dataset]
+    result = dg.materialize(only_ethics, resources=resources, instance=dg.DagsterInstance.ephemeral())
+    meta = _values(result)["ethics_dataset"].materialization.metadata
+    assert "normalized to NFC" in meta["notes"].value
+    frame = result.output_for_node("ethics_dataset")
+    assert frame.equals(pd.read_csv(sample_paths().ethics_csv, dtype=str, keep_default_na=False))
+
+    tight = {"ops": {"ethics_dataset": {"config": {"max_cell_chars": 10}}}}
+    result = dg.materialize(
+        only_ethics, resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=tight,
+        raise_on_error=False,
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and "the limit is 10" in check.metadata["issues"].value

@@ -1,8 +1,10 @@
 import json
+import unicodedata
 
 import pytest
 
-from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
+from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups, read_synonym_groups
+from ohlora_assets.core.input_files import DataValidationError
 from ohlora_assets_tests.conftest import sample_paths
 
 
@@ -29,8 +31,40 @@ def test_swaps_stay_within_the_group(swapper):
     assert spaced == {f"사실{a}{b}이야" for a in [" 나는 ", " 난 "] for b in ["인공지능 ", "AI "]}
 
 
-def test_bad_synonym_file_is_rejected(tmp_path):
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[["오!", "우와!"],', (None, None, "not valid JSON")),
+        ("[]", (None, None, "no synonym groups")),
+        ('{"오!": "우와!"}', (None, None, "not a JSON array")),
+        ('[["오!", "우와!"], []]', (2, None, "has 0 word(s)")),
+        ('[["혼자"], ["오!", "우와!"]]', (1, None, "has 1 word(s)")),
+        ('[["오!", "우와!"], ["나는", "  "]]', (2, "word 2", "empty or only spaces")),
+        ('[["오!", "우와!"], ["나는", "\u200b"]]', (2, "word 2", "empty or only spaces")),
+        ('[["오!", "우와!"], ["난", 3]]', (2, "word 2", "not a string")),
+        ('[["오!", "우와!"], ["와우", "우와!"]]', (2, "word 2", "already in group 1")),
+        ('[["오!", "오!"]]', (1, "word 2", "earlier in this group")),
+    ],
+)
+def test_bad_synonym_files_are_located_by_group_and_word(tmp_path, text, expected):
     path = tmp_path / "syn.json"
-    path.write_text(json.dumps([["혼자"]]), encoding="utf-8")
-    with pytest.raises(ValueError, match="at least two"):
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataValidationError) as caught:
         load_synonym_groups(path)
+    [issue] = caught.value.issues
+    assert (issue.row, issue.column) == expected[:2] and expected[2] in issue.message and issue.fix
+    assert issue.unit == "group" or issue.row is None
+
+
+def test_synonym_file_with_bom_and_nfd_is_read_with_a_note(tmp_path):
+    path = tmp_path / "syn.json"
+    text = json.dumps([["우와!", "와우!"], ["나는 ", "난 "]], ensure_ascii=False)
+    path.write_bytes(b"\xef\xbb\xbf" + unicodedata.normalize("NFD", text).encode())
+    groups, [note] = read_synonym_groups(path)
+    assert groups == [["우와!", "와우!"], ["나는 ", "난 "]] and "NFC" in note.message
+
+
+def test_missing_or_directory_synonym_path_is_named(tmp_path):
+    for path, expected in ((tmp_path / "none.json", "file not found"), (tmp_path, "directory")):
+        with pytest.raises(DataValidationError, match=expected):
+            load_synonym_groups(path)

@@ -1,0 +1,331 @@
+"""Reading the files a user edits (CSV, JSON) without altering them silently.
+
+Every problem becomes a DataIssue located by file, row and column, with a plain fix; all of them are
+collected before one DataValidationError is raised. The few changes made on the way in are the same
+for every cell and reported as notes: Unicode is normalized to NFC, invisible characters (zero-width
+space, word joiner, Hangul fillers, bidi marks) are removed, line breaks inside cells become "\\n".
+Checks of emptiness and duplication downstream therefore see the text a person sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+UTF8_BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_CELL_CHARS = 5_000
+
+# Characters that render as nothing. U+200D (zero-width joiner) is kept where it joins two visible
+# characters: emoji sequences such as 👩‍💻 need it.
+_INVISIBLE = re.compile(
+    "[\u00ad\u115f\u1160\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\u3164\ufeff\uffa0]"
+    r"|(?<!\S)\u200d|\u200d(?!\S)"
+)
+_ALLOWED_CONTROLS = {"\n", "\t"}
+
+
+@dataclass(frozen=True)
+class DataIssue:
+    """One problem (or note) in an input file, located the way a spreadsheet user finds it.
+
+    `row` is the spreadsheet row number (the header is row 1, the first record row 2), or the
+    1-based group number of a JSON file (`unit="group"`); None means the whole file.
+    """
+
+    file: str
+    row: int | None
+    column: str | None
+    message: str
+    fix: str = ""
+    unit: str = "row"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", {self.unit} {self.row}"
+        if self.column is not None:
+            where += f", column '{self.column}'"
+        fix = f" (fix: {self.fix})" if self.fix else ""
+        return f"{where}: {self.message}{fix}"
+
+
+class DataValidationError(ValueError):
+    """Raised with every issue found, not only the first."""
+
+    def __init__(self, issues: list[DataIssue]):
+        self.issues = issues
+        shown = "\n".join(f"  - {issue}" for issue in issues[:50])
+        more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""
+        super().__init__(f"{len(issues)} problem(s) in input data:\n{shown}{more}")
+
+
+@dataclass
+class CsvTable:
+    """A CSV read as strings: `frame` is indexed by spreadsheet row; `notes` are accepted oddities."""
+
+    frame: pd.DataFrame
+    notes: list[DataIssue] = field(default_factory=list)
+
+
+def read_input_bytes(path: str | Path) -> bytes:
+    """The file's bytes, or a DataValidationError saying what the path really is."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise _file_issue(str(path), *path_problem(err, Path(path))) from None
+
+
+def path_problem(err: OSError, path: Path) -> tuple[str, str]:
+    """(problem, fix) for a path that could not be read: a directory is not "not found"."""
+    if isinstance(err, IsADirectoryError):
+        return "this path is a directory, not a file", "point the path setting at the file inside it"
+    if isinstance(err, FileNotFoundError):
+        if path.is_symlink():
+            return "this is a symbolic link to a file that does not exist", "re-create the link"
+        return "file not found", "set the path in the `paths` resource or its environment variable"
+    if isinstance(err, PermissionError):
+        return "the file cannot be read (permission denied)", "make it readable: chmod a+r"
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop: the link points back to itself", "re-create the link"
+    return f"the file cannot be read: {err.strerror}", "check the disk and the path"
+
+
+def decode_utf8(raw: bytes, name: str) -> str:
+    """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named."""
+    export = 'export it again as "CSV UTF-8"'
+    if raw.startswith(b"PK\x03\x04"):
+        raise _file_issue(name, "this is an Excel workbook (.xlsx) with a .csv name, not CSV text", export)
+    if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        raise _file_issue(name, "this is an old Excel workbook (.xls) with a .csv name, not CSV text", export)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
+    raw = raw.removeprefix(UTF8_BOM)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        problem = f"the file is not valid UTF-8 (invalid byte on line {line}, byte {err.start})"
+        try:
+            raw.decode("cp949")
+            problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from line {line})"
+        except UnicodeDecodeError:
+            pass
+        raise _file_issue(name, problem, export, row=line) from None
+
+
+def _file_issue(name: str, problem: str, fix: str, row: int | None = None) -> DataValidationError:
+    return DataValidationError([DataIssue(name, row, None, problem, fix)])
+
+
+def clean_text(text: str) -> tuple[str, set[str]]:
+    """`text` in NFC without invisible characters and with "\\n" line breaks; what changed."""
+    changes = set()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nfc = unicodedata.normalize("NFC", text)
+    if nfc != text:
+        changes.add("nfc")
+    visible = _INVISIBLE.sub("", nfc)
+    if visible != nfc:
+        changes.add("invisible")
+    return visible, changes
+
+
+def control_character(text: str) -> str | None:
+    """A description of the first control character in `text` (tab and line break allowed)."""
+    for position, char in enumerate(text, 1):
+        if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
+            kind = "a NUL byte" if char == "\0" else "a control character"
+            return f"{kind} (U+{ord(char):04X}) at character {position}"
+    return None
+
+
+_CHANGE_NOTES = {
+    "nfc": ("cells were in decomposed Unicode (NFD, as macOS writes Hangul) and were normalized to NFC",
+            "none needed; save as NFC to silence this note"),
+    "invisible": ("cells held invisible characters (zero-width space, word joiner, Hangul filler, ...): removed",
+                  "none needed; delete them in the file to silence this note"),
+}
+
+
+def change_notes(name: str, first_change: dict[str, tuple[int | None, str | None]], counts: dict[str, int],
+                 unit: str = "row") -> list[DataIssue]:
+    """One note per kind of change made by clean_text, located at its first occurrence."""
+    notes = []
+    for change, count in counts.items():
+        message, fix = _CHANGE_NOTES[change]
+        row, column = first_change[change]
+        notes.append(DataIssue(name, row, column, f"{count} {message}", fix, unit))
+    return notes
+
+
+def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str]:
+    """(column, problem) for the quote that broke the record starting `record_text`."""
+    field_index, line, position, length = 0, 1, 0, len(record_text)
+    while position < length:
+        char = record_text[position]
+        if char == '"':
+            opened_line, position = line, position + 1
+            while True:
+                if position >= length:
+                    column = header[field_index] if field_index < len(header) else None
+                    return column, (f"a quote opens this cell (line {opened_line} of the record) and is never "
+                                    "closed, so the rest of the file would become one cell")
+                if record_text[position] == "\n":
+                    line += 1
+                if record_text[position] == '"':
+                    if record_text[position + 1: position + 2] == '"':
+                        position += 2
+                        continue
+                    after = record_text[position + 1: position + 2]
+                    if after not in (",", "\n", "\r", ""):
+                        column = header[field_index] if field_index < len(header) else None
+                        lines_on = line - opened_line
+                        where = f"{lines_on} line(s) further down" if lines_on else "on the same line"
+                        return column, (f"the quote that opens this cell closes {where}, followed by more text "
+                                        f"({record_text[position + 1: position + 11]!r}): a quote is unbalanced, "
+                                        "and the text of other cells or rows would be swallowed into this one")
+                    position += 1
+                    break
+                position += 1
+        while position < length and record_text[position] not in ",\n":
+            position += 1
+        if position < length and record_text[position] == "\n":
+            break
+        field_index, position = field_index + 1, position + 1
+    return None, "malformed quoting"
+
+
+def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]], list[DataIssue]]:
+    """(header, spreadsheet row of each record, records, issues): entirely empty records are left
+    out; parsing stops at the first quoting error, located by the record it broke."""
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] = []
+    rows: list[int] = []
+    records: list[list[str]] = []
+    row = 0
+    while True:
+        start_line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return header, rows, records, []
+        except csv.Error as err:
+            if "field larger than field limit" in str(err):
+                column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
+                    "shorten it")
+            else:
+                column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
+                fix = _QUOTE_FIX
+            problem = f"{problem} (record starts on line {start_line})"
+            return header, rows, records, [DataIssue(name, row + 1, column, problem, fix)]
+        row += 1
+        if row == 1:
+            header = [clean_text(h)[0].strip() for h in cells]
+        elif any(cell.strip() for cell in cells):
+            records.append(cells)
+            rows.append(row)
+
+
+_QUOTE_FIX = 'close the quote, or write a quote that is part of the text as two quotes ("")'
+
+
+def read_csv_strict(
+    path: str | Path,
+    required_columns: list[str],
+    optional_columns: tuple[str, ...] = (),
+    max_cell_chars: int = DEFAULT_MAX_CELL_CHARS,
+) -> CsvTable:
+    """Read a UTF-8 CSV as strings indexed by spreadsheet row, or raise with every located issue.
+
+    Rejected: unreadable paths, non-UTF-8 encodings and workbooks, an empty or header-only file,
+    unbalanced quotes, rows with too many or too few cells, duplicated column names, missing
+    columns, control characters (NUL ...) and cells longer than `max_cell_chars`. A first column
+    without a name is the index a spreadsheet or pandas writes, and is dropped. Entirely empty rows
+    are skipped, unknown columns ignored: both are noted.
+    """
+    name = str(path)
+    text = decode_utf8(read_input_bytes(path), name)
+    if not text.strip():
+        raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
+    header, rows, records, issues = _parse(text, name)
+    notes: list[DataIssue] = []
+    if not issues and not records:
+        raise _file_issue(name, "the file has column names but no rows",
+                          "add rows below the header, or point the path at the right file")
+    issues += _header_issues(name, header, required_columns, optional_columns, notes)
+
+    known = set(required_columns) | set(optional_columns)
+    keep = [i for i, column in enumerate(header) if column in known]
+    kept_names = [header[i] for i in keep]
+    first_change: dict[str, tuple[int | None, str | None]] = {}
+    change_counts: dict[str, int] = {}
+    table = []
+    for row_number, cells in zip(rows, records):
+        if len(cells) != len(header):
+            issues.append(DataIssue(
+                name, row_number, None, f"this row has {len(cells)} cells but the header names {len(header)} columns",
+                "a cell that contains a comma must be in quotes; remove stray commas or add the missing cells"))
+            continue
+        values = []
+        for i in keep:
+            value, changes = clean_text(cells[i])
+            for change in changes:
+                first_change.setdefault(change, (row_number, header[i]))
+                change_counts[change] = change_counts.get(change, 0) + 1
+            control = control_character(value)
+            if control:
+                issues.append(DataIssue(name, row_number, header[i], f"the cell contains {control}",
+                                        "delete that character (it is invisible in most editors)"))
+            if len(value) > max_cell_chars:
+                issues.append(DataIssue(
+                    name, row_number, header[i], f"the cell has {len(value):,} characters; the limit is "
+                    f"{max_cell_chars:,}", "shorten it, or raise max_cell_chars in the dataset's run config"))
+            values.append(value)
+        table.append(values)
+    if issues:
+        raise DataValidationError(issues)
+    notes += change_notes(name, first_change, change_counts)
+    skipped = rows[-1] - 1 - len(records)  # empty rows between the first and the last record
+    if skipped:
+        notes.append(DataIssue(name, None, None, f"{skipped} entirely empty row(s) were skipped",
+                               "none needed; delete them to silence this note"))
+    frame = pd.DataFrame(table, columns=kept_names, index=pd.Index(rows, name="row"), dtype=str)
+    return CsvTable(frame, notes)
+
+
+def _header_issues(
+    name: str, header: list[str], required: list[str], optional: tuple[str, ...], notes: list[DataIssue]
+) -> list[DataIssue]:
+    """Duplicated or missing column names (errors); unknown or unnamed columns (notes)."""
+    issues = []
+    for column in sorted({c for c in header if c and header.count(c) > 1}):
+        positions = ", ".join(str(i + 1) for i, c in enumerate(header) if c == column)
+        issues.append(DataIssue(name, 1, column, f"the column name appears more than once (columns {positions})",
+                                "delete the extra column or rename it"))
+    control = next((control_character(c) for c in header if control_character(c)), None)
+    if control:
+        issues.append(DataIssue(name, 1, None, f"the header contains {control}", "delete that character"))
+    known = set(required) | set(optional)
+    unknown = [c for c in header if c and c not in known]
+    missing = [c for c in required if c not in header]
+    for column in missing:
+        # Beside a missing column, an unknown one is likely its rename.
+        found = f" (found instead: {', '.join(unknown)})" if unknown else ""
+        issues.append(DataIssue(name, 1, column, f"required column is missing{found}",
+                                f"add a column named '{column}' (names are case- and space-sensitive)"))
+    for column in unknown:
+        notes.append(DataIssue(name, 1, column, "unknown column: ignored",
+                               f"check its spelling; the columns read are {', '.join(required + list(optional))}"))
+    unnamed = [i + 1 for i, c in enumerate(header) if not c and i > 0]
+    if unnamed:
+        notes.append(DataIssue(name, 1, None, f"column(s) {unnamed} have no name: ignored", "name or delete them"))
+    return issues

@@ -1,0 +1,217 @@
+"""Files written the way users' real files go wrong: each gets a located error or a correct, noted acceptance."""
+
+import os
+import unicodedata
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ohlora_assets.core import schemas
+from ohlora_assets.core.input_files import DataValidationError
+from ohlora_assets_tests.conftest import sample_paths
+
+HEADER = "type,user_prompt,category\n"
+
+
+@pytest.fixture(scope="module")
+def ethics_lines() -> list[str]:
+    """The sample ethics file's records, one per line, with "\\n" endings."""
+    return Path(sample_paths().ethics_csv).read_text(encoding="utf-8").replace("\r\n", "\n").splitlines(True)[1:]
+
+
+def _file(tmp_path: Path, body: str | bytes, name: str = "ethics.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(body if isinstance(body, bytes) else body.encode("utf-8"))
+    return path
+
+
+def _issues(path: Path, spec=schemas.ETHICS, **limits):
+    with pytest.raises(DataValidationError) as caught:
+        schemas.load(spec, path, **limits)
+    return caught.value.issues
+
+
+def _with_row(lines: list[str], row: str, at: int = 5) -> str:
+    """The file with `row` as record `at` (spreadsheet row at + 2)."""
+    return HEADER + "".join(lines[:at]) + row + "".join(lines[at:])
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b"", "the file is empty"),
+        (b"\xef\xbb\xbf \n", "the file is empty"),
+        (HEADER.encode(), "column names but no rows"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook (.xlsx)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "old Excel workbook (.xls)"),
+        ("type,user_prompt\n".encode("utf-16"), "UTF-16"),
+        ("type,user_prompt,category\ntrain,안녕,일반\n".encode("cp949"), "cp949/EUC-KR"),
+    ],
+)
+def test_whole_file_problems_are_named(tmp_path, body, expected):
+    [issue] = _issues(_file(tmp_path, body))
+    assert expected in issue.message and issue.fix and issue.column is None
+
+
+def test_paths_that_are_not_readable_files_say_what_they_are(tmp_path):
+    directory = tmp_path / "folder.csv"
+    directory.mkdir()
+    loop = tmp_path / "loop.csv"
+    os.symlink(loop, loop)
+    dangling = tmp_path / "dangling.csv"
+    os.symlink(tmp_path / "gone.csv", dangling)
+    messages = {p.name: _issues(p)[0].message for p in (directory, loop, dangling, tmp_path / "missing.csv")}
+    assert "directory" in messages["folder.csv"]
+    assert "symbolic link loop" in messages["loop.csv"]
+    assert "link to a file that does not exist" in messages["dangling.csv"]
+    assert messages["missing.csv"] == "file not found"
+    if os.geteuid() != 0:  # root reads everything
+        locked = _file(tmp_path, HEADER + "train,안녕,일반\n", "locked.csv")
+        locked.chmod(0)
+        assert "permission denied" in _issues(locked)[0].message
+
+
+def test_bom_is_accepted_and_changes_nothing(tmp_path, ethics_lines):
+    plain = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER + "".join(ethics_lines)))
+    with_bom = b"\xef\xbb\xbf" + (HEADER + "".join(ethics_lines)).encode()
+    bom = schemas.load(schemas.ETHICS, _file(tmp_path, with_bom, "bom.csv"))
+    assert bom.frame.equals(plain.frame) and bom.notes == []
+
+
+def test_unterminated_quote_is_located_not_swallowed(tmp_path, ethics_lines):
+    body = _with_row(ethics_lines, 'train,"로라야 안녕,일반\n')
+    [issue] = _issues(_file(tmp_path, body))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "unbalanced" in issue.message
+    # a quote still open at the end of the file
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + 'test,"로라야,일반\n'))
+    assert issue.row == len(ethics_lines) + 2 and "never closed" in issue.message
+
+
+def test_text_after_a_closing_quote_is_located(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, 'train,"로라" 안녕,일반\n')))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "followed by more text" in issue.message
+
+
+def test_rows_with_too_many_or_too_few_cells_are_located(tmp_path, ethics_lines):
+    body = _with_row(ethics_lines, "train,로라야, 안녕,일반\n", 3)
+    body = body.replace(ethics_lines[10], "train,로라야 안녕\n")
+    found = {(i.row, i.message.split(" but")[0]) for i in _issues(_file(tmp_path, body))}
+    assert found == {(5, "this row has 4 cells"), (13, "this row has 2 cells")}
+
+
+def test_duplicated_column_is_an_error_and_unknown_column_a_note(tmp_path, ethics_lines):
+    doubled = "type,user_prompt,category,category\n" + "".join(l.rstrip("\n") + ",일반\n" for l in ethics_lines)
+    [issue] = _issues(_file(tmp_path, doubled))
+    assert (issue.row, issue.column) == (1, "category") and "columns 3, 4" in issue.message
+
+    extra = "type,user_prompt,category,memo\n" + "".join(l.rstrip("\n") + ",메모\n" for l in ethics_lines)
+    table = schemas.load(schemas.ETHICS, _file(tmp_path, extra, "extra.csv"))
+    assert list(table.frame.columns) == ["type", "user_prompt", "category"]
+    [note] = table.notes
+    assert (note.row, note.column) == (1, "memo") and "unknown column" in note.message
+
+
+@pytest.mark.parametrize("char, named", [("\x00", "NUL byte (U+0000)"), ("\x07", "control character (U+0007)")])
+def test_control_characters_are_located_not_truncated(tmp_path, ethics_lines, char, named):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,로라{char}야 안녕,일반\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt") and named in issue.message
+
+
+def test_line_breaks_in_cells_come_back_as_newline(tmp_path, ethics_lines):
+    crlf = (HEADER + "".join(ethics_lines) + 'train,"첫 줄\r\n둘째 줄\r셋째 줄",일반\n').replace("\n", "\r\n")
+    crlf = crlf.replace("\r\r\n", "\r\n")
+    frame = schemas.load(schemas.ETHICS, _file(tmp_path, crlf)).frame
+    assert frame["user_prompt"].iloc[-1] == "첫 줄\n둘째 줄\n셋째 줄"
+    assert not frame["user_prompt"].str.contains("\r").any()
+
+
+def test_nfd_hangul_is_normalized_with_one_note(tmp_path, ethics_lines):
+    nfd = unicodedata.normalize("NFD", HEADER + "".join(ethics_lines))
+    table = schemas.load(schemas.ETHICS, _file(tmp_path, nfd))
+    reference = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER + "".join(ethics_lines), "nfc.csv"))
+    assert table.frame.equals(reference.frame)
+    [note] = table.notes
+    assert "NFD" in note.message and "normalized to NFC" in note.message
+
+
+def test_invisible_characters_are_removed_before_emptiness_and_duplicate_checks(tmp_path, ethics_lines):
+    prompt = ethics_lines[0].split(",")[1]
+    body = _with_row(ethics_lines, "train,\u200b\u2060\u3164,일반\n")  # renders as an empty cell
+    body += f"test,{prompt[:1]}\u200b{prompt[1:]},일반\n"  # renders as a train prompt
+    issues = _issues(_file(tmp_path, body))
+    assert {(i.row, i.column) for i in issues} == {(7, "user_prompt"), (len(ethics_lines) + 3, "user_prompt")}
+    assert any("empty" in i.message for i in issues) and any("both train and test" in i.message for i in issues)
+    # emoji sequences keep their zero-width joiner
+    emoji = _file(tmp_path, _with_row(ethics_lines, "train,개발자 👩\u200d💻 멋져,일반\n"), "emoji.csv")
+    frame = schemas.load(schemas.ETHICS, emoji).frame
+    assert "👩\u200d💻" in frame["user_prompt"].iloc[5]
+
+
+def test_cell_length_limit_is_configurable(tmp_path, ethics_lines):
+    path = _file(tmp_path, _with_row(ethics_lines, "train," + "가" * 100_000 + ",일반\n"))
+    [issue] = _issues(path)
+    assert (issue.row, issue.column) == (7, "user_prompt") and "100,000 characters" in issue.message
+    assert len(schemas.load(schemas.ETHICS, path, max_cell_chars=200_000).frame) == len(ethics_lines) + 1
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, 'train,"' + "가" * 200_000 + '",일반\n'), "huge.csv"))
+    assert issue.row == 7 and "longer than" in issue.message
+
+
+def test_ethics_semantics(tmp_path, ethics_lines):
+    only_general = [l for l in ethics_lines if not l.startswith("train") or l.rstrip().endswith(",일반")]
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(only_general)))
+    assert "정치" in issue.message and issue.column == "category" and issue.row is None
+
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(l for l in ethics_lines if l.startswith("train"))))
+    assert "no test rows" in issue.message
+
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(l for l in ethics_lines if l.startswith("test"))))
+    assert "no train rows" in issue.message
+
+    kind, prompt, category = ethics_lines[0].rstrip("\n").split(",")
+    other = "정치" if category != "정치" else "일반"
+    spaced = prompt.replace(" ", "  ", 1) + " "
+    issues = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"test,{spaced},{other}\n"))
+    assert {(i.row, i.column) for i in issues} == {(2, "category"), (len(ethics_lines) + 2, "category")}
+    assert all("other categories" in i.message for i in issues)
+
+    nfd = unicodedata.normalize("NFD", prompt)
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"train,{nfd},{category}\n"))
+    assert issue.row == len(ethics_lines) + 2 and "repeats row 2" in issue.message
+
+
+def test_dialogue_without_train_rows_is_rejected(tmp_path):
+    lines = Path(sample_paths().dialogue_csv).read_text(encoding="utf-8").splitlines(True)
+    no_train = [lines[0]] + [l for l in lines[1:] if ",train," not in l]
+    issues = _issues(_file(tmp_path, "".join(no_train), "dialogue.csv"), schemas.DIALOGUE)
+    assert any("no adapter" not in i.message and "summary, memory" in i.message for i in issues)
+    none_at_all = [lines[0]] + [l for l in lines[1:] if ",train" not in l]
+    issues = _issues(_file(tmp_path, "".join(none_at_all), "dialogue.csv"), schemas.DIALOGUE)
+    assert [i.message for i in issues if i.row is None] == [
+        "there are no train or train_msg rows: no adapter has anything to learn from"
+    ]
+
+
+def test_dialogue_duplicates_within_and_across_splits(tmp_path):
+    frame = pd.read_csv(sample_paths().dialogue_csv, dtype=str, keep_default_na=False, index_col=0)
+    train = frame[frame["data_type"] == "train"].iloc[[0]]
+    valid = frame[frame["data_type"] == "valid"].iloc[[0]].assign(input_data=" " + train["input_data"].iloc[0])
+    path = tmp_path / "dialogue.csv"
+    pd.concat([frame, train, valid], ignore_index=True).to_csv(path)
+    issues = {(i.row, i.column): i.message for i in _issues(path, schemas.DIALOGUE)}
+    first = int(frame.index[frame["data_type"] == "train"][0]) + 2
+    assert issues[(len(frame) + 2, "input_data")] == f"repeats row {first} of the same split (train)"
+    assert "both train and valid" in issues[(len(frame) + 3, "input_data")]
+    assert len(issues) == 2
+
+
+def test_every_check_has_a_name_with_a_fix():
+    schemas_ = (schemas.DIALOGUE_SCHEMA, schemas.ETHICS_SCHEMA, schemas.ML_QA_SCHEMA)
+    checks = [c for s in schemas_ for c in [*s.checks, *(c for col in s.columns.values() for c in col.checks)]]
+    assert checks and all(c.name in schemas.CHECK_TARGETS and schemas.CHECK_TARGETS[c.name].fix for c in checks)
+
+
+def test_a_value_that_differs_only_in_spacing_says_so(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,로라야 만나줘,사랑  고백/만남\n")))
+    assert (issue.row, issue.column) == (7, "category")
+    assert "differs from '사랑 고백/만남' only in its spaces" in issue.message

@@ -1,0 +1,44 @@
+"""The atomic IO manager: a failed write keeps the last good output loadable; files are shared-readable."""
+
+import os
+import stat
+
+import dagster as dg
+
+from ohlora_assets.io_manager import AtomicFilesystemIOManager
+
+VALUE = {"rows": [1, 2, 3]}
+
+
+@dg.asset
+def table():
+    return VALUE
+
+
+@dg.asset(name="table")
+def unpicklable_table():
+    return lambda: None  # the same key, now failing to pickle
+
+
+def test_a_failed_write_keeps_the_previous_output_and_leaves_no_debris(tmp_path):
+    io_manager = AtomicFilesystemIOManager(base_dir=str(tmp_path))
+    previous = os.umask(0o077)
+    try:
+        assert dg.materialize([table], resources={"io_manager": io_manager}).success
+    finally:
+        os.umask(previous)
+    stored = tmp_path / "table"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+    good = stored.read_bytes()
+
+    # Dagster's stock manager has truncated the file at this point
+    result = dg.materialize([unpicklable_table], resources={"io_manager": io_manager}, raise_on_error=False)
+    assert not result.success
+    assert stored.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]
+
+    @dg.asset
+    def reader(table) -> None:
+        assert table == VALUE
+
+    assert dg.materialize([reader, table.to_source_asset()], resources={"io_manager": io_manager}).success
