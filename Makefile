@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 # torch first, so that TORCH_PIP_ARGS chooses its build before the project's pin is resolved.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH_PIP_ARGS) 'torch>=2.13,<2.14'
+	$(BIN)/pip install -q $(TORCH_PIP_ARGS) torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,mlflow]'
 	touch $@
 
@@ -21,7 +21,9 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
+# A run killed earlier (SIGKILL, OOM, power cut) is marked failed first, so it frees its pool slot.
 run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m ohlora_assets.run_launcher
 	$(BIN)/dg launch --job retrain_all
 
 test: install

@@ -16,6 +16,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from ohlora_assets.io_manager import AtomicFilesystemIOManager
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = PROJECT_ROOT / "data"
 
@@ -205,5 +207,5 @@ def default_resources() -> dict[str, object]:
         "store": ArtifactStore.configured(),
         "profile": ModelProfile.configured(),
         # asset values live beside the artifacts; the IO manager's folder is fixed when the definitions load
-        "io_manager": dg.FilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
+        "io_manager": AtomicFilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
     }

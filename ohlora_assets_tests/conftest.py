@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ohlora_assets.io_manager import AtomicFilesystemIOManager
 from ohlora_assets.resources import PROJECT_ROOT, ArtifactStore, DataPaths, ModelProfile
 
 UPSTREAM = PROJECT_ROOT.parent / "shared" / "upstream"
@@ -28,7 +29,7 @@ def make_resources(root: Path, paths: DataPaths | None = None, smoke: bool = Tru
         "paths": paths or sample_paths(),
         "store": store,
         "profile": ModelProfile(smoke=smoke),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(store.path("io"))),
+        "io_manager": AtomicFilesystemIOManager(base_dir=str(store.path("io"))),
     }
 
 

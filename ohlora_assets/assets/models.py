@@ -239,15 +239,17 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         )
 
     @dg.asset_check(
-        asset=name, name="loss_decreased", blocking=True, description="The final epoch's train loss is below the first's."
+        asset=name, name="loss_decreased", blocking=True,
+        description="The final epoch's train loss is below the first's (by at least 0.1%: less is no learning).",
     )
     def _loss_decreased(context: dg.AssetCheckExecutionContext, store: ArtifactStore) -> dg.AssetCheckResult:
         from ohlora_assets.core.lora import read_training_log
+        from ohlora_assets.core.promotion import loss_decreased
 
         version = candidate(context.instance, store, name)
         log = read_training_log(version.path)
         return dg.AssetCheckResult(
-            passed=len(log.epochs) >= 2 and log.final_train_loss < log.first_train_loss,
+            passed=len(log.epochs) >= 2 and loss_decreased(log.first_train_loss, log.final_train_loss),
             metadata={"epochs": len(log.epochs), "first": log.first_train_loss, "final": log.final_train_loss,
                       VERSION_KEY: version.version},
         )

@@ -17,6 +17,15 @@ QUALITY_RATES = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
 KEY_METRICS = ("final_train_loss", "final_valid_loss", "end_mark_rate", *QUALITY_RATES, "accuracy")
 
 
+# The final epoch's mean train loss must be this much (relative) below the first's: an epoch mean differs in its
+# last bits when only the batch order changes, and a fall that small is no learning (learning rate 0 shows it).
+MIN_LOSS_DECREASE = 1e-3
+
+
+def loss_decreased(first: float, final: float) -> bool:
+    return final < first * (1 - MIN_LOSS_DECREASE)
+
+
 @dataclass(frozen=True)
 class Tolerances:
     """How much worse than the serving version a candidate may be, and the floors no version may fall under."""
@@ -141,7 +150,7 @@ def adapter_gate(candidate: AdapterMetrics, serving: AdapterMetrics | None,
     if first is None or final is None:
         checks.append(CheckOutcome("loss_decreased", False, "no training loss recorded"))
     else:
-        decreased = final < first
+        decreased = loss_decreased(first, final)
         checks.append(CheckOutcome("loss_decreased", decreased,
                                    f"train loss {first:.4f} -> {final:.4f}" + ("" if decreased else ": did not decrease"),
                                    final, first))

@@ -10,7 +10,10 @@ from ohlora_assets.assets import data, experiments, models
 from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths
 
 ALL = dg.load_assets_from_modules([data, models, experiments])
-SELECTION = dg.AssetSelection.assets("lora_rank_experiment", "rag_concept_experiment").upstream()
+# The data group whole (task_splits is one multi-asset), the base, and the two experiments: no served adapter.
+SELECTION = dg.AssetSelection.groups("data") | dg.AssetSelection.assets(
+    "base_models", "lora_rank_experiment", "rag_concept_experiment"
+)
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
