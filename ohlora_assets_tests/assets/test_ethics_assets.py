@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 from ohlora_assets import cli
 from ohlora_assets.assets import data, ethics, serving
 from ohlora_assets.core.ethics.categories import BLOCKABLE, ETHICS_CATEGORIES
-from ohlora_assets.core.ethics.training import bf16_is_native
+from ohlora_assets.core.device import bf16_is_native
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets_tests.conftest import make_resources
 

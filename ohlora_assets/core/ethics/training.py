@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ohlora_assets.core.device import bf16_is_native
 from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.ethics.normalize import normalize_prompt
 from ohlora_assets.core.progress import Progress, ProgressEvent
+from ohlora_assets.core.recipes import ETHICS_EPOCHS, ETHICS_FULL_BASE_MODEL, ETHICS_LEARNING_RATES, SMOKE
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -167,11 +169,7 @@ def train_sbert(
     return history
 
 
-FULL_BASE_MODEL = "klue/roberta-base"
 MAX_SEQ_LENGTH = 64
-# The smoke profile's embedded base keeps this many of e5-small's 12 layers: same code path, a fraction of the time.
-SMOKE_LAYERS = 1
-LEARNING_RATES = {"full": 2e-5, "embedded": 5e-5}
 
 
 def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = TrainSettings.seed) -> TrainSettings:
@@ -186,20 +184,9 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     pairs together (1.7x faster) 0.911.
     """
     return TrainSettings(
-        epochs=1 if smoke else 10, learning_rate=LEARNING_RATES[profile], seed=seed, bf16=bf16_is_native(device)
+        epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
+        bf16=bf16_is_native(device),
     )
-
-
-def bf16_is_native(device: str) -> bool:
-    """Whether bf16 matmuls run in hardware on `device` (on the CI machine's AVX512-BF16 CPU they
-    take 0.45x the time of float32); elsewhere autocast would emulate them, slower."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
 
 
 def base_model(
@@ -222,11 +209,11 @@ def base_model(
 
     from ohlora_assets.core.ethics.e5_small import build_e5_directory
 
-    if profile not in LEARNING_RATES:
-        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(LEARNING_RATES)}")
-    source = override or (FULL_BASE_MODEL if profile == "full" else None)
+    if profile not in ETHICS_LEARNING_RATES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(ETHICS_LEARNING_RATES)}")
+    source = override or (ETHICS_FULL_BASE_MODEL if profile == "full" else None)
     if source is None:
-        layers = SMOKE_LAYERS if smoke else None
+        layers = SMOKE.ethics_layers if smoke else None
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # BERT's unused [CLS] pooler is not in the image: not news
         try:
