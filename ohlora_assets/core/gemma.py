@@ -87,6 +87,17 @@ def terms_file() -> Path:
     return Path(_gguf_package().__file__).parent / "data" / TERMS_FILE
 
 
+def _dense() -> dict:
+    """from_pretrained arguments that unpack every GGUF weight into a dense tensor: never packed GGUF
+    blocks (which transformers 5 keeps when the `kernels` package is installed), because the saved
+    directory must load with plain transformers."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # transformers without a GGUF quantizer always dequantizes
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
 @dataclass(frozen=True)
 class ConversionResult:
     directory: str
@@ -130,7 +141,7 @@ def convert_to_hf(
     the weights a second time and make every load cast. On CUDA the trainer casts to bf16 at load.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = gguf_source()
     existing = read_conversion(target_dir)
@@ -145,14 +156,7 @@ def convert_to_hf(
     report(ProgressEvent(done=0, total=3, unit="stage"))
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     report(ProgressEvent(done=1, total=3, unit="stage"))
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent),
-        gguf_file=path.name,
-        # Dense weights, never packed GGUF blocks (which the `kernels` package would allow): the
-        # saved directory must load with plain transformers.
-        quantization_config=GgufConfig(dequantize=True),
-        dtype=torch.float32,
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32, **_dense())
     quantizer = getattr(model, "hf_quantizer", None)  # transformers drops it itself after dequantizing
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
