@@ -126,7 +126,7 @@ def read_conversion(target_dir: str | Path) -> ConversionResult | None:
     if not record.is_file():
         return None
     data = json.loads(record.read_text(encoding="utf-8"))
-    return ConversionResult(**{**data["result"], "directory": str(Path(target_dir)), "converted": False})
+    return ConversionResult(**{**data["result"], "directory": str(Path(target_dir).resolve()), "converted": False})
 
 
 def convert_to_hf(
@@ -145,7 +145,8 @@ def convert_to_hf(
 
     source = gguf_source()
     existing = read_conversion(target_dir)
-    if existing and (existing.source_sha256, existing.package_version) == (source["source_sha256"], source["package_version"]):
+    wanted = (source["source_sha256"], source["package_version"])
+    if existing and (existing.source_sha256, existing.package_version) == wanted:
         return existing
     if importlib.util.find_spec("gguf") is None:
         raise SmallExtraMissing("gguf")
@@ -171,7 +172,7 @@ def convert_to_hf(
         shutil.copyfile(terms_file(), staging / TERMS_FILE)
         (staging / NOTICE_FILE).write_text(GEMMA_NOTICE, encoding="utf-8")
         result = ConversionResult(
-            directory=str(Path(target_dir)),
+            directory=str(Path(target_dir).resolve()),
             model_type=model.config.model_type,
             architecture=type(model).__name__,
             parameters=sum(p.numel() for p in model.parameters()),
@@ -187,7 +188,7 @@ def convert_to_hf(
             wall_s=time.perf_counter() - started,
             converted=True,
         )
-        record = {**source, "transformers_version": importlib.metadata.version("transformers"), "result": result.as_dict()}
+        record = {**source, "transformers": importlib.metadata.version("transformers"), "result": result.as_dict()}
         (staging / SOURCE_RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     report(ProgressEvent(done=3, total=3, unit="stage"))
     return result

@@ -117,7 +117,7 @@ def test_v4_prompts_tokenize_with_bos_and_completions_end_with_eos(tokenizer):
 
 
 @needs_small
-@pytest.mark.xfail(strict=True, reason="core/lora.TARGET_MODULES needs a 'gemma3_text' entry (issue 16); drop this mark then")
+@pytest.mark.xfail(strict=True, reason="core/lora.TARGET_MODULES needs a 'gemma3_text' entry (issue 16); drop this mark")
 def test_lora_targets_every_projection_of_a_gemma3_block(gemma):
     config = AutoConfig.from_pretrained(gemma.directory)
     with torch.device("meta"):
@@ -152,5 +152,5 @@ def test_a_lora_adapter_trains_reloads_with_plain_peft_and_generates(gemma, tmp_
     assert len(run.answers) == 2 and run.generated_tokens > 0
     assert all(a.raw.strip() for a in run.answers)
     # Two steps teach no end mark; whether one was reached is reported, not required.
-    print(f"generation: {run.tokens_per_s:.1f} tokens/s, reached the end mark: {[a.terminated for a in run.answers]}, "
-          f"raw: {[a.raw for a in run.answers]}")
+    print(f"generation: {run.tokens_per_s:.1f} tokens/s, reached the end mark: "
+          f"{[a.terminated for a in run.answers]}, raw: {[a.raw for a in run.answers]}")
