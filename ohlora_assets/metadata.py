@@ -33,3 +33,10 @@ def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:
 def metric_metadata(metrics: dict[str, float | None]) -> dict[str, float]:
     """Metric values as plain floats; a metric that does not apply (None) is left out."""
     return {key: float(value) for key, value in metrics.items() if value is not None}
+
+
+def caps_metadata(caps) -> dg.MetadataValue:
+    """The ceilings a run's budget had (core/recipes.Caps), or that it had none."""
+    if caps is None:
+        return dg.MetadataValue.md("none: the recipes as they are")
+    return md_table([{"ceiling": key, "value": value} for key, value in vars(caps).items() if value is not None])

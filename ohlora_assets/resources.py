@@ -149,13 +149,14 @@ class ArtifactStore(dg.ConfigurableResource):
 
 
 class ModelProfile(dg.ConfigurableResource):
-    """Which base models and how much compute: `embedded` (offline CPU) or `full` (hub models, GPU).
+    """Which base models and how much compute: `embedded` (offline CPU), `small` (Gemma-3-270M from the
+    `[small]` extra, offline; CPU budgets without a GPU) or `full` (hub models, GPU).
 
     `smoke` shrinks every budget (pretraining steps, epochs, rows, prompts) to seconds, for CI's
     full-graph run and the tests; the code path is the same.
     """
 
-    name: str = Field(default="embedded", description="embedded | full (OHLORA_PROFILE)")
+    name: str = Field(default="embedded", description="embedded | small | full (OHLORA_PROFILE)")
     # Dagster resolves `dg.EnvVar` only into str and int fields, so the two on/off fields are read
     # from the environment when the definitions load (their descriptions name the variable).
     smoke: bool = Field(default=False, description="tiny budgets for CI (OHLORA_SMOKE=1, read at load)")
@@ -174,6 +175,13 @@ class ModelProfile(dg.ConfigurableResource):
         if base_model_overrides:
             fields["base_models"] = json.dumps(base_model_overrides)
         super().__init__(**fields)
+
+    def budget(self):
+        """The profile's core.recipes.Budget on the device this run resolves to (imports torch)."""
+        from ohlora_assets.core.device import resolve_device
+        from ohlora_assets.core.recipes import Budget
+
+        return Budget(self.name, self.smoke, accelerated=resolve_device(self.device).startswith("cuda"))
 
     @property
     def base_model_overrides(self) -> dict[str, str]:

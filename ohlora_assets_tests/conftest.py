@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from ohlora_assets.io_manager import AtomicFilesystemIOManager

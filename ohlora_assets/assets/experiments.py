@@ -15,8 +15,8 @@ from ohlora_assets.core.base_models import BaseModelRef
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, RANK_EXPERIMENT_RANKS, SMOKE, Budget
-from ohlora_assets.metadata import md_table, metric_metadata, saved_png
+from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, RANK_EXPERIMENT_RANKS
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -72,9 +72,9 @@ def lora_rank_experiment(
     from ohlora_assets.core.io import atomic_write_bytes
     from ohlora_assets.core.quality import quality_plot, side_by_side_markdown
 
-    budget = Budget(profile.name, profile.smoke)
-    train, valid_pairs, _ = training_pairs(split, augmented, budget.rows(None, SMOKE.adapter_train_rows),
-                                           budget.rows(None, SMOKE.adapter_valid_rows))
+    budget = profile.budget()
+    train, valid_pairs, _ = training_pairs(split, augmented, budget.limit("adapter_train_rows"),
+                                           budget.limit("adapter_valid_rows"))
     prompts = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
     answers = budget.answers(config.answers_per_prompt)
     hps = {r: budget.experiment(ADAPTER_RECIPES["output_message"], chosen_hyper_params(config, rank=r)) for r in config.ranks}
@@ -102,7 +102,7 @@ def lora_rank_experiment(
             "prompts": len(prompts),
             "answers_per_prompt": answers,
             "epochs": next(iter(hps.values())).epochs,
-            "smoke_caps": profile.smoke,
+            "budget_caps": caps_metadata(budget.caps),
             **{f"rank_{r}/{k}": v for r, m in result.metrics.items() for k, v in metric_metadata(m).items()},
             "path": dg.MetadataValue.path(str(out / "report.md")),
         }
@@ -135,13 +135,13 @@ def rag_concept_experiment(
     )
     from ohlora_assets.core.io import atomic_write_bytes
 
-    budget = Budget(profile.name, profile.smoke)
+    budget = profile.budget()
     settings = RagConceptSettings(
         hp=budget.experiment(RAG_CONCEPT_RECIPE, chosen_hyper_params(config)),
         answers_per_question=budget.answers(config.answers_per_question),
         sampling=budget.sampling(config.settings()),
-        max_train_rows=budget.rows(None, SMOKE.experiment_train_rows),
-        max_questions=budget.rows(None, SMOKE.prompts),
+        max_train_rows=budget.limit("experiment_train_rows"),
+        max_questions=budget.limit("prompts"),
     )
     result = run_rag_concept_experiment(
         _base_spec(base_models, profile), ml_qa_dataset, settings, store.model_dir("rag_concept_experiment"),
@@ -169,7 +169,7 @@ def rag_concept_experiment(
             "answers_per_question": settings.answers_per_question,
             "epochs": settings.hp.epochs,
             "key_facts_derived_from_concept": result.derived_key_facts,
-            "smoke_caps": profile.smoke,
+            "budget_caps": caps_metadata(budget.caps),
             "path": dg.MetadataValue.path(str(out / "report.md")),
         }
     )

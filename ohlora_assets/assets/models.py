@@ -1,6 +1,6 @@
-"""Group `models`: the base model of each task and the four LoRA adapters (one factory).
+"""Group `models`: the four LoRA adapters (one factory) and their blocking checks.
 
-Training is core/base_lm.py and core/lora/; recipes and budgets are core/recipes.py. Every training writes a
+Training is core/lora/; recipes and budgets are core/recipes.py. Every training writes a
 new immutable version (core/registry.py); the blocking checks judge that version, and only the promotion
 assets (assets/serving.py) let it serve. An asset here reads its inputs, calls one core function, and turns
 the result into metadata.
@@ -9,97 +9,26 @@ No `from __future__ import annotations` here: Dagster reads the per-task Config 
 asset functions' annotations, which must therefore be real objects, not strings.
 """
 
-import hashlib
-import json
 
 import dagster as dg
 import pandas as pd
 
 from ohlora_assets.configs import ACCELERATOR_POOL, lora_config_class
-from ohlora_assets.core.base_models import EMBEDDED_LM, BaseModelRef, base_model_revision, resolve_base_models
+from ohlora_assets.core.base_models import BaseModelRef, base_model_revision
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, training_pairs
 from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.core.recipes import ADAPTER_RECIPES, SMOKE, Budget
+from ohlora_assets.core.recipes import ADAPTER_RECIPES
 from ohlora_assets.core.render import loss_curve_png
-from ohlora_assets.metadata import md_table, saved_png
+from ohlora_assets.metadata import caps_metadata, md_table, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import VERSION_KEY, candidate, referenced_base_versions, registry
+from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
 GROUP = "models"
 CHECK_PROMPTS = 10
 # Near-greedy: the check asks whether the adapter's most likely answer has the format; how often
 # sampled answers derail is the quality reports' business.
 CHECK_TEMPERATURE = 0.1
-
-
-@dg.asset(group_name=GROUP, code_version="2", pool=ACCELERATOR_POOL)
-def base_models(
-    context: dg.AssetExecutionContext,
-    store: ArtifactStore,
-    profile: ModelProfile,
-    dialogue_dataset: pd.DataFrame,
-    ml_qa_dataset: pd.DataFrame,
-) -> dg.Output:
-    """The base model of each task: {task: {"model", "revision", "source"}}.
-
-    `embedded`: a BPE tokenizer and a tiny Llama pretrained here, offline, on the train rows'
-    texts (raw and task-formatted); every task maps to its absolute directory. `full`: the
-    original hub models (nothing is downloaded until an adapter trains). In both profiles
-    `profile.base_model_overrides` replaces a task's model with a local directory or `hub_id@revision`.
-    """
-    metadata: dict[str, object] = {}
-    version, directory = "", None
-    if profile.name == "embedded":
-        limit_torch_threads()
-        from ohlora_assets.core.base_lm import PretrainSpec, build_embedded_lm, pretraining_corpus
-
-        spec = PretrainSpec.smoke() if profile.smoke else PretrainSpec()
-        base_registry = registry(store, "base_models")
-        with base_registry.write_version(notes="embedded LM") as pending:
-            result = build_embedded_lm(
-                pretraining_corpus(dialogue_dataset, ml_qa_dataset), spec, pending.path / EMBEDDED_LM,
-                progress=ProgressReporter(context.log.info, label="embedded_lm pretraining"), device=profile.device,
-            )
-        # The base has no gate of its own: the adapters trained on it are gated. Adapters name their base's
-        # version directory, which never changes, so pruning keeps every base a kept adapter version needs.
-        base_registry.promote(pending.version, "pretrained; its adapters are gated")
-        base_registry.prune(protected=referenced_base_versions(store))
-        directory = base_registry.get(pending.version).path / EMBEDDED_LM
-        steps, losses = zip(*result.loss_curve)
-        metadata = {
-            "parameters": result.parameters,
-            "vocab_size": result.vocab_size,
-            "corpus_texts": result.corpus_texts,
-            "corpus_tokens": result.corpus_tokens,
-            "pretraining": md_table([{"field": k, "value": v} for k, v in vars(spec).items()]),
-            "pretraining_wall_s": round(result.wall_s, 1),
-            "tokens_per_s": round(result.tokens_per_s, 1),
-            "peak_memory_mb": round(result.peak_memory_mb, 1),
-            "first_loss": result.first_loss,
-            "final_loss": result.final_loss,
-            "loss_curve": saved_png(
-                store.report_dir("base_models") / "pretraining_loss.png",
-                loss_curve_png({"pretraining": (steps, losses)}, "step"), "loss curve",
-            ),
-            "path": dg.MetadataValue.path(str(directory)),
-            VERSION_KEY: pending.version,
-        }
-        version = result.data_version
-    try:
-        refs = resolve_base_models(profile.name, profile.base_model_overrides, directory)
-    except ValueError as err:
-        raise dg.Failure(str(err)) from None
-    models = {task: ref.as_dict() for task, ref in refs.items()}
-    version = hashlib.sha256((version + json.dumps(models, sort_keys=True)).encode()).hexdigest()
-    return dg.Output(
-        models,
-        data_version=dg.DataVersion(version),
-        metadata={"profile": profile.name, "base_models": md_table([{"task": t, **models[t]} for t in TASKS]), **metadata},
-    )
-
-
-# --- adapters: one factory for the four tasks -------------------------------------------------
 
 
 def _adapter_asset(task: str) -> dg.AssetsDefinition:
@@ -114,10 +43,10 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         limit_torch_threads()
         from ohlora_assets.core.lora import train_lora_adapter
 
-        budget = Budget(profile.name, profile.smoke)
+        budget = profile.budget()
         hp = budget.adapter(task, config.model_dump())
         train, valid, train_rows = training_pairs(
-            split, augmented, budget.rows(None, SMOKE.adapter_train_rows), budget.rows(None, SMOKE.adapter_valid_rows)
+            split, augmented, budget.limit("adapter_train_rows"), budget.limit("adapter_valid_rows")
         )
         base = BaseModelRef(**base_models[task])
         context.log.info(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
@@ -136,7 +65,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
             data_version=dg.DataVersion(result.data_version),
             metadata={
                 "hyper_parameters": md_table([{"name": k, "value": v} for k, v in vars(hp).items()]),
-                "smoke_caps": profile.smoke,
+                "budget_caps": caps_metadata(budget.caps),
                 "base_model": base.model,
                 "base_model_revision": base_model_revision(base),
                 "base_model_source": base.source,

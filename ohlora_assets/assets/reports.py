@@ -18,9 +18,8 @@ from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
-from ohlora_assets.core.recipes import Budget
 from ohlora_assets.core.samples import SAMPLES_FILE
-from ohlora_assets.metadata import md_table, metric_metadata, saved_png
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -95,7 +94,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
         from ohlora_assets.core.lora import load_adapter
         from ohlora_assets.core.samples import answers_table, save_samples
 
-        budget = Budget(profile.name, profile.smoke)
+        budget = profile.budget()
         valid = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
         answers = budget.answers(config.answers_per_prompt)
         version = candidate(context.instance, store, adapter)
@@ -120,7 +119,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
                 "wall_s": round(run.wall_s, 2),
                 "answers_per_s": round(run.answers_per_s, 2),
                 "tokens_per_s": round(run.tokens_per_s, 1),
-                "smoke_caps": profile.smoke,
+                "budget_caps": caps_metadata(budget.caps),
                 "samples": md_table(shown, digits=3),
                 "dagster/row_count": len(frame),
                 "path": dg.MetadataValue.path(str(folder / SAMPLES_FILE)),

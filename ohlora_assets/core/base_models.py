@@ -10,8 +10,10 @@ from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.recipes import FULL_BASE_MODELS
 
-# The embedded profile's pretrained base lives in this folder of the base_models artifact.
+# The embedded profile's pretrained base, and the small profile's converted Gemma, live in these folders of a
+# base_models version.
 EMBEDDED_LM = "embedded_lm"
+GEMMA_3_270M = "gemma3_270m"
 # The override key of the ethics S-BERT's base (core/ethics/training.py reads it; no LLM task trains on it).
 ETHICS_OVERRIDE = "ethics"
 
@@ -58,19 +60,20 @@ def base_model_revision(base: BaseModelRef) -> str:
 
 
 def resolve_base_models(
-    profile: str, overrides: Mapping[str, str], embedded_dir: Path | None = None
+    profile: str, overrides: Mapping[str, str], built_dir: Path | None = None
 ) -> dict[str, BaseModelRef]:
-    """Each task's base: the embedded LM directory (embedded) or the original hub models (full), with
-    `overrides` (task -> directory or `hub_id@revision`) replacing any. The `ethics` key is the ethics model's."""
+    """Each task's base: the directory the pipeline built (the embedded LM, or Gemma-3-270M converted for
+    `small`) or the original hub models (full), with `overrides` (task -> directory or `hub_id@revision`)
+    replacing any. The `ethics` key is the ethics model's."""
     unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
     if unknown:
         raise ValueError(
             f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {[*TASKS, ETHICS_OVERRIDE]}"
         )
-    if profile == "embedded":
-        if embedded_dir is None:
-            raise ValueError("the embedded profile needs the embedded LM's directory")
-        defaults = {task: BaseModelRef(str(Path(embedded_dir).resolve()), None, "embedded") for task in TASKS}
+    if profile in ("embedded", "small"):
+        if built_dir is None:
+            raise ValueError(f"the {profile} profile needs the directory of the base it built")
+        defaults = {task: BaseModelRef(str(Path(built_dir).resolve()), None, profile) for task in TASKS}
     elif profile == "full":
         defaults = {task: BaseModelRef(model, None, "hub") for task, model in FULL_BASE_MODELS.items()}
     else:

@@ -147,7 +147,8 @@ class ChatSession:
             "versions": dict(self.models.versions),
         }
         timings: dict[str, float] = {}
-        if self.sanctions.blocked_until(self.user, moment) is not None:
+        # A turn with no block candidates logs nothing: it only asks whether a block is running.
+        if self.sanctions.record_turn(self.user, [], moment).refused_until is not None:
             tick = time.perf_counter()
             decision = check_turn(self.models.scorer, self.sanctions, self.user, text, "", moment)
             timings["ethics"] = time.perf_counter() - tick

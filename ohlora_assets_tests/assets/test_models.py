@@ -9,7 +9,7 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from ohlora_assets.assets import data, models
+from ohlora_assets.assets import base_models, data, models
 from ohlora_assets.core.base_models import EMBEDDED_LM
 from ohlora_assets.core.promotion import MIN_LOSS_DECREASE
 from ohlora_assets.core.recipes import SMOKE
@@ -20,7 +20,7 @@ from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets_tests.conftest import make_resources
 
 DATA_ASSETS = dg.load_assets_from_modules([data])
-MODEL_ASSETS = dg.load_assets_from_modules([models])
+MODEL_ASSETS = dg.load_assets_from_modules([base_models, models])
 MODEL_CHECKS = dg.load_asset_checks_from_modules([models])
 ADAPTERS = [f"adapter_{task}" for task in TASKS]
 
@@ -129,7 +129,7 @@ def test_full_profile_resolves_hub_ids_and_overrides_without_downloading(tmp_pat
     resources["profile"] = ModelProfile(
         name="full", base_model_overrides={"memory": str(local), "summary": "kakaocorp/kanana-1.5-2.1b-base@abc123"}
     )
-    result = dg.materialize([*DATA_ASSETS, models.base_models], resources=resources, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize([*DATA_ASSETS, base_models.base_models], resources=resources, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     base = result.output_for_node("base_models")
     assert base["output_message"] == {

@@ -114,7 +114,7 @@ def test_a_turn_carries_its_summary_and_memory_into_the_next(models, tmp_path):
 
 def test_a_blocked_user_is_refused_before_anything_is_generated(models, tmp_path):
     log = SanctionLog(tmp_path / "log.sqlite")
-    log.record("carol", ["패드립"], MONDAY_MORNING - timedelta(hours=1))  # level 1: blocked for 7 days
+    log.record_turn("carol", ["패드립"], MONDAY_MORNING - timedelta(hours=1))  # level 1: blocked for 7 days
     turn = ChatSession(models, log, "carol", SETTINGS, clock=lambda: MONDAY_MORNING).turn("안녕")
     assert turn["refused"] and turn["ethics"]["decision"] == "refused"
     assert "output_message" not in turn and set(turn["timings_s"]) == {"ethics", "total"}

@@ -117,7 +117,6 @@ def test_v4_prompts_tokenize_with_bos_and_completions_end_with_eos(tokenizer):
 
 
 @needs_small
-@pytest.mark.xfail(strict=True, reason="core/lora.TARGET_MODULES needs a 'gemma3_text' entry (issue 16); drop this mark")
 def test_lora_targets_every_projection_of_a_gemma3_block(gemma):
     config = AutoConfig.from_pretrained(gemma.directory)
     with torch.device("meta"):

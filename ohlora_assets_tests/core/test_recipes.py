@@ -3,7 +3,7 @@
 import pytest
 
 from ohlora_assets.core.generation import SamplingSettings
-from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMOKE, Budget
+from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMALL_ON_CPU, SMOKE, Budget
 
 
 def test_epochs_are_the_original_ones_but_memory_on_the_embedded_base():
@@ -33,7 +33,7 @@ def test_smoke_caps_prompts_answers_rows_and_sampling():
     smoke, real = Budget("embedded", smoke=True), Budget("embedded")
     assert (smoke.prompts(0), smoke.prompts(2), real.prompts(0), real.prompts(5)) == (SMOKE.prompts, 2, None, 5)
     assert (smoke.answers(4), real.answers(4)) == (SMOKE.answers, 4)
-    assert (smoke.rows(None, 8), real.rows(None, 8)) == (8, None)
+    assert (smoke.limit("experiment_train_rows"), real.limit("experiment_train_rows")) == (SMOKE.experiment_train_rows, None)
     settings = SamplingSettings(max_new_tokens=96, max_retries=3)
     assert smoke.sampling(settings).max_new_tokens == SMOKE.max_new_tokens and real.sampling(settings) == settings
 
@@ -41,3 +41,14 @@ def test_smoke_caps_prompts_answers_rows_and_sampling():
 def test_an_unknown_profile_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown profile 'tiny'"):
         Budget("tiny")
+
+
+def test_the_small_profile_is_capped_on_cpu_and_runs_the_recipes_on_an_accelerator():
+    cpu, gpu = Budget("small"), Budget("small", accelerated=True)
+    assert cpu.caps == SMALL_ON_CPU and gpu.caps is None
+    assert cpu.adapter("eyes_mouth_pose", {}).epochs == SMALL_ON_CPU.adapter_epochs
+    assert gpu.adapter("eyes_mouth_pose", {}).epochs == ADAPTER_RECIPES["eyes_mouth_pose"].epochs == 30
+    assert gpu.adapter("summary", {}).learning_rate == 3e-4
+    assert (cpu.limit("adapter_train_rows"), gpu.limit("adapter_train_rows")) == (SMALL_ON_CPU.adapter_train_rows, None)
+    # smoke wins over every profile
+    assert Budget("small", smoke=True).caps == SMOKE

@@ -38,12 +38,14 @@ from ohlora_assets.core.recipes import LoraHyperParams
 
 TRAINING_LOG = "training_log.json"
 
-# LoRA targets per architecture: every projection of a Llama block; GPT-NeoX fuses q/k/v in one layer.
+# LoRA targets per architecture: every projection of a Llama block (Gemma-3 has the same seven; PEFT's own
+# default for it is q and v only); GPT-NeoX fuses q/k/v in one layer.
 _LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TARGET_MODULES: dict[str, list[str]] = {
     "llama": _LLAMA_PROJECTIONS,
     "mistral": _LLAMA_PROJECTIONS,
     "qwen2": _LLAMA_PROJECTIONS,
+    "gemma3_text": _LLAMA_PROJECTIONS,
     "gpt_neox": ["query_key_value"],
 }
 
