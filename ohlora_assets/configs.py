@@ -16,6 +16,15 @@ from ohlora_assets.core.recipes import LoraHyperParams
 
 # One slot (deploy/local/dagster.yaml): two trainings or generations never share the accelerator.
 ACCELERATOR_POOL = "accelerator"
+# Who answers for the assets, and the libraries each group runs on (the UI shows them as owners and kinds).
+OWNERS = ["team:ohlora-ml"]
+KINDS = {
+    "data": {"pandas", "pandera"},
+    "models": {"pytorch", "huggingface"},
+    "ethics": {"pytorch", "huggingface"},
+    "reports": {"pytorch", "huggingface", "pandas"},
+    "serving": {"python"},
+}
 
 _LORA_DESCRIPTIONS = {
     "rank": "LoRA rank",

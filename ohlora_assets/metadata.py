@@ -4,6 +4,7 @@ The rendering itself (Markdown, matplotlib) is core/render.py; this module turns
 """
 
 import base64
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,43 @@ def md_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> 
     return dg.MetadataValue.md(markdown_table(rows, digits))
 
 
+def _cell(value: Any, digits: int) -> Any:
+    """A table cell the UI can sort: plain numbers (floats to `digits` significant digits), text otherwise."""
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.{digits}g}")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _column_type(types: set[type]) -> str:
+    if types == {bool}:
+        return "bool"
+    if types == {int}:
+        return "int"
+    return "float" if types and types <= {int, float} else "string"
+
+
+def table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
+    """A table the UI sorts and filters, with a typed schema; floats rounded for reading."""
+    records = [
+        {str(k): _cell(v, digits) for k, v in row.items()}
+        for row in (rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
+    ]
+    names = list(records[0]) if records else [str(c) for c in getattr(rows, "columns", [])]
+    columns = [
+        dg.TableColumn(name, _column_type({type(r[name]) for r in records if r.get(name) is not None})) for name in names
+    ]
+    return dg.MetadataValue.table([dg.TableRecord(r) for r in records], dg.TableSchema(columns=columns))
+
+
+def number(value: float | None, digits: int = 4) -> dg.MetadataValue | None:
+    """A float for reading (`digits` significant digits); None stays None."""
+    return None if value is None else dg.MetadataValue.float(float(f"{value:.{digits}g}"))
+
+
 def inline_png(png: bytes, alt: str) -> str:
     """Markdown that shows a PNG inline (the UI renders data URIs; no file server needed)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
@@ -30,9 +68,9 @@ def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"{inline_png(png, alt)}\n\n`{path}`")
 
 
-def metric_metadata(metrics: dict[str, float | None]) -> dict[str, float]:
-    """Metric values as plain floats; a metric that does not apply (None) is left out."""
-    return {key: float(value) for key, value in metrics.items() if value is not None}
+def metric_metadata(metrics: dict[str, float | None]) -> dict[str, dg.MetadataValue]:
+    """Metric values as floats for reading; a metric that does not apply (None) is left out."""
+    return {key: number(value) for key, value in metrics.items() if value is not None}
 
 
 def caps_metadata(caps) -> dg.MetadataValue:

@@ -10,13 +10,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL
+from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS
 from ohlora_assets.core.base_models import EMBEDDED_LM, GEMMA_3_270M, resolve_base_models
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.render import loss_curve_png
-from ohlora_assets.metadata import md_table, saved_png
+from ohlora_assets.metadata import md_table, number, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, referenced_base_versions, registry
 
@@ -55,8 +55,8 @@ def _pretrain_embedded_lm(context, store: ArtifactStore, profile: ModelProfile, 
         "pretraining_wall_s": round(result.wall_s, 1),
         "tokens_per_s": round(result.tokens_per_s, 1),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "first_loss": result.first_loss,
-        "final_loss": result.final_loss,
+        "first_loss": number(result.first_loss),
+        "final_loss": number(result.final_loss),
         "loss_curve": saved_png(
             store.report_dir("base_models") / "pretraining_loss.png",
             loss_curve_png({"pretraining": (steps, losses)}, "step"), "loss curve",
@@ -96,7 +96,7 @@ def _converted_gemma(context, store: ArtifactStore) -> tuple[Path, str, dict]:
     }
 
 
-@dg.asset(group_name=GROUP, code_version="3", pool=ACCELERATOR_POOL)
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL)
 def base_models(
     context: dg.AssetExecutionContext,
     store: ArtifactStore,

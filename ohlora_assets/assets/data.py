@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from ohlora_assets.configs import KINDS, OWNERS
 from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.core import schemas
 from ohlora_assets.core.augment import SynonymGroups, SynonymSwapper, read_synonym_groups
@@ -95,7 +96,7 @@ def _validated_input(
 ):
     @dg.asset(
         name=name,
-        group_name=GROUP,
+        group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
         deps=[raw],
         code_version="2",
         description=description,
@@ -179,6 +180,8 @@ synonym_groups = _validated_input(
         f"{task}_split": dg.AssetOut(
             description=f"`{task}` (prompt, completion) pairs, train and valid, in the v4 text format.",
             code_version="1",
+            kinds=KINDS[GROUP],
+            owners=OWNERS,
         )
         for task in TASKS
     },
@@ -215,7 +218,7 @@ class AugmentationConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name=GROUP, code_version="2")
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="2")
 def augmented_output_message_train(
     config: AugmentationConfig, dialogue_dataset: pd.DataFrame, synonym_groups: SynonymGroups
 ) -> dg.Output:

@@ -10,14 +10,14 @@ import json
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig
+from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig, KINDS, OWNERS
 from ohlora_assets.core.base_models import ETHICS_OVERRIDE
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.metadata import inline_png, md_table
+from ohlora_assets.metadata import inline_png, md_table, number, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -37,7 +37,7 @@ def _test_scores(ethics_dataset: pd.DataFrame, model_dir, profile: ModelProfile)
     return test, scorer.score(test["user_prompt"].tolist())
 
 
-@dg.asset(group_name=GROUP, code_version="1")
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="1")
 def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame) -> pd.DataFrame:
     """Every prompt with each of the five category names; label 1.0 for its own category, else 0.0."""
     pairs = make_pairs(ethics_dataset)
@@ -53,7 +53,7 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
     return pairs
 
 
-@dg.asset(group_name=GROUP, code_version="3", pool=ACCELERATOR_POOL)
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL)
 def ethics_sbert_model(
     context: dg.AssetExecutionContext, ethics_pairs: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
 ) -> dg.MaterializeResult:
@@ -96,13 +96,13 @@ def ethics_sbert_model(
             "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
             "final_valid_loss": float(history.valid_loss[-1]),
             "training_seconds": round(history.seconds, 1),
-            "loss_per_epoch": md_table(curve),
+            "loss_per_epoch": table(curve),
         },
     )
 
 
 # The model is read from its folder, not through the IO manager: `deps` orders and versions it.
-@dg.asset(group_name=GROUP, code_version="1", deps=[ethics_sbert_model])
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="1", deps=[ethics_sbert_model])
 def ethics_thresholds(
     context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
 ) -> dict:
@@ -112,14 +112,14 @@ def ethics_thresholds(
     version = candidate(context.instance, store, MODEL)
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     calibrated = calibrate(scores, test["category"].tolist())
-    table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
+    thresholds_table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
     result = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrated}
     atomic_write_bytes(
         store.report_dir("ethics_thresholds") / "thresholds.json", json.dumps(result, ensure_ascii=False, indent=2).encode()
     )
     context.add_output_metadata(
         {
-            "thresholds": md_table(table),
+            "thresholds": table(thresholds_table),
             **{f"calibrated_{CATEGORY_KEYS[c]}": v for c, v in calibrated.items()},
             "test_prompts": len(test),
             VERSION_KEY: version.version,
@@ -136,7 +136,7 @@ class EthicsReportConfig(GateConfig):
 
 
 @dg.asset(
-    group_name=GROUP,
+    group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
     code_version="2",
     deps=[ethics_sbert_model],
     check_specs=[
@@ -189,11 +189,11 @@ def ethics_report(
         f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
     )
     misclassified = (
-        md_table(evaluation.misclassified) if len(evaluation.misclassified) else dg.MetadataValue.md("_none: every test prompt is right_")
+        table(evaluation.misclassified) if len(evaluation.misclassified) else dg.MetadataValue.md("_none: every test prompt is right_")
     )
     return dg.MaterializeResult(
         metadata={
-            **{name: dg.MetadataValue.float(value) for name, value in evaluation.summary().items()},
+            **{name: number(value) for name, value in evaluation.summary().items()},
             "test_prompts": len(test),
             "candidate_vs_serving": side_by_side,
             "confusion_matrix": dg.MetadataValue.md(report.confusion_md),
@@ -207,12 +207,12 @@ def ethics_report(
                 check_name="accuracy_target",
                 passed=bool(evaluation.accuracy >= config.target_accuracy),
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"accuracy": evaluation.accuracy, "target": config.target_accuracy},
+                metadata={"accuracy": number(evaluation.accuracy), "target": config.target_accuracy},
             ),
             dg.AssetCheckResult(
                 check_name="not_worse_than_serving",
                 passed=decision.promote,
-                metadata={"checks": md_table(decision.rows()), VERSION_KEY: version.version},
+                metadata={"checks": table(decision.rows()), VERSION_KEY: version.version},
             ),
         ],
     )

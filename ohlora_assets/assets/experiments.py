@@ -10,13 +10,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.configs import ACCELERATOR_POOL, SamplingConfig, chosen_hyper_params, lora_config_class
+from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, SamplingConfig, chosen_hyper_params, lora_config_class
 from ohlora_assets.core.base_models import BaseModelRef
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, RANK_EXPERIMENT_RANKS
-from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, number, saved_png, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -47,7 +47,7 @@ def _base_spec(base_models: dict, profile: ModelProfile):
 
 
 @dg.asset(
-    group_name=GROUP,
+    group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
     code_version="2",
     pool=ACCELERATOR_POOL,
     ins={
@@ -71,6 +71,7 @@ def lora_rank_experiment(
     from ohlora_assets.core.experiments.rank import run_lora_rank_experiment
     from ohlora_assets.core.io import atomic_write_bytes
     from ohlora_assets.core.quality import quality_plot, side_by_side_markdown
+    from ohlora_assets.core.render import markdown_table
 
     budget = profile.budget()
     train, valid_pairs, _ = training_pairs(split, augmented, budget.limit("adapter_train_rows"),
@@ -85,19 +86,19 @@ def lora_rank_experiment(
     )
     out = store.report_dir("lora_rank_experiment")
     names = {rank: f"rank {rank}" for rank in config.ranks}
-    table = side_by_side_markdown({names[r]: m for r, m in result.metrics.items()})
-    training = md_table(
-        [{"rank": r, "trainable_params": t.trainable_params, "final_train_loss": t.final_train_loss,
-          "final_valid_loss": t.epochs[-1].valid_loss, "train_wall_s": t.wall_s} for r, t in result.training.items()]
-    )
+    report = side_by_side_markdown({names[r]: m for r, m in result.metrics.items()})
+    training_rows = [
+        {"rank": r, "trainable_params": t.trainable_params, "final_train_loss": t.final_train_loss,
+         "final_valid_loss": t.epochs[-1].valid_loss, "train_wall_s": t.wall_s} for r, t in result.training.items()
+    ]
     plot = quality_plot({names[r]: m for r, m in result.metrics.items()},
                         {names[r]: f["latency_s"].tolist() for r, f in result.flagged.items()}, "LoRA rank")
     atomic_write_bytes(out / "answers.parquet", pd.concat([f.assign(rank=r) for r, f in result.flagged.items()]).to_parquet())
-    atomic_write_bytes(out / "report.md", f"# LoRA rank experiment\n\n{table}\n\n{training.value}\n".encode())
+    atomic_write_bytes(out / "report.md", f"# LoRA rank experiment\n\n{report}\n\n{markdown_table(training_rows)}\n".encode())
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.md(table),
-            "training": training,
+            "report": dg.MetadataValue.md(report),
+            "training": table(training_rows),
             "plot": saved_png(out / "ranks.png", plot, "ranks"),
             "prompts": len(prompts),
             "answers_per_prompt": answers,
@@ -110,7 +111,7 @@ def lora_rank_experiment(
 
 
 @dg.asset(
-    group_name=GROUP,
+    group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
     code_version="2",
     pool=ACCELERATOR_POOL,
     ins={"base_models": dg.AssetIn("base_models"), "ml_qa_dataset": dg.AssetIn("ml_qa_dataset")},
@@ -148,7 +149,7 @@ def rag_concept_experiment(
         ProgressReporter(context.log.info, label="rag_concept_experiment"),
     )
     out = store.report_dir("rag_concept_experiment")
-    table = per_question_markdown(result.per_question)
+    per_question = per_question_markdown(result.per_question)
     summary = md_table(
         [
             {"": "accuracy", **{v: f"{a:.1%}" for v, a in result.accuracy.items()}},
@@ -157,13 +158,13 @@ def rag_concept_experiment(
     ).value + f"\n\n{SEED_RAG_ACCURACY}"
     atomic_write_bytes(out / "per_question.parquet", result.per_question.to_parquet())
     atomic_write_bytes(out / "answers.parquet", result.answers.to_parquet())
-    atomic_write_bytes(out / "report.md", f"# RAG-concept experiment\n\n{summary}\n\n{table}\n".encode())
+    atomic_write_bytes(out / "report.md", f"# RAG-concept experiment\n\n{summary}\n\n{per_question}\n".encode())
     return dg.MaterializeResult(
         metadata={
-            "accuracy_with_concept": result.accuracy["with_concept"],
-            "accuracy_without_concept": result.accuracy["without_concept"],
+            "accuracy_with_concept": number(result.accuracy["with_concept"]),
+            "accuracy_without_concept": number(result.accuracy["without_concept"]),
             "summary": dg.MetadataValue.md(summary),
-            "per_question": dg.MetadataValue.md(table),
+            "per_question": dg.MetadataValue.md(per_question),
             "plot": saved_png(out / "accuracy.png", accuracy_plot(result.per_question), "accuracy per question"),
             "questions": len(result.per_question),
             "answers_per_question": settings.answers_per_question,

@@ -13,14 +13,14 @@ asset functions' annotations, which must therefore be real objects, not strings.
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL, lora_config_class
+from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, lora_config_class
 from ohlora_assets.core.base_models import BaseModelRef, base_model_revision
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, training_pairs
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.recipes import ADAPTER_RECIPES
 from ohlora_assets.core.render import loss_curve_png
-from ohlora_assets.metadata import caps_metadata, md_table, saved_png
+from ohlora_assets.metadata import caps_metadata, md_table, number, saved_png, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -69,12 +69,12 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
                 "base_model": base.model,
                 "base_model_revision": base_model_revision(base),
                 "base_model_source": base.source,
-                "per_epoch": md_table([vars(e) for e in result.epochs]),
+                "per_epoch": table([vars(e) for e in result.epochs]),
                 "loss_curve": saved_png(store.report_dir(name) / "loss_curve.png", loss_curve_png(curves, "epoch"), "loss curve"),
-                "first_epoch_train_loss": result.first_train_loss,
-                "final_train_loss": result.final_train_loss,
-                "final_token_accuracy": result.epochs[-1].token_accuracy,
-                "final_valid_loss": result.epochs[-1].valid_loss if result.valid_examples else None,
+                "first_epoch_train_loss": number(result.first_train_loss),
+                "final_train_loss": number(result.final_train_loss),
+                "final_token_accuracy": number(result.epochs[-1].token_accuracy),
+                "final_valid_loss": number(result.epochs[-1].valid_loss) if result.valid_examples else None,
                 "tokens_per_s": round(result.tokens_per_s, 1),
                 "wall_s": round(result.wall_s, 1),
                 "peak_memory_mb": round(result.peak_memory_mb, 1),
@@ -92,7 +92,7 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
 
     spec = dict(
         name=name,
-        group_name=GROUP,
+        group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
         code_version="3",
         pool=ACCELERATOR_POOL,
         ins=ins,

@@ -13,13 +13,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig, SamplingConfig
+from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig, KINDS, OWNERS, SamplingConfig
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
 from ohlora_assets.core.samples import SAMPLES_FILE
-from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -74,7 +74,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=name,
-        group_name=GROUP,
+        group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
         code_version="1",
         pool=ACCELERATOR_POOL,
         deps=[adapter],
@@ -135,7 +135,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=name,
-        group_name=GROUP,
+        group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
         code_version="2",
         deps=[samples_name],
         ins={"split": dg.AssetIn(f"{task}_split")},
@@ -175,9 +175,9 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         plot = quality_plot(
             {k: s.metrics for k, s in scored.items()}, {k: s.flagged["latency_s"].tolist() for k, s in scored.items()}, name
         )
-        table = comparison_markdown(now.metrics, before.metrics if before else None)
+        comparison = comparison_markdown(now.metrics, before.metrics if before else None)
         examples = flagged_examples_markdown(now.flagged)
-        atomic_write_bytes(out / "report.md", f"# {name}\n\n{table}\n\n{examples}\n".encode())
+        atomic_write_bytes(out / "report.md", f"# {name}\n\n{comparison}\n\n{examples}\n".encode())
         atomic_write_bytes(out / "flagged.parquet", now.flagged.to_parquet())
         gate_checks = [
             check
@@ -190,12 +190,12 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 **metric_metadata(now.metrics),
-                "report": dg.MetadataValue.md(table),
+                "report": dg.MetadataValue.md(comparison),
                 "plot": saved_png(out / "quality.png", plot, "quality"),
                 "flagged_examples": dg.MetadataValue.md(examples),
-                "samples_run_id": now.run_id,
+                "samples_run": dg.MetadataValue.dagster_run(now.run_id),
                 "serving_version": compared.version if compared else "none besides the candidate",
-                "serving_samples_run_id": before.run_id if before else "none",
+                "serving_samples_run": dg.MetadataValue.dagster_run(before.run_id) if before else "none",
                 "path": dg.MetadataValue.path(str(out / "report.md")),
                 VERSION_KEY: version.version,
             }
@@ -203,7 +203,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             check_name="not_worse_than_serving",
             passed=all(check.passed for check in gate_checks),
-            metadata={"checks": md_table([vars(check) for check in gate_checks]), VERSION_KEY: version.version},
+            metadata={"checks": table([vars(check) for check in gate_checks]), VERSION_KEY: version.version},
         )
 
     return _report

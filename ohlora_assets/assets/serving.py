@@ -9,9 +9,9 @@ every check passed; otherwise the serving version stays and the metadata says wh
 
 import dagster as dg
 
-from ohlora_assets.configs import GateConfig
+from ohlora_assets.configs import GateConfig, KINDS, OWNERS
 from ohlora_assets.core.formats import TASKS
-from ohlora_assets.metadata import md_table
+from ohlora_assets.metadata import table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import candidate, registry
 
@@ -24,7 +24,7 @@ EVALUATED_BY = {**{f"adapter_{task}": f"{task}_quality_report" for task in TASKS
 def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"serving_{model}",
-        group_name=GROUP,
+        group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
         code_version="1",
         deps=[model, evaluated_by],
         description=(
@@ -70,8 +70,8 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
                 "promoted": promoted,
                 "candidate": version.version,
                 "serving": versions.serving_label() or "none",
-                "checks": md_table(decision.rows()),
-                "versions": md_table(versions_table(versions)),
+                "checks": table(decision.rows()),
+                "versions": table(versions_table(versions)),
                 "pruned": ", ".join(pruned) or "none",
             },
         )

@@ -61,8 +61,10 @@ def test_thresholds_show_defaults_beside_calibrated_values(run):
     thresholds = result.output_for_node("ethics_thresholds")
     assert thresholds["default"] == {BLOCKABLE[0]: 0.98, BLOCKABLE[1]: 0.95, BLOCKABLE[2]: 0.9, BLOCKABLE[3]: 0.9}
     assert set(thresholds["calibrated"]) == set(BLOCKABLE)
-    table = _materialization(result, "ethics_thresholds").metadata["thresholds"].value
-    assert "default_threshold" in table and "calibrated_general_fp" in table
+    table = _materialization(result, "ethics_thresholds").metadata["thresholds"]
+    columns = {column.name: column.type for column in table.schema.columns}
+    assert columns["default_threshold"] == "float" and "calibrated_general_fp" in columns
+    assert len(table.records) == len(BLOCKABLE)
 
 
 def test_report_has_metrics_confusion_histograms_and_misclassified(run):

@@ -17,6 +17,7 @@ import torch
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASK_FORMATS
 from ohlora_assets.core.gemma import (
@@ -132,7 +133,7 @@ def test_lora_targets_every_projection_of_a_gemma3_block(gemma):
 def test_a_lora_adapter_trains_reloads_with_plain_peft_and_generates(gemma, tmp_path):
     adapter_dir = tmp_path / "adapter"
     hp = LoraHyperParams(rank=4, epochs=1, batch_size=2, max_length=48)
-    result = train_lora_adapter(gemma.directory, PAIRS, PAIRS[:2], hp, adapter_dir, device="cpu")
+    result = train_lora_adapter(ModelSpec(gemma.directory, device="cpu"), PAIRS, PAIRS[:2], hp, adapter_dir)
     assert result.steps == 2 and result.train_examples == 4 and result.truncated_examples == 0
     assert 0 < result.final_train_loss < 20 and result.epochs[0].valid_loss is not None
     assert 0 < result.trainable_params < result.total_params / 100
@@ -153,3 +154,40 @@ def test_a_lora_adapter_trains_reloads_with_plain_peft_and_generates(gemma, tmp_
     # Two steps teach no end mark; whether one was reached is reported, not required.
     print(f"generation: {run.tokens_per_s:.1f} tokens/s, reached the end mark: "
           f"{[a.terminated for a in run.answers]}, raw: {[a.raw for a in run.answers]}")
+
+
+@needs_small
+def test_the_small_profile_serves_the_converted_base_to_every_task(gemma, tmp_path):
+    """base_models on `small` reuses a serving conversion of the same GGUF (registered here from the session's,
+    hard-linked), maps every task to it, and records the conversion and the Gemma terms."""
+    import os
+    import shutil
+
+    import dagster as dg
+
+    from ohlora_assets.assets import base_models, data
+    from ohlora_assets.core.base_models import GEMMA_3_270M
+    from ohlora_assets.core.formats import TASKS
+    from ohlora_assets.core.registry import ModelRegistry
+    from ohlora_assets.resources import ModelProfile
+    from ohlora_assets_tests.conftest import make_resources
+
+    resources = make_resources(tmp_path / "store")
+    resources["profile"] = ModelProfile(name="small")
+    registry = ModelRegistry(resources["store"].path("models"), "base_models")
+    with registry.write_version(data_version=gemma.data_version) as pending:
+        shutil.copytree(gemma.directory, pending.path / GEMMA_3_270M, copy_function=os.link)
+    registry.promote(pending.version, "converted by the test session")
+    result = dg.materialize(
+        [*dg.load_assets_from_modules([data]), base_models.base_models], resources=resources,
+        selection=["dialogue_dataset", "ml_qa_dataset", "base_models"], instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    served = str((registry.get(pending.version).path / GEMMA_3_270M).resolve())
+    assert result.output_for_node("base_models") == {
+        task: {"model": served, "revision": None, "source": "small"} for task in TASKS
+    }
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "base_models"]
+    assert event.materialization.metadata["converted_now"].value is False
+    assert event.materialization.metadata["version"].value == pending.version
+    assert "268098176" in event.materialization.metadata["conversion"].value
