@@ -96,31 +96,25 @@ def list_versions(args: argparse.Namespace) -> int:
     return 0
 
 
-def promote_version(args: argparse.Namespace) -> int:
+def _move_pointer(args: argparse.Namespace, move, done: str) -> int:
+    """Run `move(registry)` (a promote or a rollback) and say which version serves now; 1 on a registry error."""
     from ohlora_assets.core.registry import RegistryError
 
     registry = _registry(args)
     if registry is None:
         return 1
     try:
-        version = registry.promote(args.version, "manual")
+        version = move(registry)
     except RegistryError as error:
         print(error, file=sys.stderr)
         return 1
-    print(f"{registry.name}: {version.version} serves")
+    print(f"{registry.name}: {done}{version.version} serves")
     return 0
+
+
+def promote_version(args: argparse.Namespace) -> int:
+    return _move_pointer(args, lambda registry: registry.promote(args.version, "manual"), "")
 
 
 def rollback_version(args: argparse.Namespace) -> int:
-    from ohlora_assets.core.registry import RegistryError
-
-    registry = _registry(args)
-    if registry is None:
-        return 1
-    try:
-        version = registry.rollback()
-    except RegistryError as error:
-        print(error, file=sys.stderr)
-        return 1
-    print(f"{registry.name}: rolled back, {version.version} serves")
-    return 0
+    return _move_pointer(args, lambda registry: registry.rollback(), "rolled back, ")

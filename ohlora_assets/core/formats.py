@@ -51,44 +51,13 @@ class TaskFormat:
 
 
 TASK_FORMATS: dict[str, TaskFormat] = {
-    task.name: task
-    for task in (
-        TaskFormat(
-            name="output_message",
-            prompt_template="{input_data} (답변 시작) " + ANSWER_MARK,
-            answer_column="output_message",
-            end_mark="(답변 종료)",
-            train_types=("train", "train_msg"),
-            valid_types=("valid", "valid_msg"),
-            prompt_columns=("input_data",),
-        ),
-        TaskFormat(
-            name="summary",
-            prompt_template="{input_data} (오로라 답변) {output_message} (요약 시작) " + ANSWER_MARK,
-            answer_column="summary",
-            end_mark="(요약 종료)",
-            train_types=("train",),
-            valid_types=("valid",),
-            prompt_columns=("input_data", "output_message"),
-        ),
-        TaskFormat(
-            name="memory",
-            prompt_template="{input_data} (요약 시작) " + ANSWER_MARK,
-            answer_column="memory",
-            end_mark="(요약 종료)",
-            train_types=("train",),
-            valid_types=("valid", "valid_msg"),
-            prompt_columns=("input_data",),
-        ),
-        TaskFormat(
-            name="eyes_mouth_pose",
-            prompt_template="{output_message} (표정 출력 시작) " + ANSWER_MARK,
-            answer_column="eyes_mouth_pose",
-            end_mark="(표정 출력 종료)",
-            train_types=("train",),
-            valid_types=("valid",),
-            prompt_columns=("output_message",),
-        ),
+    name: TaskFormat(name, f"{prompt} {ANSWER_MARK}", name, end_mark, train_types, valid_types, prompt_columns)
+    for name, prompt, end_mark, train_types, valid_types, prompt_columns in (
+        # task (= its answer column), prompt up to the answer mark, end mark, train/valid data types, prompt columns
+        ("output_message", "{input_data} (답변 시작)", "(답변 종료)", ("train", "train_msg"), ("valid", "valid_msg"), ("input_data",)),
+        ("summary", "{input_data} (오로라 답변) {output_message} (요약 시작)", "(요약 종료)", ("train",), ("valid",), ("input_data", "output_message")),
+        ("memory", "{input_data} (요약 시작)", "(요약 종료)", ("train",), ("valid", "valid_msg"), ("input_data",)),
+        ("eyes_mouth_pose", "{output_message} (표정 출력 시작)", "(표정 출력 종료)", ("train",), ("valid",), ("output_message",)),
     )
 }
 TASKS = tuple(TASK_FORMATS)

@@ -90,13 +90,10 @@ class AdapterMetrics:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "loads": self.loads,
-            "end_mark_rate": self.end_mark_rate,
-            "first_train_loss": self.first_train_loss,
-            "final_train_loss": self.final_train_loss,
-            **{rate: self.quality.get(rate) for rate in QUALITY_RATES},
-        }
+        """The registry's flat keys: the quality rates beside the other figures."""
+        flat = asdict(self)
+        quality = flat.pop("quality")
+        return {**flat, **{rate: quality.get(rate) for rate in QUALITY_RATES}}
 
 
 @dataclass(frozen=True)
