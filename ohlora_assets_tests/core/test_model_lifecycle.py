@@ -68,3 +68,46 @@ def test_a_candidate_that_learned_nothing_is_refused_and_rollback_restores_the_e
     # The refused version stays listed (a manual promote may still choose it) with its measured figures.
     assert registry.get(worse).metrics["final_train_loss"] == worse_metrics.final_train_loss
     assert not [p for p in registry.root.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+
+
+# Trains a second version of the model at argv[1] on the base at argv[2]; its progress callback SIGKILLs the
+# process at the first epoch end, mid-training, while the staging directory holds a half-written nothing.
+KILLED_TRAINING = """
+import os, signal, sys
+from ohlora_assets.core.base_models import ModelSpec
+from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
+from ohlora_assets.core.registry import ModelRegistry
+from ohlora_assets_tests.core.test_model_lifecycle import PAIRS_FOR_KILL
+
+def kill_at_epoch_end(event):
+    if event.epoch_end:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+registry = ModelRegistry(sys.argv[1], "adapter_summary")
+with registry.write_version() as pending:
+    train_lora_adapter(ModelSpec(sys.argv[2], device="cpu"), PAIRS_FOR_KILL, [], LoraHyperParams(rank=2, epochs=3),
+                       pending.path, kill_at_epoch_end)
+"""
+PAIRS_FOR_KILL = [("안녕 (요약 시작) ### 답변:", " 인사 (요약 종료)"), ("배고파 (요약 시작) ### 답변:", " 배고픔 (요약 종료)")]
+
+
+def test_a_training_killed_midway_leaves_the_serving_version_loadable_and_its_debris_is_cleaned(tmp_path, base, pairs):
+    import os
+    import subprocess
+    import sys
+
+    registry = ModelRegistry(tmp_path, "adapter_summary")
+    serving, _ = _train_and_check(registry, base, pairs, LoraHyperParams(rank=2, epochs=2, batch_size=4))
+    registry.promote(serving, "first version")
+    project = Path(__file__).resolve().parents[2]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAINING, str(tmp_path), str(base)],
+        env={**os.environ, "PYTHONPATH": str(project), "OHLORA_TORCH_THREADS": "1"}, capture_output=True, timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert [p for p in registry.root.iterdir() if p.name.startswith(".staging-")]  # what the kill left
+    assert registry.serving_label() == serving and [v.version for v in registry.versions()] == [serving]
+    load_adapter(registry.serving_path())
+    # The next writer removes the dead one's staging directory.
+    _train_and_check(registry, base, pairs, LoraHyperParams(rank=2, epochs=2, batch_size=4, seed=3))
+    assert not [p for p in registry.root.iterdir() if p.name.startswith(".staging-")]
