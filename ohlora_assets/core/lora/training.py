@@ -194,7 +194,7 @@ def train_lora_adapter(
     if fused:
         register_fused_layers(config)
     if hp.gradient_checkpointing:  # non-reentrant: no input needs requires_grad for the LoRA grads to flow
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, config)
     dropout_rng = np.random.default_rng(hp.seed) if fused else None
     if fused:
