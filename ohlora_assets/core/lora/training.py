@@ -174,7 +174,9 @@ def train_lora_adapter(
     valid, _ = encode_pairs(tokenizer, valid_examples, hp.max_length)
 
     fingerprint = (
-        run_fingerprint(asdict(hp), source.model, source.revision, device, epoch_data, valid) if checkpoint_dir else None
+        run_fingerprint(asdict(hp), source.model, source.revision, device, epoch_data, valid)
+        if checkpoint_dir is not None
+        else None
     )
     torch.manual_seed(hp.seed)
     config = LoraConfig(
@@ -229,8 +231,8 @@ def train_lora_adapter(
             for batch in collated:
                 with _mixed_precision(device):
                     loss, n, correct = completion_loss(model, *batch)
-                # Each micro-batch's mean loss weighted by its share of the step's labels: the step's
-                # gradient is that of one batch of them all (exactly so, up to rounding; x1.0 without accumulation).
+                # Each micro-batch's mean loss weighted by its share of the step's labels: the step's gradient
+                # is that of one batch holding them all, up to rounding (without accumulation the factor is 1.0).
                 scaled = loss * (n / step_labels)
                 scaled.backward()
                 step_loss += scaled.item()

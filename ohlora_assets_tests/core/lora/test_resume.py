@@ -91,3 +91,24 @@ def test_an_unreadable_checkpoint_is_ignored(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ohlora_assets.core.lora.checkpoint"):
         assert load_state(tmp_path, "any") is None
     assert "unreadable" in caplog.text
+
+
+def test_a_run_that_failed_after_its_last_checkpoint_only_saves_on_the_next_call(base, tmp_path):
+    hp = LoraHyperParams(rank=4, epochs=2, batch_size=4)
+    checkpoints = tmp_path / "checkpoints"
+
+    def fail_at_the_end(event):
+        if event.epoch_end and event.epoch == hp.epochs:
+            raise RuntimeError("stopped before the adapter was saved")
+
+    try:
+        train_lora_adapter(ModelSpec(str(base), device="cpu"), PAIRS, [], hp, tmp_path / "failed", fail_at_the_end, checkpoints)
+    except RuntimeError:
+        pass
+    steps: list = []
+    resumed = train_lora_adapter(ModelSpec(str(base), device="cpu"), PAIRS, [], hp, tmp_path / "resumed", steps.append,
+                                 checkpoint_dir=checkpoints)
+    assert resumed.resumed_epochs == 2 and steps == [] and resumed.steps == 4
+    whole = train_lora_adapter(ModelSpec(str(base), device="cpu"), PAIRS, [], hp, tmp_path / "whole")
+    assert resumed.data_version == whole.data_version
+    assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
