@@ -30,9 +30,13 @@ class LoraHyperParams:
     batch_size: int = 2
     seed: int = 0
     max_length: int = 256  # tokens per example (the prompt is cut first)
+    # Micro-batches of batch_size per optimizer step: the effective batch is batch_size x grad_accumulation.
+    grad_accumulation: int = 1
+    # Recompute activations in the backward pass (less memory, more time): for large bases on a GPU.
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("rank", "epochs", "batch_size", "max_length"):
+        for name in ("rank", "epochs", "batch_size", "max_length", "grad_accumulation"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 

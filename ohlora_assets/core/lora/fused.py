@@ -136,10 +136,9 @@ def register_fused_layers(config) -> None:
     config._register_custom_module({torch.nn.Linear: FusedLoraLinearLayer})
 
 
-def use_fused_dropout(model, seed: int) -> int:
-    """Start fusing every plain FusedLoraLinearLayer of `model`, all drawing dropout masks from one
-    NumPy generator seeded by `seed` (in the order the layers run); returns how many fuse."""
-    rng = np.random.default_rng(seed)
+def use_fused_dropout(model, rng: np.random.Generator) -> int:
+    """Start fusing every plain FusedLoraLinearLayer of `model`, all drawing dropout masks from `rng` (in
+    the order the layers run; a training checkpoint saves its state); returns how many fuse."""
     return sum(
         module.use_dropout_masks(rng) for module in model.modules() if isinstance(module, FusedLoraLinearLayer)
     )

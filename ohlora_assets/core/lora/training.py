@@ -7,10 +7,16 @@ by length and right-padded to the batch's longest, the LM head runs only on the 
 whose next token is a completion token (the only ones the loss counts; batching.py), each adapted
 layer is one autograd node on CPU (fused.py), and the LoRA tensors are one flat parameter for the
 optimizer (flat.py). What is saved is PEFT's own format, untouched by any of this.
+
+For large bases: bf16 autocast on CUDA, gradient accumulation and activation checkpointing
+(LoraHyperParams), and a checkpoint after every epoch that a killed run resumes from
+(checkpoint.py). With the default hyper-parameters, a CPU run trains the same weights with or
+without checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -18,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ohlora_assets.core.base_models import ModelSpec
@@ -30,6 +37,14 @@ from ohlora_assets.core.lora.batching import (
     encode_pairs,
     evaluate_loss,
     length_grouped_batches,
+)
+from ohlora_assets.core.lora.checkpoint import (
+    capture_state,
+    load_state,
+    remove_state,
+    restore_state,
+    run_fingerprint,
+    save_state,
 )
 from ohlora_assets.core.lora.flat import FlatTrainables
 from ohlora_assets.core.lora.loading import load_base_model
@@ -78,6 +93,7 @@ class LoraTrainResult:
     truncated_examples: int
     steps: int
     hyper_params: LoraHyperParams
+    resumed_epochs: int = 0  # epochs restored from a checkpoint rather than trained by this call
 
     @property
     def first_train_loss(self) -> float:
@@ -114,6 +130,7 @@ def train_lora_adapter(
     hp: LoraHyperParams,
     output_dir: Path,
     progress: Progress | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> LoraTrainResult:
     """Train a LoRA adapter on `source`'s base and save it as a plain PEFT directory into `output_dir`.
 
@@ -126,6 +143,13 @@ def train_lora_adapter(
     same data and device give the same adapter. `progress` gets a ProgressEvent per optimizer step
     and one with epoch_end=True per epoch (metrics token_accuracy and valid_loss); throttling is the
     receiver's business (see core/progress.py).
+
+    With `checkpoint_dir`, the state after every epoch is saved there (checkpoint.py), and a call
+    whose checkpoint_dir holds a checkpoint of the same run (hyper-parameters, base, device, data)
+    continues after that checkpoint's last epoch, ending with the adapter an uninterrupted run
+    gives; a checkpoint of another run is ignored (logged) and overwritten. It must outlive a killed
+    process, so it is not inside `output_dir` (a staging directory is discarded with its run). The
+    checkpoint is deleted once the adapter is saved.
     """
     from peft import LoraConfig, get_peft_model
     from transformers import get_linear_schedule_with_warmup
@@ -151,6 +175,11 @@ def train_lora_adapter(
         epoch_data.append(encoded)
     valid, _ = encode_pairs(tokenizer, valid_examples, hp.max_length)
 
+    fingerprint = (
+        run_fingerprint(asdict(hp), source.model, source.revision, device, epoch_data, valid)
+        if checkpoint_dir is not None
+        else None
+    )
     torch.manual_seed(hp.seed)
     config = LoraConfig(
         r=hp.rank,
@@ -162,49 +191,75 @@ def train_lora_adapter(
         task_type="CAUSAL_LM",
         revision=source.revision,
     )
-    fused = device == "cpu"  # the fused layers' dropout masks are drawn on the CPU
+    # The fused layers draw their dropout masks on the CPU, from a NumPy generator that activation
+    # checkpointing would not rewind for its recomputation (it restores torch's): with
+    # checkpointing, PEFT's own layers run, whose nn.Dropout uses torch's generator.
+    fused = device == "cpu" and not hp.gradient_checkpointing
     if fused:
         register_fused_layers(config)
+    if hp.gradient_checkpointing:  # non-reentrant: no input needs requires_grad for the LoRA grads to flow
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, config)
+    dropout_rng = np.random.default_rng(hp.seed) if fused else None
     if fused:
-        use_fused_dropout(model, hp.seed)
+        use_fused_dropout(model, dropout_rng)
     trainable, total = model.get_nb_trainable_parameters()
     trainables = FlatTrainables([p for p in model.parameters() if p.requires_grad])
     params = [trainables.param]
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=0.0, fused=True)
     plans = [length_grouped_batches(data, hp.batch_size, random.Random(f"{hp.seed}:{e}")) for e, data in enumerate(epoch_data)]
-    total_steps = sum(len(plan) for plan in plans)
-    # Linear decay to zero over the run, the Hugging Face Trainer's default.
+    # An optimizer step per grad_accumulation consecutive micro-batches (the epoch's last step may have fewer).
+    epoch_steps = [[plan[i : i + hp.grad_accumulation] for i in range(0, len(plan), hp.grad_accumulation)] for plan in plans]
+    total_steps = sum(len(steps) for steps in epoch_steps)
+    # Linear decay to zero over the run's optimizer steps, the Hugging Face Trainer's default.
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, total_steps)
 
     stats: list[EpochStats] = []
     step, tokens_seen, train_time = 0, 0, 0.0
+    resumed = load_state(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
+    if resumed is not None:
+        restore_state(resumed, trainables.param, optimizer, scheduler, dropout_rng)
+        stats, step = [EpochStats(**s) for s in resumed.epoch_stats], resumed.step
     started = time.perf_counter()
     model.train()
-    for epoch, (data, plan) in enumerate(zip(epoch_data, plans)):
+    for epoch in range(len(stats), hp.epochs):
+        data = epoch_data[epoch]
         epoch_start = time.perf_counter()
         loss_sum, label_count, correct_sum, epoch_tokens = 0.0, 0, 0, 0
-        for batch_ids in plan:
-            batch = [data[i] for i in batch_ids]
-            loss, n, correct = completion_loss(model, *collate(batch, pad_id, device))
-            loss.backward()
+        for micro_batches in epoch_steps[epoch]:
+            collated = [collate([data[i] for i in ids], pad_id, device) for ids in micro_batches]
+            step_labels = sum(int(mask.sum()) for _, mask, _ in collated)
+            step_loss = 0.0
+            for batch in collated:
+                with _mixed_precision(device):
+                    loss, n, correct = completion_loss(model, *batch)
+                # Each micro-batch's mean loss weighted by its share of the step's labels: the step's gradient
+                # is that of one batch holding them all, up to rounding (without accumulation the factor is 1.0).
+                scaled = loss * (n / step_labels)
+                scaled.backward()
+                step_loss += scaled.item()
+                loss_sum += loss.item() * n
+                label_count += n
+                correct_sum += int(correct)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             trainables.zero_grad()
             step += 1
-            step_loss = loss.item()
-            loss_sum += step_loss * n
-            label_count += n
-            correct_sum += int(correct)
-            epoch_tokens += sum(len(e.ids) for e in batch)
+            epoch_tokens += sum(len(data[i].ids) for ids in micro_batches for i in ids)
             if progress:
                 progress(ProgressEvent(done=step, total=total_steps, epoch=epoch + 1, epochs=hp.epochs, loss=step_loss))
         train_time += time.perf_counter() - epoch_start
         tokens_seen += epoch_tokens
-        valid_loss = evaluate_loss(model, valid, pad_id, device)
+        with _mixed_precision(device):
+            valid_loss = evaluate_loss(model, valid, pad_id, device)
         stats.append(EpochStats(epoch + 1, loss_sum / label_count, correct_sum / label_count, valid_loss,
                                 epoch_tokens, time.perf_counter() - epoch_start))
+        if checkpoint_dir is not None:  # before the epoch's event: whoever hears it may stop the process
+            save_state(checkpoint_dir, capture_state(
+                fingerprint, epoch + 1, step, [asdict(s) for s in stats], trainables.param, optimizer, scheduler,
+                dropout_rng,
+            ))
         if progress:
             progress(ProgressEvent(
                 done=step, total=total_steps, epoch=epoch + 1, epochs=hp.epochs, loss=stats[-1].train_loss,
@@ -213,7 +268,7 @@ def train_lora_adapter(
 
     result = LoraTrainResult(
         epochs=stats,
-        tokens_per_s=tokens_seen / train_time,
+        tokens_per_s=tokens_seen / train_time if train_time else 0.0,  # 0 when every epoch was restored
         wall_s=time.perf_counter() - started,
         peak_memory_mb=peak_memory_mb(device),
         data_version="",
@@ -228,6 +283,7 @@ def train_lora_adapter(
         truncated_examples=truncated,
         steps=step,
         hyper_params=hp,
+        resumed_epochs=resumed.epochs_done if resumed is not None else 0,
     )
     trainables.release()
     output_dir = Path(output_dir)
@@ -236,4 +292,11 @@ def train_lora_adapter(
     tokenizer.save_pretrained(output_dir)
     result.data_version = directory_hash(output_dir)
     (output_dir / TRAINING_LOG).write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    if checkpoint_dir is not None:
+        remove_state(checkpoint_dir)
     return result
+
+
+def _mixed_precision(device: str):
+    """bf16 autocast on CUDA (the weights stay in the dtype they were loaded in); nothing elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()

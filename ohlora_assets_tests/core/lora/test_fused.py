@@ -66,7 +66,7 @@ def test_fused_training_matches_peft_forward_and_backward(base, tokenizer):
     ids = _ids(tokenizer)
     eager = _lora_model(base, dropout=0.0, fused=False)
     fused = _lora_model(base, dropout=0.0, fused=True)
-    assert use_fused_dropout(fused, seed=0) == 7 * fused.config.num_hidden_layers
+    assert use_fused_dropout(fused, np.random.default_rng(0)) == 7 * fused.config.num_hidden_layers
     eager_loss, eager_grads = _loss_and_grads(eager, ids)
     fused_loss, fused_grads = _loss_and_grads(fused, ids)
     assert fused_loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
@@ -77,7 +77,7 @@ def test_fused_training_matches_peft_forward_and_backward(base, tokenizer):
 
 def test_fused_dropout_is_the_masked_peft_branch_with_a_fresh_mask_per_call(base):
     model = _lora_model(base, dropout=0.3, fused=True)
-    use_fused_dropout(model, seed=7)
+    use_fused_dropout(model, np.random.default_rng(7))
     layer = model.base_model.model.model.layers[0].mlp.down_proj
     x = torch.randn(2, 5, layer.in_features, requires_grad=True)
     out = layer(x)
@@ -97,7 +97,7 @@ def test_every_other_call_takes_peft_s_own_forward(base, tokenizer):
     ids = _ids(tokenizer)
     eager = _lora_model(base, dropout=0.3, fused=False)
     fused = _lora_model(base, dropout=0.3, fused=True)
-    use_fused_dropout(fused, seed=0)
+    use_fused_dropout(fused, np.random.default_rng(0))
     layer = fused.base_model.model.model.layers[0].self_attn.q_proj
     shapes = []
     layer.draw_mask = lambda shape, draw=layer.draw_mask: shapes.append(shape) or draw(shape)
@@ -127,7 +127,7 @@ def test_only_plain_layers_fuse(base, tokenizer):
     """DoRA is a LoRA variant: its layers keep PEFT's forward, so training is PEFT's own."""
     ids = _ids(tokenizer)
     dora = _lora_model(base, dropout=0.0, fused=True, use_dora=True)
-    assert use_fused_dropout(dora, seed=0) == 0
+    assert use_fused_dropout(dora, np.random.default_rng(0)) == 0
     eager_loss, _ = _loss_and_grads(_lora_model(base, dropout=0.0, fused=False, use_dora=True), ids)
     assert _loss_and_grads(dora, ids)[0].item() == eager_loss.item()
 
