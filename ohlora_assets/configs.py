@@ -36,6 +36,8 @@ _LORA_DESCRIPTIONS = {
     "batch_size": "examples per optimizer step",
     "seed": "seeds LoRA init, dropout and batch order",
     "max_length": "tokens per example (the prompt is cut first)",
+    "grad_accumulation": "micro-batches of batch_size per optimizer step (effective batch = batch_size x this)",
+    "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower (large bases on GPU)",
 }
 # Left empty by default: the profile decides (Budget.adapter / Budget.experiment).
 _PROFILE_DEFAULTS = {"learning_rate": float | None, "epochs": int | None}
