@@ -5,6 +5,7 @@ Exit status: 0 success, 1 failure, 2 usage errors only (argparse's).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,7 +43,6 @@ def test_version():
         ["bench", "generation", "--train", "x.csv"],  # another benchmark's option
         ["bench", "training", "--seeds", "1,2"],
         ["bench", "ethics-accuracy", "--seeds", "forty-two"],
-        ["ethics", "check", "안녕"],  # --user missing
     ],
 )
 def test_usage_errors_exit_2_and_say_why(args):
@@ -76,10 +76,18 @@ def test_help_is_written_for_users_and_imports_no_torch():
     assert probe.stdout.strip() == "False"
 
 
+def test_the_gate_answers_a_usage_error_in_json_with_exit_2():
+    """`ethics check` speaks JSON on stdout whatever happens (its callers parse it): a usage error too."""
+    result = ohlora("ethics", "check", "안녕")  # --user missing
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    answer = json.loads(result.stdout)
+    assert "--user" in answer["error"] and answer["usage"].startswith("usage:")
+
+
 def test_a_command_that_fails_exits_1_not_2(tmp_path):
     result = ohlora(
         "ethics", "check", "안녕", "--user", "u", "--model", str(tmp_path / "no-model"), "--log", str(tmp_path / "log.sqlite"),
         home=tmp_path,
     )
     assert result.returncode == 1, result.stderr
-    assert "ethics_sbert_model" in result.stderr
+    assert "ethics_sbert_model" in json.loads(result.stdout)["error"]
