@@ -16,6 +16,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from ohlora_assets.resources import PROJECT_ROOT
+
 
 def quick_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small budgets: a check that it runs, not a measurement")
@@ -35,6 +37,11 @@ def ethics_accuracy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", type=seeds, metavar="N[,N...]",
         help="train once per seed (split, data order, dropout); the figure is the mean accuracy (default: 42)",
+    )
+    parser.add_argument(
+        "--heldout", metavar="CSV", default=str(PROJECT_ROOT / "data" / "ethics_heldout.csv"),
+        help="prompts written apart from both training files, scored too: accuracy and recall per category "
+        "(default: data/ethics_heldout.csv)",
     )
 
 
