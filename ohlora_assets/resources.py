@@ -208,4 +208,7 @@ def default_resources() -> dict[str, object]:
         "profile": ModelProfile.configured(),
         # asset values live beside the artifacts; the IO manager's folder is fixed when the definitions load
         "io_manager": AtomicFilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
+        # the training assets' `launcher: pipes` (ohlora_assets/launchers.py); deploy/README.md swaps in
+        # a Kubernetes or Docker client for GPU machines
+        "pipes_client": dg.PipesSubprocessClient(),
     }

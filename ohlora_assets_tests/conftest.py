@@ -30,6 +30,7 @@ def make_resources(root: Path, paths: DataPaths | None = None, smoke: bool = Tru
         "store": store,
         "profile": ModelProfile(smoke=smoke),
         "io_manager": AtomicFilesystemIOManager(base_dir=str(store.path("io"))),
+        "pipes_client": dg.PipesSubprocessClient(),
     }
 
 
