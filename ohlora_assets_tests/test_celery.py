@@ -9,6 +9,7 @@ scripts/ci_services.sh; the `celery` extra installs the rest). Every process it 
 """
 
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -28,7 +29,6 @@ BIN = Path(sys.executable).parent
 CELERY_YAML = PROJECT_ROOT / "deploy" / "celery.yaml"
 JOB = "celery_smoke"
 ADAPTER = "adapter_memory"
-pytestmark = pytest.mark.slow
 
 
 def celery_smoke_job() -> dg.JobDefinition:
@@ -100,6 +100,7 @@ def redis_url(tmp_path):
         _stop(process)
 
 
+@pytest.mark.slow
 def test_data_group_and_an_adapter_run_on_a_celery_worker(redis_url, tmp_path, monkeypatch):
     pytest.importorskip("dagster_celery", reason="dagster-celery is missing: pip install '.[celery]'")
     if not (BIN / "dagster-celery").exists():
@@ -145,3 +146,14 @@ def test_data_group_and_an_adapter_run_on_a_celery_worker(redis_url, tmp_path, m
                    if (entry.dagster_event.message or "").endswith("in celery worker")]
         steps = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
         assert workers and len(workers) == len(steps) and all(w.startswith("ohlora-test@") for w in workers)
+
+
+@pytest.mark.parametrize("executor_name", ["multiprocess", "celery"])
+def test_the_deploy_definitions_load_with_the_chosen_executor(monkeypatch, executor_name):
+    pytest.importorskip("dagster_celery", reason="dagster-celery is missing: pip install '.[celery]'")
+    monkeypatch.setenv("OHLORA_EXECUTOR", executor_name)
+    loaded = runpy.run_path(str(PROJECT_ROOT / "deploy" / "definitions.py"))["defs"]
+    dg.Definitions.validate_loadable(loaded)
+    assert loaded.resolve_job_def("retrain_all").executor_def.name == {"multiprocess": "multi_or_in_process_executor",
+                                                                        "celery": "celery"}[executor_name]
+    assert isinstance(loaded.resources["pipes_client"], dg.PipesSubprocessClient)
