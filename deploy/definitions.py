@@ -8,7 +8,8 @@ ohlora_assets/definitions.py, with the step executor and the training assets' Pi
     OHLORA_K8S_NAMESPACE   k8s: the namespace of training pods (default `default`)
     OHLORA_TRAINING_GPUS   GPUs per training pod or container (default 1)
 
-Load it instead of the module: `dagster dev -f deploy/definitions.py`, or `python_file: deploy/definitions.py`
+Set them alike on every machine (Celery workers and step pods rebuild the job from this file). Load it instead
+of the module: `dagster dev -f deploy/definitions.py`, or `python_file: deploy/definitions.py`
 in workspace.yaml. The executor's run config (broker URLs for celery) is deploy/celery.yaml.
 """
 
@@ -16,7 +17,7 @@ import os
 
 import dagster as dg
 
-from ohlora_assets.definitions import defs as project
+from ohlora_assets import definitions as project  # the module: one Definitions object at module scope
 from ohlora_assets.launchers import PIPES_CLIENT
 from ohlora_assets.resources import setting
 
@@ -52,11 +53,11 @@ def pipes_client() -> dg.PipesClient:
 
 
 defs = dg.Definitions(
-    assets=project.assets,
-    asset_checks=project.asset_checks,
-    jobs=project.jobs,
-    schedules=project.schedules,
-    sensors=project.sensors,
-    resources={**project.resources, PIPES_CLIENT: pipes_client()},
+    assets=project.defs.assets,
+    asset_checks=project.defs.asset_checks,
+    jobs=project.defs.jobs,
+    schedules=project.defs.schedules,
+    sensors=project.defs.sensors,
+    resources={**project.defs.resources, PIPES_CLIENT: pipes_client()},
     executor=executor(),
 )
