@@ -9,6 +9,7 @@ them (`ohlora_assets.launchers` turns them into Dagster metadata, the Pipes entr
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,11 @@ def train_adapter_version(
     configured: dict[str, Any],
     profile: TrainingProfile,
     artifact_root: Path,
-    progress: Progress | None = None,
-    log=print,
+    progress: Progress | None,
+    log: Callable[[str], None],
 ) -> TrainedVersion:
     """Train the task's LoRA adapter (`configured`: the run config's LoRA fields, None = recipe's) into a new
-    version of its registry under `<artifact_root>/models`, and describe it."""
+    version of its registry under `<artifact_root>/models`, and describe it; `log` gets one line on its inputs."""
     limit_torch_threads()
     from ohlora_assets.core.lora import train_lora_adapter
 
