@@ -3,7 +3,6 @@
 The rendering itself (Markdown, matplotlib) is core/render.py; this module turns it into MetadataValues.
 """
 
-import base64
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.render import markdown_table
+from ohlora_assets.core.render import inline_png, markdown_table
 
 
 def md_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
@@ -55,11 +54,6 @@ def table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.
 def number(value: float | None, digits: int = 4) -> dg.MetadataValue | None:
     """A float for reading (`digits` significant digits); None stays None."""
     return None if value is None else dg.MetadataValue.float(float(f"{value:.{digits}g}"))
-
-
-def inline_png(png: bytes, alt: str) -> str:
-    """Markdown that shows a PNG inline (the UI renders data URIs; no file server needed)."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:

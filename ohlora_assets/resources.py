@@ -178,10 +178,9 @@ class ModelProfile(dg.ConfigurableResource):
 
     def budget(self):
         """The profile's core.recipes.Budget on the device this run resolves to (imports torch)."""
-        from ohlora_assets.core.device import resolve_device
         from ohlora_assets.core.recipes import Budget
 
-        return Budget(self.name, self.smoke, accelerated=resolve_device(self.device).startswith("cuda"))
+        return Budget.on(self.name, self.smoke, self.device)
 
     @property
     def base_model_overrides(self) -> dict[str, str]:
@@ -216,4 +215,7 @@ def default_resources() -> dict[str, object]:
         "profile": ModelProfile.configured(),
         # asset values live beside the artifacts; the IO manager's folder is fixed when the definitions load
         "io_manager": AtomicFilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
+        # the training assets' `launcher: pipes` (ohlora_assets/launchers.py); deploy/README.md swaps in
+        # a Kubernetes or Docker client for GPU machines
+        "pipes_client": dg.PipesSubprocessClient(),
     }

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from ohlora_assets.core.model_training import VERSION_KEY
 from ohlora_assets.core.registry import ModelRegistry, ModelVersion
 from ohlora_assets.resources import ArtifactStore
 
-VERSION_KEY = "version"
 
 
 def registry(store: ArtifactStore, asset_name: str) -> ModelRegistry:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from ohlora_assets.io_manager import AtomicFilesystemIOManager
@@ -29,6 +30,7 @@ def make_resources(root: Path, paths: DataPaths | None = None, smoke: bool = Tru
         "store": store,
         "profile": ModelProfile(smoke=smoke),
         "io_manager": AtomicFilesystemIOManager(base_dir=str(store.path("io"))),
+        "pipes_client": dg.PipesSubprocessClient(),
     }
 
 

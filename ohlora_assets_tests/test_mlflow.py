@@ -144,3 +144,33 @@ def test_a_training_that_raises_leaves_a_failed_run(mlflow_server, monkeypatch):
             run.log_epoch(1, {"loss": 0.5})
             raise RuntimeError("out of memory")
     assert MlflowClient(tracking_uri=mlflow_server).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_an_adapter_materialization_logs_to_mlflow_and_links_the_run(mlflow_server, monkeypatch, tmp_path):
+    """The real training path (core/model_training.py, what both launchers run): the asset's metadata links
+    the MLflow run, which holds the LoRA parameters, one loss per epoch and the saved adapter."""
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from ohlora_assets.assets import base_models, data, models
+    from ohlora_assets_tests.conftest import make_resources
+
+    monkeypatch.setenv("OHLORA_MLFLOW_URI", mlflow_server)
+    monkeypatch.setenv("OHLORA_MLFLOW_EXPERIMENT", "ohlora-assets-test")
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "1")
+    result = dg.materialize(
+        [*dg.load_assets_from_modules([data, base_models, models])],
+        selection=dg.AssetSelection.groups("data") | dg.AssetSelection.assets("base_models", "adapter_memory"),
+        resources=make_resources(tmp_path / "store"), instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "adapter_memory"]
+    link = event.materialization.metadata["mlflow_run"]
+    assert isinstance(link, dg.UrlMetadataValue) and link.url.startswith(mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server)
+    logged = client.get_run(link.url.rsplit("/", 1)[-1])
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "adapter_memory"
+    assert logged.data.params["rank"] == "64" and logged.data.params["profile"] == "embedded"
+    epochs = event.materialization.metadata["per_epoch"].records
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "loss")] == [r.data["epoch"] for r in epochs]
+    assert "adapter/adapter_model.safetensors" in [a.path for a in client.list_artifacts(logged.info.run_id, "adapter")]

