@@ -12,7 +12,7 @@ TORCH_PIP_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_PIP_ARGS) torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,mlflow,small,celery]'
+	$(BIN)/pip install -q -e '.[dev,mlflow,small,celery,bench]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from ohlora_assets.assets import data, models
+from ohlora_assets.assets import base_models, data, models
 from ohlora_assets.resources import PROJECT_ROOT, default_resources
 
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def celery_smoke_job() -> dg.JobDefinition:
 
     selection = dg.AssetSelection.groups("data") | dg.AssetSelection.assets("base_models", ADAPTER)
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([data, models]),
+        assets=dg.load_assets_from_modules([data, base_models, models]),
         resources=default_resources(),
         jobs=[dg.define_asset_job(JOB, selection=selection, executor_def=celery_executor)],
     ).resolve_job_def(JOB)

@@ -13,12 +13,12 @@ import sys
 import dagster as dg
 import pytest
 
-from ohlora_assets.assets import data, ethics, models
+from ohlora_assets.assets import base_models, data, ethics, models
 from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets_tests.conftest import make_resources
 
-ASSETS = [*dg.load_assets_from_modules([data, models, ethics])]
+ASSETS = [*dg.load_assets_from_modules([data, base_models, models, ethics])]
 # Values that depend on the weights and the data, not on the clock or the process.
 ADAPTER_KEYS = ["version", "path", "hyper_parameters", "first_epoch_train_loss", "final_train_loss",
                 "final_valid_loss", "steps", "trainable_params", "train_examples", "target_modules", "base_model"]

@@ -60,7 +60,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         Benchmark(
             "training", "ohlora_assets.bench.training:run", 1.5, "training speed-up ratio",
-            "LoRA training throughput: our trainer vs a Hugging Face Trainer with on-the-fly augmentation",
+            "LoRA training throughput end to end: our trainer vs TRL's SFTTrainer (completion-only loss, grouped by length)",
         ),
         Benchmark(
             "ethics-accuracy", "ohlora_assets.bench.ethics_accuracy:over_seeds", 0.95, "ethics gate test accuracy",
