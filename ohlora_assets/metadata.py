@@ -3,7 +3,6 @@
 The rendering itself (Markdown, matplotlib) is core/render.py; this module turns it into MetadataValues.
 """
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,43 +11,19 @@ import dagster as dg
 import pandas as pd
 
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.render import inline_png, markdown_table
+from ohlora_assets.core.render import inline_png, markdown_table, typed_table
 
 
 def md_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(rows, digits))
 
 
-def _cell(value: Any, digits: int) -> Any:
-    """A table cell the UI can sort: plain numbers (floats to `digits` significant digits), text otherwise."""
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else float(f"{value:.{digits}g}")
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
-
-
-def _column_type(types: set[type]) -> str:
-    if types == {bool}:
-        return "bool"
-    if types == {int}:
-        return "int"
-    return "float" if types and types <= {int, float} else "string"
-
-
 def table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
     """A table the UI sorts and filters, with a typed schema; floats rounded for reading."""
-    records = [
-        {str(k): _cell(v, digits) for k, v in row.items()}
-        for row in (rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
-    ]
-    names = list(records[0]) if records else [str(c) for c in getattr(rows, "columns", [])]
-    columns = [
-        dg.TableColumn(name, _column_type({type(r[name]) for r in records if r.get(name) is not None})) for name in names
-    ]
-    return dg.MetadataValue.table([dg.TableRecord(r) for r in records], dg.TableSchema(columns=columns))
+    records, columns = typed_table(rows, digits)
+    return dg.MetadataValue.table(
+        [dg.TableRecord(r) for r in records], dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in columns])
+    )
 
 
 def number(value: float | None, digits: int = 4) -> dg.MetadataValue | None:

@@ -34,17 +34,20 @@ from ohlora_assets.core.model_training import (
     train_ethics_version,
 )
 from ohlora_assets.core.progress import ProgressReporter
+from ohlora_assets.core.render import typed_table
 
 
 def pipes_metadata(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """core metadata -> Pipes metadata: Markdown and paths typed, tables as JSON rows, every other value inferred
-    as in process."""
+    """core metadata -> Pipes metadata: Markdown, paths, tables and links typed as in process, every other value
+    inferred."""
     typed = {}
     for key, value in metadata.items():
         if isinstance(value, Markdown):
             typed[key] = {"raw_value": str(value), "type": "md"}
         elif isinstance(value, Table):
-            typed[key] = {"raw_value": list(value), "type": "json"}
+            records, columns = typed_table(list(value))
+            schema = [{"name": name, "type": kind} for name, kind in columns]
+            typed[key] = {"raw_value": {"records": records, "schema": schema}, "type": "table"}
         elif isinstance(value, Url):
             typed[key] = {"raw_value": str(value), "type": "url"}
         elif isinstance(value, Path):

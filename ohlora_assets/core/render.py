@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,38 @@ def markdown_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     cells = frame.map(lambda v: f"{v:.{digits}g}" if isinstance(v, float) else v)
     return cells.to_markdown(index=False)
+
+
+def _cell(value: Any, digits: int) -> Any:
+    """A cell a table viewer can sort: plain numbers (floats to `digits` significant digits), text otherwise."""
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.{digits}g}")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _column_type(types: set[type]) -> str:
+    if types == {bool}:
+        return "bool"
+    if types == {int}:
+        return "int"
+    return "float" if types and types <= {int, float} else "string"
+
+
+def typed_table(
+    rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """(records, [(column, type)]) of a table for a sortable viewer (the Dagster UI, in process or over Pipes):
+    plain cells, floats rounded for reading, each column typed bool, int, float or string."""
+    records = [
+        {str(k): _cell(v, digits) for k, v in row.items()}
+        for row in (rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
+    ]
+    names = list(records[0]) if records else [str(c) for c in getattr(rows, "columns", [])]
+    return records, [(n, _column_type({type(r[n]) for r in records if r.get(n) is not None})) for n in names]
 
 
 def subplots(*args, **kwargs):
