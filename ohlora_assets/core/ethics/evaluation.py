@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHICS_CATEGORIES, GENERAL
+from ohlora_assets.core.io import atomic_write_bytes
+from ohlora_assets.core.render import figure_png, subplots
 
 
 @dataclass
@@ -87,16 +89,12 @@ def confusion_markdown(evaluation: EthicsEvaluation) -> str:
 def plot_histogram(
     scores: np.ndarray, truth: list[str], category: str, thresholds: dict[str, float], path: str | Path
 ) -> Path:
-    """Scores for `category` of that category's prompts vs `일반` prompts, each threshold a vertical line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    """Scores for `category` of that category's prompts vs `일반` prompts, each threshold a vertical line;
+    the PNG is written atomically at `path`."""
     column = scores[:, ETHICS_CATEGORIES.index(category)]
     truth_arr = np.asarray(truth)
     bins = np.linspace(min(-0.2, float(column.min(initial=0))), 1.0, 41)
-    figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
+    figure, axes = subplots(figsize=(6, 3.2), dpi=100)
     key = CATEGORY_KEYS[category]
     axes.hist(column[truth_arr == GENERAL], bins=bins, alpha=0.6, label="general prompts", color="tab:blue")
     axes.hist(column[truth_arr == category], bins=bins, alpha=0.6, label=f"{key} prompts", color="tab:red")
@@ -105,11 +103,8 @@ def plot_histogram(
     axes.set_xlabel(f"cosine similarity to the '{key}' category")
     axes.set_ylabel("prompts")
     axes.legend(fontsize=7)
-    figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    plt.close(figure)
+    atomic_write_bytes(path, figure_png(figure))
     return path
 
 
