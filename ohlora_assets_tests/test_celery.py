@@ -11,8 +11,6 @@ scripts/ci_services.sh; the `celery` extra installs the rest). Every process it 
 import os
 import runpy
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import yaml
 
 from ohlora_assets.assets import base_models, data, models
 from ohlora_assets.resources import PROJECT_ROOT, default_resources
+from ohlora_assets_tests.processes import free_port, stop_process_group
 
 BIN = Path(sys.executable).parent
 CELERY_YAML = PROJECT_ROOT / "deploy" / "celery.yaml"
@@ -44,22 +43,6 @@ def celery_smoke_job() -> dg.JobDefinition:
     ).resolve_job_def(JOB)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the process group the test started (the worker CLI runs celery, which forks its pool)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
 
 def _wait_for(ready, what: str, process: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
@@ -78,7 +61,7 @@ def redis_url(tmp_path):
     if server is None:
         pytest.skip("redis-server is not installed (scripts/ci_services.sh installs Debian's)")
     redis = pytest.importorskip("redis", reason="the redis client is missing: pip install '.[celery]'")
-    port, log = _free_port(), tmp_path / "redis.log"
+    port, log = free_port(), tmp_path / "redis.log"
     process = subprocess.Popen(
         [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
          "--dir", str(tmp_path), "--logfile", str(log)],
@@ -97,7 +80,7 @@ def redis_url(tmp_path):
         _wait_for(ping, "redis-server", process, 15, log)
         yield f"redis://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 @pytest.mark.slow
@@ -130,7 +113,7 @@ def test_data_group_and_an_adapter_run_on_a_celery_worker(redis_url, tmp_path, m
                 assert result.success, worker_log.read_text(errors="replace")[-3000:]
                 run_id = result.run_id
         finally:
-            _stop(worker)
+            stop_process_group(worker)
         # What the instance recorded: every selected asset materialized by this run, in the worker's processes.
         job = celery_smoke_job()
         expected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}

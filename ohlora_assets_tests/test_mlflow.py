@@ -7,8 +7,6 @@ not start. Without a tracking URI, tracking is a no-op that never imports mlflow
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ import pytest
 from ohlora_assets.core.progress import ProgressEvent
 from ohlora_assets.core.tracking import URI_VARIABLES, tracking_run
 from ohlora_assets.resources import PROJECT_ROOT
+from ohlora_assets_tests.processes import free_port, stop_process_group
 
 START_TIMEOUT_S = 180  # database migrations on a shared 2-core CPU take ~40 s
 
@@ -40,11 +39,6 @@ print(run.run_url, "mlflow" in sys.modules)
     assert result.stdout.split() == ["None", "False"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
@@ -53,7 +47,7 @@ def mlflow_server(tmp_path_factory):
     if not script.is_file():
         pytest.skip(f"no mlflow command next to {sys.executable}")
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (root / "server.log").open("wb")
     server = subprocess.Popen(
@@ -77,13 +71,7 @@ def mlflow_server(tmp_path_factory):
             time.sleep(1)
         yield url
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
+        stop_process_group(server, grace_s=30)
         log.close()
 
 

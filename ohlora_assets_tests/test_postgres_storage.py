@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from ohlora_assets.assets import data
 from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.processes import free_port
 
 DEPLOY_YAML = PROJECT_ROOT / "deploy" / "dagster.yaml"
 
@@ -40,18 +40,13 @@ def _pg_bin_dir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Server:
     """A PostgreSQL cluster in a temporary folder, stopped and removed on exit."""
 
     def __init__(self, bin_dir: Path):
         self.bin_dir = bin_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.user = None
         if os.geteuid() == 0:  # postgres refuses to run as root
             try:

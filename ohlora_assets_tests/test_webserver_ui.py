@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from ohlora_assets.assets import data
 from ohlora_assets.definitions import defs
 from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.processes import free_port, stop_process_group
 
 LOAD_TIMEOUT_S = 240
 UI_DIR = Path(os.environ.get("OHLORA_UI_DIR", PROJECT_ROOT / ".ohlora" / "ui"))
@@ -47,15 +46,10 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 SHOWN_ASSET = "ethics_dataset"  # its page shows Korean prompts once materialized
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Webserver:
     def __init__(self, home: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "webserver.log"
         env = {
@@ -108,13 +102,7 @@ class Webserver:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process)
         self._log.close()
 
 
