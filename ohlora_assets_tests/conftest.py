@@ -44,3 +44,15 @@ def upstream() -> Path:
     if not (UPSTREAM / "OhLoRA_fine_tuning_v4.csv").is_file():
         pytest.skip(f"the original author's CSVs are not at {UPSTREAM} (only CI and developers have ../shared)")
     return UPSTREAM
+
+
+def smoke_materialization(root: Path, assets: list, **materialize_kwargs) -> tuple:
+    """(result, instance, resources) of one smoke-profile materialization of `assets` into the artifact folder
+    `root`, on a fresh ephemeral instance, with one torch thread (smoke models are too small for a second
+    thread to pay for its synchronization). `materialize_kwargs`: selection, run_config."""
+    resources = make_resources(root)
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OHLORA_TORCH_THREADS", "1")
+        result = dg.materialize(assets, resources=resources, instance=instance, **materialize_kwargs)
+    return result, instance, resources

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.assets import base_models, data, experiments
-from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths
+from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths, smoke_materialization
 
 ALL = dg.load_assets_from_modules([data, base_models, experiments])
 # The data group whole (task_splits is one multi-asset), the base, and the two experiments: no served adapter.
@@ -23,11 +23,7 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMa
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    instance = dg.DagsterInstance.ephemeral()
-    resources = make_resources(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OHLORA_TORCH_THREADS", "1")
-        result = dg.materialize(ALL, selection=SELECTION, resources=resources, instance=instance)
+    result, instance, resources = smoke_materialization(root, ALL, selection=SELECTION)
     assert result.success
     return result, instance, resources, root
 

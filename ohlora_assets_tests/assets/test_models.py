@@ -17,7 +17,7 @@ from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.conftest import make_resources, smoke_materialization
 
 DATA_ASSETS = dg.load_assets_from_modules([data])
 MODEL_ASSETS = dg.load_assets_from_modules([base_models, models])
@@ -32,18 +32,11 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMa
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """Data, base model, the four adapters and their checks, materialized once for this module."""
-    resources = make_resources(tmp_path_factory.mktemp("store"))
-    instance = dg.DagsterInstance.ephemeral()
-    with pytest.MonkeyPatch.context() as patch:
-        # Smoke models are too small for a second thread to pay for its synchronization.
-        patch.setenv("OHLORA_TORCH_THREADS", "1")
-        result = dg.materialize(
-            [*DATA_ASSETS, *MODEL_ASSETS, *MODEL_CHECKS],
-            resources=resources,
-            instance=instance,
-            run_config={"ops": {"adapter_memory": {"config": {"rank": 4}}}},
-        )
-        yield result, resources, instance
+    result, instance, resources = smoke_materialization(
+        tmp_path_factory.mktemp("store"), [*DATA_ASSETS, *MODEL_ASSETS, *MODEL_CHECKS],
+        run_config={"ops": {"adapter_memory": {"config": {"rank": 4}}}},
+    )
+    return result, resources, instance
 
 
 def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):

@@ -10,7 +10,7 @@ from ohlora_assets.assets import base_models, data, models, reports, serving
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.lora import load_adapter
 from ohlora_assets.core.registry import ModelRegistry
-from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.conftest import smoke_materialization
 
 ASSETS = dg.load_assets_from_modules([data, base_models, models, reports, serving])
 CHECKS = dg.load_asset_checks_from_modules([models, reports])
@@ -33,15 +33,10 @@ def _registry(resources, name: str) -> ModelRegistry:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """One smoke run of data, models, reports and serving, shared by the tests below."""
-    root = tmp_path_factory.mktemp("store")
-    instance = dg.DagsterInstance.ephemeral()
-    resources = make_resources(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OHLORA_TORCH_THREADS", "1")
-        result = dg.materialize(
-            ALL, selection=dg.AssetSelection.all() - dg.AssetSelection.assets("serving_ethics_sbert_model"),
-            resources=resources, instance=instance, run_config=ADAPTERS_FAST,
-        )
+    result, instance, resources = smoke_materialization(
+        tmp_path_factory.mktemp("store"), ALL, run_config=ADAPTERS_FAST,
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("serving_ethics_sbert_model"),
+    )
     assert result.success
     return result, instance, resources
 
