@@ -109,9 +109,10 @@ def train_adapter_version(
     registry = ModelRegistry(artifact_root / "models", name)
     with tracking_run(name, {**vars(hp), "base_model": base.model, "profile": profile.name}) as tracked:
         with registry.write_version(notes=f"base {base.model}") as pending:
+            # A killed training resumes from its last finished epoch (the checkpoint names its base and data).
             result = train_lora_adapter(
                 base.spec(profile.device, profile.trust_remote_code), train, valid, hp, pending.path,
-                tracked.progress(progress),
+                tracked.progress(progress), checkpoint_dir=artifact_root / "checkpoints" / name,
             )
             pending.metrics = {"first_train_loss": result.first_train_loss, "final_train_loss": result.final_train_loss,
                                "final_valid_loss": result.epochs[-1].valid_loss}
@@ -144,6 +145,7 @@ def train_adapter_version(
         "valid_examples_with_labels": result.valid_examples,
         "truncated_examples": result.truncated_examples,
         "steps": result.steps,
+        "resumed_epochs": result.resumed_epochs,
         "trainable_params": result.trainable_params,
         "target_modules": ", ".join(result.target_modules),
         "path": directory,

@@ -75,6 +75,9 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
     assert json.loads((Path(meta["adapter_memory"].metadata["path"].value) / "adapter_config.json").read_text())["r"] == 4
     assert json.loads((Path(meta["adapter_summary"].metadata["path"].value) / "adapter_config.json").read_text())["r"] == 64
     assert re.search(r"\|\s*rank\s*\|\s*4\s*\|", meta["adapter_memory"].metadata["hyper_parameters"].value)
+    # Each training checkpointed its epochs (to resume a killed run) and removed the checkpoint once saved.
+    assert not list(store.path("checkpoints").rglob("*.pt"))
+    assert all(meta[name].metadata["resumed_epochs"].value == 0 for name in ADAPTERS)
     # Only output_message has labelled validation rows in our sample data.
     assert meta["adapter_output_message"].metadata["final_valid_loss"].value is not None
 
