@@ -79,9 +79,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def _serving_model(store) -> Path:
     """The serving version of ethics_sbert_model (core/registry.py), or its folder when nothing serves yet."""
+    from ohlora_assets.core.model_training import ETHICS_MODEL
     from ohlora_assets.core.registry import ModelRegistry, RegistryError
 
-    registry = ModelRegistry(store.path("models"), "ethics_sbert_model")
+    registry = ModelRegistry(store.path("models"), ETHICS_MODEL)
     try:
         return registry.serving_path() or registry.root
     except RegistryError as error:

@@ -137,12 +137,6 @@ class ArtifactStore(dg.ConfigurableResource):
         """A model asset's registry folder: its immutable `versions/` and the `serving.json` pointer."""
         return self.path("models", asset_name)
 
-    def serving_dir(self, asset_name: str) -> Path | None:
-        """The directory of the model version that serves (core/registry.py), or None."""
-        from ohlora_assets.core.registry import ModelRegistry
-
-        return ModelRegistry(self.path("models"), asset_name).serving_path()
-
     def report_dir(self, asset_name: str) -> Path:
         """Where a report asset keeps its files (tables, plots)."""
         return self.path("reports", asset_name)

@@ -15,7 +15,7 @@ from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
 from ohlora_assets.core.ethics.training import make_pairs
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.model_training import train_ethics_version
+from ohlora_assets.core.model_training import ETHICS_MODEL, train_ethics_version
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
 from ohlora_assets.metadata import inline_png, md_table, number, table
@@ -23,7 +23,6 @@ from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
 GROUP = "ethics"
-MODEL = "ethics_sbert_model"
 
 
 def _test_scores(ethics_dataset: pd.DataFrame, model_dir, profile: ModelProfile):
@@ -72,7 +71,7 @@ def ethics_sbert_model(
     if config.launcher == "pipes":
         return run_through_pipes(context, pipes_client, store, profile, ["ethics"], {"pairs": ethics_pairs})
     return materialized(train_ethics_version(
-        ethics_pairs, training_profile(profile), artifact_root(store), ProgressReporter(context.log.info, label=MODEL)
+        ethics_pairs, training_profile(profile), artifact_root(store), ProgressReporter(context.log.info, label=ETHICS_MODEL)
     ))
 
 
@@ -84,7 +83,7 @@ def ethics_thresholds(
     """Production thresholds (the gate's defaults) beside the lowest with no false positive on `일반` test prompts."""
     from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate, threshold_table
 
-    version = candidate(context.instance, store, MODEL)
+    version = candidate(context.instance, store, ETHICS_MODEL)
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     calibrated = calibrate(scores, test["category"].tolist())
     thresholds_table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
@@ -142,8 +141,8 @@ def ethics_report(
     from ohlora_assets.core.ethics.evaluation import build_report, evaluate
     from ohlora_assets.core.promotion import EthicsMetrics, ethics_gate
 
-    versions = registry(store, MODEL)
-    version, serving = candidate(context.instance, store, MODEL), versions.serving()
+    versions = registry(store, ETHICS_MODEL)
+    version, serving = candidate(context.instance, store, ETHICS_MODEL), versions.serving()
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report"))
     evaluation = report.evaluation

@@ -11,12 +11,12 @@ import dagster as dg
 
 from ohlora_assets.configs import GateConfig, KINDS, OWNERS
 from ohlora_assets.core.formats import TASKS
+from ohlora_assets.core.model_training import ETHICS_MODEL
 from ohlora_assets.metadata import table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import candidate, registry
 
 GROUP = "serving"
-ETHICS_MODEL = "ethics_sbert_model"
 # gated model -> the asset that evaluates its candidate
 EVALUATED_BY = {**{f"adapter_{task}": f"{task}_quality_report" for task in TASKS}, ETHICS_MODEL: "ethics_report"}
 

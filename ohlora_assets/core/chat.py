@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 from ohlora_assets.core.formats import MEMORY_PATTERN, TASK_FORMATS, parse_eyes_mouth_pose
 from ohlora_assets.core.generation import SamplingSettings
+from ohlora_assets.core.model_training import ETHICS_MODEL, adapter_name
 from ohlora_assets.core.registry import ModelRegistry
 
-ETHICS_MODEL = "ethics_sbert_model"
 # Generation order within a turn: each later prompt may use an earlier answer.
 TURN_TASKS = ("output_message", "eyes_mouth_pose", "summary", "memory")
 WEEKDAYS = "월화수목금토일"
@@ -35,10 +35,6 @@ WEEKDAYS = "월화수목금토일"
 
 class ChatError(RuntimeError):
     """A model the chat needs is neither served nor present as a legacy folder."""
-
-
-def adapter_asset(task: str) -> str:
-    return f"adapter_{task}"
 
 
 def time_tag(moment: datetime) -> str:
@@ -96,7 +92,7 @@ def load_serving_models(home: str | Path, device: str = "cpu", trust_remote_code
     versions: dict[str, str] = {}
     adapters = {}
     for task in TURN_TASKS:
-        path, versions[adapter_asset(task)] = resolve_serving(home, adapter_asset(task))
+        path, versions[adapter_name(task)] = resolve_serving(home, adapter_name(task))
         model, tokenizer = load_adapter(path, device, trust_remote_code)
         adapters[task] = (merged_for_inference(model), tokenizer)
     path, versions[ETHICS_MODEL] = resolve_serving(home, ETHICS_MODEL)

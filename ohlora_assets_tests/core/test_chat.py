@@ -14,17 +14,10 @@ import torch
 
 from ohlora_assets.cli_chat import register
 from ohlora_assets.core.base_lm import PretrainingCorpus, PretrainSpec, build_embedded_lm
-from ohlora_assets.core.chat import (
-    ETHICS_MODEL,
-    TURN_TASKS,
-    ChatSession,
-    Conversation,
-    adapter_asset,
-    load_serving_models,
-    time_tag,
-)
+from ohlora_assets.core.chat import TURN_TASKS, ChatSession, Conversation, load_serving_models, time_tag
 from ohlora_assets.core.ethics.sanctions import SanctionLog
 from ohlora_assets.core.formats import core_question, task_split
+from ohlora_assets.core.model_training import ETHICS_MODEL, adapter_name
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.registry import LEGACY, ModelRegistry
 from ohlora_assets.resources import SAMPLE_DATA
@@ -53,7 +46,7 @@ def home(tmp_path_factory) -> Path:
         trained = work / task
         pairs = list(zip(split["prompt"], split["completion"]))
         train_lora_adapter(ModelSpec(str(work / "base"), device="cpu"), pairs, [], LoraHyperParams(rank=2, batch_size=4), trained)
-        registry = ModelRegistry(home / "models", adapter_asset(task))
+        registry = ModelRegistry(home / "models", adapter_name(task))
         with registry.write_version(notes="test") as pending:
             shutil.copytree(trained, pending.path, dirs_exist_ok=True)
         registry.promote(pending.version, "first version")
@@ -98,7 +91,7 @@ def test_once_prints_a_full_turn_with_every_models_serving_version(home, capsys)
     assert not turn["refused"] and all(part in turn for part in PARTS)
     assert turn["ethics"]["decision"] in ("allow", "warn", "block") and len(turn["ethics"]["scores"]) == 5
     assert all(isinstance(turn[part], str) for part in PARTS[1:])
-    expected = {adapter_asset(t): ModelRegistry(home / "models", adapter_asset(t)).serving().version for t in TURN_TASKS}
+    expected = {adapter_name(t): ModelRegistry(home / "models", adapter_name(t)).serving().version for t in TURN_TASKS}
     assert turn["versions"] == {**expected, ETHICS_MODEL: LEGACY}
     assert turn["input_data"].endswith("로라야 오늘 뭐 해?")
     assert set(turn["timings_s"]) == {*TURN_TASKS, "ethics", "total", "load_models"}
