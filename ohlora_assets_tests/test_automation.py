@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from ohlora_assets import automation
@@ -202,6 +203,7 @@ def test_edited_ethics_csv_rematerializes_exactly_the_ethics_branch(tmp_path: Pa
         assert ticker.tick() == set()
 
         # the user edits the ethics CSV
+        rows_before = len(pd.read_csv(files["ethics_csv"]))
         with files["ethics_csv"].open("a", encoding="utf-8") as handle:
             handle.write("train,오늘 저녁 뭐 먹을까,일반\n")
         assert ticker.tick(execute=False) == set(), "an edit is not noticed before the next observation"
@@ -214,7 +216,7 @@ def test_edited_ethics_csv_rematerializes_exactly_the_ethics_branch(tmp_path: Pa
         assert ticker.tick() == set()
 
         event = instance.get_latest_materialization_event(dg.AssetKey("ethics_dataset"))
-        assert event.asset_materialization.metadata["dagster/row_count"].value == 985  # 984 rows + the new one
+        assert event.asset_materialization.metadata["dagster/row_count"].value == rows_before + 1
 
 
 # --- automation on the whole project graph (reported, not trained) ---------------------------

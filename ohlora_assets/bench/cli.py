@@ -39,6 +39,11 @@ def ethics_accuracy_options(parser: argparse.ArgumentParser) -> None:
         help="train once per seed (split, data order, dropout); the figure is the mean accuracy (default: 42)",
     )
     parser.add_argument(
+        "--also-train", metavar="CSV", default=str(PROJECT_ROOT / "data" / "ethics_dataset.csv"),
+        help="every row of this CSV is trained on too, whatever its type: the gate learns from all the labelled "
+        "prompts we have (default: data/ethics_dataset.csv, our own writing; '' to train on --train alone)",
+    )
+    parser.add_argument(
         "--heldout", metavar="CSV", default=str(PROJECT_ROOT / "data" / "ethics_heldout.csv"),
         help="prompts written apart from both training files, scored too: accuracy and recall per category "
         "(default: data/ethics_heldout.csv)",

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import PROJECT_ROOT, DataPaths
@@ -51,6 +53,7 @@ def _default_csv() -> Path:
 
 def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.evaluation import evaluate
+    from ohlora_assets.core.ethics.overlap import near_duplicates
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.ethics.training import TrainSettings, make_pairs, train_ethics_model
     from ohlora_assets.core.schemas import load_ethics
@@ -63,9 +66,19 @@ def run(args: argparse.Namespace) -> float:
     train = load_ethics(train_csv).query("type == 'train'")
     test = load_ethics(test_csv).query("type == 'test'")
     heldout = read_heldout(Path(args.heldout)) if getattr(args, "heldout", None) else None
+    also_train = Path(args.also_train) if getattr(args, "also_train", None) else None
+    if also_train is not None:
+        extra = load_ethics(also_train)
+        # A scored prompt that an extra training prompt nearly repeats would measure memory, not the recipe.
+        scored = test["user_prompt"].tolist() + ([] if heldout is None else heldout["user_prompt"].tolist())
+        repeats = near_duplicates(extra["user_prompt"].tolist(), scored)
+        print(f"also train: {len(extra) - sum(repeats)} prompts of {also_train} "
+              f"({sum(repeats)} left out: near-duplicates of a test or held-out prompt)")
+        train = pd.concat([train, extra[[not r for r in repeats]].assign(type="train")], ignore_index=True)
     if train.empty or test.empty:
         raise SystemExit(f"need train rows in {train_csv} and test rows in {test_csv}")
-    print(f"train: {len(train)} prompts from {train_csv}\ntest:  {len(test)} prompts from {test_csv}")
+    print(f"train: {len(train)} prompts from {train_csv}{' and ' + str(also_train) if also_train else ''}")
+    print(f"test:  {len(test)} prompts from {test_csv}")
     print(f"profile: embedded{' (quick: smoke budgets)' if quick else ''}; seed {seed}", flush=True)
 
     started = time.perf_counter()

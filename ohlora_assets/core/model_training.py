@@ -179,7 +179,12 @@ def train_ethics_version(
         tracked.log_artifact_dir(target, "model")
     history = trained.history
     curve = pd.DataFrame(
-        {"epoch": range(1, len(history.train_loss) + 1), "train_loss": history.train_loss, "valid_loss": history.valid_loss}
+        {
+            "epoch": range(1, len(history.train_loss) + 1),
+            "train_loss": history.train_loss,
+            "valid_loss": history.valid_loss,
+            "valid_accuracy": history.valid_accuracy,
+        }
     )
     metadata = {
         "path": target,
@@ -188,12 +193,14 @@ def train_ethics_version(
         "profile": profile.name + (" (smoke)" if profile.smoke else ""),
         "train_prompts": history.train_prompts,
         "valid_prompts": history.valid_prompts,
-        "train_pairs_per_epoch": history.train_pairs,
-        "epochs": trained.settings.epochs,
+        "epochs_run": len(history.train_loss),
+        "max_epochs": trained.settings.epochs,
+        "kept_epoch": history.best_epoch,
         "learning_rate": trained.settings.learning_rate,
         "seed": trained.settings.seed,
         "forward_precision": "bf16 autocast" if trained.settings.bf16 else "fp32",
-        "final_valid_loss": float(history.valid_loss[-1]),
+        "kept_valid_loss": float(history.valid_loss[history.best_epoch - 1]),
+        "kept_valid_accuracy": float(history.valid_accuracy[history.best_epoch - 1]),
         "training_seconds": round(history.seconds, 1),
         "loss_per_epoch": Table(curve.to_dict("records")),
         **_tracked(tracked),

@@ -26,14 +26,27 @@ PAIR_COLUMNS = ["type", "user_prompt", "category", "category_name", "label"]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The original recipe (10 epochs, batch 16, seeded 90/10 split, 10% warm-up); lr depends on the base."""
+    """How the ethics encoder is fine-tuned: each step scores a batch of prompts against all five category
+    names (the cosines the product compares with its thresholds) and pulls each prompt's own cosine to 1
+    and the other four to 0, plus a softmax ranking term over the five so the right category wins.
 
-    epochs: int = 10
-    batch_size: int = 16
-    learning_rate: float = 2e-5
+    `epochs` is a ceiling: after each epoch the valid split is scored, and the weights of the best epoch
+    (valid accuracy, then valid loss) are the ones kept; `patience` epochs without a better one end it.
+    """
+
+    epochs: int = 8
+    batch_size: int = 16  # prompts per step, each against the five names
+    learning_rate: float = 1e-4
     valid_fraction: float = 0.1
     warmup_fraction: float = 0.1
     seed: int = 42
+    # Softmax cross-entropy over a prompt's five cosines / temperature, beside the cosine regression.
+    ranking_weight: float = 1.0
+    temperature: float = 0.1
+    # Per-prompt loss weight (largest class count / own class count) ** class_balance: 0 leaves the
+    # classes as counted, 1 weighs each category equally (일반 is most of any file).
+    class_balance: float = 0.5
+    patience: int = 2
     # Forward passes under bfloat16 autocast (weights and optimizer stay float32).
     bf16: bool = False
 
@@ -42,9 +55,10 @@ class TrainSettings:
 class TrainHistory:
     train_loss: list[float] = field(default_factory=list)  # mean per epoch
     valid_loss: list[float] = field(default_factory=list)  # after each epoch
+    valid_accuracy: list[float] = field(default_factory=list)  # after each epoch
+    best_epoch: int = 0  # whose weights were kept (the last one without a valid split)
     train_prompts: int = 0
     valid_prompts: int = 0
-    train_pairs: int = 0  # per epoch
     seconds: float = 0.0
 
 
@@ -66,36 +80,71 @@ def split_prompts(prompts: list[str], valid_fraction: float, seed: int) -> tuple
     return [p for p in prompts if p not in valid], sorted(valid)
 
 
-def _batches(pairs: pd.DataFrame, batch_size: int, rng: np.random.Generator | None):
-    order = rng.permutation(len(pairs)) if rng is not None else np.arange(len(pairs))
-    for start in range(0, len(order), batch_size):
-        chunk = pairs.iloc[order[start : start + batch_size]]
-        yield chunk["prompt"].tolist(), chunk["name_index"].to_numpy(), chunk["label"].to_numpy(np.float32)
+def _labelled_prompts(pairs: pd.DataFrame) -> dict[str, int]:
+    """Normalized train prompt -> index of its category in ETHICS_CATEGORIES (the pairs labelled 1.0)."""
+    own = pairs[(pairs["type"] == "train") & (pairs["label"] == 1.0)]
+    return {
+        normalize_prompt(prompt): ETHICS_CATEGORIES.index(name)
+        for prompt, name in own[["user_prompt", "category_name"]].itertuples(index=False)
+    }
 
 
-def _pair_loss(model, loss_fn, prompts: list[str], name_index: np.ndarray, labels: np.ndarray):
-    """CosineSimilarityLoss of a batch, encoding each of the five category names once, not once per pair.
+class _CategoryLoss:
+    """The loss of a batch of prompts against the five category names, names encoded once per batch."""
 
-    Same loss as passing the (prompt, name) columns to `loss_fn` (the names are identical texts);
-    about half the forward work, since a batch of 16 pairs otherwise encodes 16 copies of 5 names.
-    """
+    def __init__(self, model: "SentenceTransformer", settings: TrainSettings, class_weights: np.ndarray):
+        import torch
+
+        self.model, self.settings = model, settings
+        self.class_weights = torch.tensor(class_weights, dtype=torch.float32, device=model.device)
+
+    def _embed(self, texts: list[str]):
+        import torch
+
+        features = _to_device(self.model.preprocess(texts), self.model.device)
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16):
+            embeddings = self.model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(embeddings.float(), dim=-1)
+
+    def cosines(self, prompts: list[str]):
+        """(len(prompts), 5): what `EthicsScorer.score` computes, with gradients."""
+        return self._embed(prompts) @ self._embed(list(ETHICS_CATEGORIES)).T
+
+    def __call__(self, prompts: list[str], categories: np.ndarray):
+        import torch
+
+        cosines = self.cosines(prompts)
+        target = torch.from_numpy(categories).to(cosines.device)
+        weights = self.class_weights[target]
+        regression = ((cosines - torch.nn.functional.one_hot(target, len(ETHICS_CATEGORIES))) ** 2).mean(dim=1)
+        per_prompt = regression
+        if self.settings.ranking_weight:
+            ranking = torch.nn.functional.cross_entropy(cosines / self.settings.temperature, target, reduction="none")
+            per_prompt = per_prompt + self.settings.ranking_weight * ranking
+        return (per_prompt * weights).sum() / weights.sum(), cosines
+
+
+def class_weights(categories: np.ndarray, balance: float) -> np.ndarray:
+    """(largest count / count) ** balance per category; 1 for a category with no prompt."""
+    counts = np.bincount(categories, minlength=len(ETHICS_CATEGORIES)).astype(np.float64)
+    present = counts > 0
+    weights = np.ones_like(counts)
+    weights[present] = (counts.max() / counts[present]) ** balance
+    return weights
+
+
+def _evaluate(loss: _CategoryLoss, prompts: list[str], categories: np.ndarray, batch_size: int) -> tuple[float, float]:
+    """(mean loss, accuracy) over the valid prompts."""
     import torch
 
-    prompt_embeddings = model(_to_device(model.preprocess(prompts), model.device))["sentence_embedding"]
-    name_embeddings = model(_to_device(model.preprocess(list(ETHICS_CATEGORIES)), model.device))["sentence_embedding"]
-    index = torch.from_numpy(name_index).to(model.device)
-    target = torch.from_numpy(labels).to(model.device)
-    return loss_fn.compute_loss_from_embeddings([prompt_embeddings, name_embeddings[index]], target)
-
-
-def _loss_over(model, loss_fn, pairs: pd.DataFrame, batch_size: int) -> float:
-    import torch
-
-    total = 0.0
+    total, correct = 0.0, 0
     with torch.no_grad():
-        for prompts, name_index, labels in _batches(pairs, batch_size * 4, None):
-            total += _pair_loss(model, loss_fn, prompts, name_index, labels).item() * len(labels)
-    return total / max(1, len(pairs))
+        for start in range(0, len(prompts), batch_size):
+            chunk = categories[start : start + batch_size]
+            value, cosines = loss(prompts[start : start + batch_size], chunk)
+            total += value.item() * len(chunk)
+            correct += int((cosines.argmax(dim=1).cpu().numpy() == chunk).sum())
+    return total / len(prompts), correct / len(prompts)
 
 
 def _to_device(features: dict, device) -> dict:
@@ -108,63 +157,74 @@ def train_sbert(
     settings: TrainSettings,
     progress: Progress | None = None,
 ) -> TrainHistory:
-    """Fine-tune `model` in place with CosineSimilarityLoss on the `train` rows of `pairs`.
+    """Fine-tune `model` in place on the `train` prompts of `pairs` (see TrainSettings for the loss).
 
     Prompts are normalized exactly as at scoring time. Parameters with `requires_grad` off (the
-    embedded base's word embeddings) stay as they are. Returns per-epoch train and valid loss;
-    `progress` gets an event per optimizer step and one per epoch end (with the valid loss).
+    embedded base's word embeddings) stay as they are. `progress` gets an event per optimizer step
+    and one per epoch end (with the valid loss and accuracy).
     """
     import torch
-    from sentence_transformers import losses
     from transformers import get_linear_schedule_with_warmup
 
     started = time.perf_counter()
-    train_rows = pairs[pairs["type"] == "train"].assign(
-        prompt=lambda f: f["user_prompt"].map(normalize_prompt),
-        name_index=lambda f: f["category_name"].map(ETHICS_CATEGORIES.index),
-    )
-    fit_prompts, valid_prompts = split_prompts(
-        list(dict.fromkeys(train_rows["prompt"])), settings.valid_fraction, settings.seed
-    )
-    valid_set = set(valid_prompts)
-    fit_pairs = train_rows[~train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
-    valid_pairs = train_rows[train_rows["prompt"].isin(valid_set)].reset_index(drop=True)
+    labelled = _labelled_prompts(pairs)
+    fit_prompts, valid_prompts = split_prompts(list(labelled), settings.valid_fraction, settings.seed)
+    fit_categories = np.array([labelled[p] for p in fit_prompts], dtype=np.int64)
+    valid_categories = np.array([labelled[p] for p in valid_prompts], dtype=np.int64)
 
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    loss_fn = losses.CosineSimilarityLoss(model)
+    loss = _CategoryLoss(model, settings, class_weights(fit_categories, settings.class_balance))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    steps = settings.epochs * math.ceil(len(fit_pairs) / settings.batch_size)
+    steps_per_epoch = math.ceil(len(fit_prompts) / settings.batch_size)
+    steps = settings.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(settings.warmup_fraction * steps), steps)
-    history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts), train_pairs=len(fit_pairs))
+    # Rounded down: with a step or two (smoke), a warm-up step would be one at learning rate 0.
+    schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_fraction * steps), steps)
+    history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts))
+    best: tuple[float, float] | None = None  # (valid accuracy, -valid loss) of the kept weights
+    best_state: dict | None = None
     step = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         epoch_loss = []
-        for prompts, name_index, labels in _batches(fit_pairs, settings.batch_size, rng):
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
-                loss = _pair_loss(model, loss_fn, prompts, name_index, labels)
-            loss.backward()
+        order = rng.permutation(len(fit_prompts))
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            value, _ = loss([fit_prompts[i] for i in batch], fit_categories[batch])
+            value.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-            epoch_loss.append(loss.item())
+            epoch_loss.append(value.item())
             step += 1
             if progress is not None:
                 progress(ProgressEvent(step, steps, epoch=epoch, epochs=settings.epochs, loss=epoch_loss[-1]))
         model.eval()
         history.train_loss.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
-        valid_loss = _loss_over(model, loss_fn, valid_pairs, settings.batch_size) if len(valid_pairs) else None
+        valid_loss, valid_accuracy = (
+            _evaluate(loss, valid_prompts, valid_categories, settings.batch_size * 4) if valid_prompts else (None, None)
+        )
         history.valid_loss.append(float("nan") if valid_loss is None else valid_loss)
+        history.valid_accuracy.append(float("nan") if valid_accuracy is None else valid_accuracy)
         if progress is not None:
             progress(
                 ProgressEvent(
                     step, steps, epoch=epoch, epochs=settings.epochs, loss=history.train_loss[-1], epoch_end=True,
-                    metrics={"valid_loss": valid_loss},
+                    metrics={"valid_loss": valid_loss, "valid_accuracy": valid_accuracy},
                 )
             )
+        if valid_loss is None:
+            history.best_epoch = epoch
+            continue
+        if best is None or (valid_accuracy, -valid_loss) > best:
+            best, history.best_epoch = (valid_accuracy, -valid_loss), epoch
+            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        elif epoch - history.best_epoch >= settings.patience:
+            break
+    if best_state is not None and history.best_epoch != len(history.train_loss):
+        model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - started
     return history
 
@@ -173,15 +233,16 @@ MAX_SEQ_LENGTH = 64
 
 
 def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = TrainSettings.seed) -> TrainSettings:
-    """The original recipe; only the learning rate differs by base, and bf16 autocast is used where
-    the hardware multiplies bf16 natively.
+    """TrainSettings' recipe with the profile's learning rate and epoch ceiling; bf16 autocast where the
+    hardware multiplies bf16 natively.
 
-    Measured on the upstream split (`ohlora bench ethics-accuracy`, test accuracy): the embedded
-    e5-small base at lr 5e-5 with bf16 autocast scores 0.937 with seed 42 (MSE 0.0232), 0.900 with
-    seed 7 and 0.905 with seed 1; seed 42 in fp32 0.932. With seed 42, lr 3e-5 scored 0.900, 1e-4
-    with the minority pairs repeated twice 0.905, e5's "query: " prefix 0.911, layer-wise lr decay
-    (0.85 from 8e-5) 0.916, trainable word embeddings 0.926, and batches holding each prompt's five
-    pairs together (1.7x faster) 0.911.
+    Measured with `ohlora bench ethics-accuracy` (upstream train split plus data/ethics_dataset.csv,
+    seed 42, scored on the upstream test split | our 60 held-out prompts): this recipe 0.916 | 0.983
+    (held-out recall 0.92 or more in every category). The original recipe (each prompt-name pair on
+    its own, cosine regression alone, 10 epochs at 5e-5) on the upstream train split alone scored 0.937
+    | 0.50: harmful prompts in new phrasings passed as 일반. On upstream plus our data, equal class
+    weights (class_balance 1) lowered the upstream figure to 0.88 and regression alone to 0.79, at
+    four epochs; the ranking term at temperature 0.05 instead of 0.1 gave 0.88.
     """
     return TrainSettings(
         epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
