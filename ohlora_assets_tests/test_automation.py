@@ -53,6 +53,38 @@ def test_jobs_select_every_asset_the_ethics_branch_and_the_reports():
     assert _job_keys(project_defs, "reports_only") & materializable == by_group.get("reports", set())
 
 
+@dg.asset(pool="accelerator")
+def training_stand_in(context) -> dg.MaterializeResult:
+    claimed = context.instance.event_log_storage.get_concurrency_info("accelerator").claimed_slots
+    return dg.MaterializeResult(metadata={"pid": os.getpid(), "claimed_by": ",".join(s.run_id for s in claimed)})
+
+
+@dg.asset(deps=[training_stand_in])
+def after_training_stand_in() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"pid": os.getpid()})
+
+
+def _retrain_all_on_stand_ins() -> dg.JobDefinition:
+    """The project's retrain_all job over two stand-in assets (for dg.reconstructable)."""
+    stand_ins = dg.Definitions(assets=[training_stand_in, after_training_stand_in], jobs=[automation.retrain_all])
+    return stand_ins.resolve_job_def("retrain_all")
+
+
+def test_retrain_all_runs_every_step_in_the_run_process_and_still_takes_the_accelerator_pool(tmp_path: Path):
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        # execute_job honours the job's executor (execute_in_process would always run in process)
+        with dg.execute_job(dg.reconstructable(_retrain_all_on_stand_ins), instance=instance) as result:
+            assert result.success
+            run_id = result.run_id
+            metadata = {
+                event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
+                for event in result.get_asset_materialization_events()
+            }
+    assert metadata["training_stand_in"]["pid"] == metadata["after_training_stand_in"]["pid"] == os.getpid()
+    assert metadata["training_stand_in"]["claimed_by"] == run_id  # it held the accelerator slot while it ran
+
+
 def test_weekly_schedule_ticks_retrain_all_on_sunday_0300_utc():
     schedule = project_defs.resolve_schedule_def("weekly_retrain_all")
     assert schedule.job_name == "retrain_all"
