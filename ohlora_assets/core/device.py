@@ -34,13 +34,22 @@ def bf16_is_native(device: str) -> bool:
     return False
 
 
-def limit_torch_threads() -> None:
-    """Cap torch's CPU threads at OHLORA_TORCH_THREADS (default 2, this project's CI machine).
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a container's or taskset's limit, not the
+    machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    More threads than free cores makes training far slower, not faster, on a shared CPU."""
+
+def limit_torch_threads() -> int:
+    """Set torch's CPU threads to OHLORA_TORCH_THREADS, by default the cores this process may use; returns it.
+
+    More threads than usable cores makes training far slower, not faster: on a CPU shared with other
+    work, set OHLORA_TORCH_THREADS lower."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("OHLORA_TORCH_THREADS", "2")))
+    threads = int(os.environ.get("OHLORA_TORCH_THREADS") or usable_cores())
+    torch.set_num_threads(threads)
+    return threads
 
 
 def peak_memory_mb(device: str) -> float:
