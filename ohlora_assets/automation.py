@@ -103,10 +103,6 @@ retrain_all = dg.define_asset_job(
     # Observing the raw files first records their content hashes, so staleness is known afterwards.
     selection=dg.AssetSelection.all() | SOURCES,
     tags=TRAINING_TAGS,
-    # Every step in the run's own process: the multiprocess executor pays ~10 s of process start and
-    # imports per step (~40 steps), and the `accelerator` pool runs the trainings one at a time anyway.
-    # The in-process executor claims pool slots too (the pool still keeps two runs' trainings apart).
-    executor_def=dg.in_process_executor,
     description="Every asset and every check: validate the data, train every model, write every report.",
 )
 

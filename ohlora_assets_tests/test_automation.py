@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from ohlora_assets import automation
 from ohlora_assets.assets import data
@@ -70,11 +71,14 @@ def _retrain_all_on_stand_ins() -> dg.JobDefinition:
     return stand_ins.resolve_job_def("retrain_all")
 
 
-def test_retrain_all_runs_every_step_in_the_run_process_and_still_takes_the_accelerator_pool(tmp_path: Path):
+def test_make_runs_config_runs_every_step_in_the_run_process_and_still_takes_the_accelerator_pool(tmp_path: Path):
+    run_config = yaml.safe_load((PROJECT_ROOT / "deploy" / "local" / "retrain_all.yaml").read_text())
+    assert "-c deploy/local/retrain_all.yaml" in (PROJECT_ROOT / "Makefile").read_text()
     overrides = {"concurrency": {"pools": {"default_limit": 1}}}
     with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
-        # execute_job honours the job's executor (execute_in_process would always run in process)
-        with dg.execute_job(dg.reconstructable(_retrain_all_on_stand_ins), instance=instance) as result:
+        # execute_job honours the run config's executor (execute_in_process would always run in process)
+        job = dg.reconstructable(_retrain_all_on_stand_ins)
+        with dg.execute_job(job, instance=instance, run_config=run_config) as result:
             assert result.success
             run_id = result.run_id
             metadata = {
