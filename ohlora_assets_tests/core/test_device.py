@@ -39,3 +39,21 @@ def test_a_process_pinned_to_one_core_uses_one_thread_whatever_the_machine_has()
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+def _environment_after_loading_the_definitions(env: dict) -> list[str]:
+    code = (
+        "import os, sys; import ohlora_assets.definitions; "
+        "print(os.environ.get('OMP_WAIT_POLICY')); print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    # set before anything loads torch (whose OpenMP runtime reads it once, when it loads)
+    assert _environment_after_loading_the_definitions(env) == ["PASSIVE", "False"]
+    assert _environment_after_loading_the_definitions({**env, "OMP_WAIT_POLICY": "ACTIVE"})[0] == "ACTIVE"
