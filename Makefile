@@ -22,9 +22,10 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	cp $< $@
 
 # A run killed earlier (SIGKILL, OOM, power cut) is marked failed first, so it frees its pool slot.
+# Every step in one process (deploy/local/retrain_all.yaml): no process start-up per step.
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m ohlora_assets.run_launcher
-	$(BIN)/dg launch --job retrain_all
+	$(BIN)/dg launch --job retrain_all -c deploy/local/retrain_all.yaml
 
 test: install
 	$(BIN)/pytest

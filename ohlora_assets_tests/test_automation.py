@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 
 from ohlora_assets import automation
 from ohlora_assets.assets import data
@@ -52,6 +53,41 @@ def test_jobs_select_every_asset_the_ethics_branch_and_the_reports():
     if ethics:
         assert dg.AssetKey("ethics_dataset") in ethics_only
     assert _job_keys(project_defs, "reports_only") & materializable == by_group.get("reports", set())
+
+
+@dg.asset(pool="accelerator")
+def training_stand_in(context) -> dg.MaterializeResult:
+    claimed = context.instance.event_log_storage.get_concurrency_info("accelerator").claimed_slots
+    return dg.MaterializeResult(metadata={"pid": os.getpid(), "claimed_by": ",".join(s.run_id for s in claimed)})
+
+
+@dg.asset(deps=[training_stand_in])
+def after_training_stand_in() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"pid": os.getpid()})
+
+
+def _retrain_all_on_stand_ins() -> dg.JobDefinition:
+    """The project's retrain_all job over two stand-in assets (for dg.reconstructable)."""
+    stand_ins = dg.Definitions(assets=[training_stand_in, after_training_stand_in], jobs=[automation.retrain_all])
+    return stand_ins.resolve_job_def("retrain_all")
+
+
+def test_make_runs_config_runs_every_step_in_the_run_process_and_still_takes_the_accelerator_pool(tmp_path: Path):
+    run_config = yaml.safe_load((PROJECT_ROOT / "deploy" / "local" / "retrain_all.yaml").read_text())
+    assert "-c deploy/local/retrain_all.yaml" in (PROJECT_ROOT / "Makefile").read_text()
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        # execute_job honours the run config's executor (execute_in_process would always run in process)
+        job = dg.reconstructable(_retrain_all_on_stand_ins)
+        with dg.execute_job(job, instance=instance, run_config=run_config) as result:
+            assert result.success
+            run_id = result.run_id
+            metadata = {
+                event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
+                for event in result.get_asset_materialization_events()
+            }
+    assert metadata["training_stand_in"]["pid"] == metadata["after_training_stand_in"]["pid"] == os.getpid()
+    assert metadata["training_stand_in"]["claimed_by"] == run_id  # it held the accelerator slot while it ran
 
 
 def test_weekly_schedule_ticks_retrain_all_on_sunday_0300_utc():

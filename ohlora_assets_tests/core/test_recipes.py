@@ -6,12 +6,14 @@ from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMALL_ON_CPU, SMOKE, Budget
 
 
-def test_epochs_are_the_original_ones_but_memory_on_the_embedded_base():
+def test_epochs_are_the_original_ones_but_memory_and_eyes_mouth_pose_on_the_embedded_base():
     full, embedded = Budget("full"), Budget("embedded")
     assert full.adapter("memory", {}).epochs == 20
+    assert full.adapter("eyes_mouth_pose", {}).epochs == 30
     assert embedded.adapter("memory", {}).epochs == 10
     assert embedded.adapter("summary", {}).epochs == 10
-    assert embedded.adapter("eyes_mouth_pose", {"epochs": None}).epochs == 30
+    assert embedded.adapter("eyes_mouth_pose", {"epochs": None}).epochs == 15
+    assert embedded.adapter("eyes_mouth_pose", {"epochs": 30}).epochs == 30  # run config wins
     assert embedded.adapter("memory", {"epochs": 25}).epochs == 25  # run config wins
     assert Budget("embedded", smoke=True).adapter("eyes_mouth_pose", {}).epochs == SMOKE.adapter_epochs
 
