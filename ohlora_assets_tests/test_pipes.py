@@ -22,8 +22,8 @@ ASSETS = [*dg.load_assets_from_modules([data, base_models, models, ethics])]
 # Values that depend on the weights and the data, not on the clock or the process.
 ADAPTER_KEYS = ["version", "path", "hyper_parameters", "first_epoch_train_loss", "final_train_loss",
                 "final_valid_loss", "steps", "trainable_params", "train_examples", "target_modules", "base_model"]
-ETHICS_KEYS = ["version", "path", "base_model", "train_prompts", "epochs_run", "kept_epoch", "seed",
-               "kept_valid_loss", "kept_valid_accuracy", "loss_per_epoch"]
+ETHICS_KEYS = ["version", "path", "base_model", "train_prompts", "epochs", "seed",
+               "final_valid_loss", "final_valid_accuracy", "loss_per_epoch"]
 
 
 @pytest.fixture(scope="module")

