@@ -224,12 +224,12 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     hardware multiplies bf16 natively.
 
     Measured with `ohlora bench ethics-accuracy` (upstream train split plus data/ethics_dataset.csv,
-    seed 42, scored on the upstream test split | our 60 held-out prompts): this recipe 0.916 | 0.983
-    (held-out recall 0.92 or more in every category). The original recipe (each prompt-name pair on
-    its own, cosine regression alone, 10 epochs at 5e-5) on the upstream train split alone scored 0.937
-    | 0.50: harmful prompts in new phrasings passed as 일반. On upstream plus our data, equal class
-    weights (class_balance 1) lowered the upstream figure to 0.88 and regression alone to 0.79, at
-    four epochs; the ranking term at temperature 0.05 instead of 0.1 gave 0.88.
+    scored on the upstream test split | our 60 held-out prompts), seeds 42, 7, 1: 0.937, 0.905, 0.916
+    | 0.950, 0.983, 0.967, held-out recall 0.92 or more in every category. The original recipe (each
+    prompt-name pair on its own, cosine regression alone, 10 epochs at 5e-5) on the upstream train split
+    alone: 0.937, 0.900, 0.905 | 0.50 for seed 42, where harmful prompts in new phrasings passed as 일반.
+    Trials on upstream plus the first 984 rows of our data, seed 42, six epochs at 1e-4: this recipe
+    0.916 | 0.917; cosine regression alone with equal class weights (class_balance 1) 0.837 | 0.900.
     """
     return TrainSettings(
         epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
