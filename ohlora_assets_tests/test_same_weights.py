@@ -1,9 +1,9 @@
 """The architecture refactor changed where code lives, not what it computes: for the same seed and data,
 the four adapters get the same data versions (hashes of their saved weights) from today's tree as from the
-tree before the refactor (REFERENCE_COMMIT), and the ethics model the same tensors, each materialized in its
-own process on the smoke profile. The ethics model is compared tensor by tensor without BERT's pooler: mean
-pooling never reads it, and the old tree left it random outside any seed (its data version was not a
-function of the seed; today's zeroes it). Skips where the checkout has no git history (a source archive)."""
+tree before the refactor (REFERENCE_COMMIT), each materialized in its own process on the smoke profile. The
+ethics model was compared too (tensor by tensor) until its training recipe changed on purpose for issue 20
+(be96c6d: prompt batches against the five names, a ranking term, class weights). Skips where the checkout
+has no git history (a source archive)."""
 
 import json
 import os
@@ -18,25 +18,14 @@ import pytest
 from ohlora_assets.resources import PROJECT_ROOT
 
 REFERENCE_COMMIT = "648c305eccd13fcf5ec5661ed9a886e77bb9169f"  # main before the issue-14 refactor
-MODELS = ["adapter_output_message", "adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose", "ethics_sbert_model"]
+MODELS = ["adapter_output_message", "adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose"]
 
 # Materializes MODELS and everything upstream of them, and prints their data versions as JSON. It uses only
-# what both trees have: `ohlora_assets.definitions.defs`, the `path` metadata and the OHLORA_* environment.
+# what both trees have: `ohlora_assets.definitions.defs` and the OHLORA_* environment.
 DRIVER = """
-import hashlib, json, sys
-from pathlib import Path
+import json, sys
 import dagster as dg
-from safetensors.numpy import load_file
 from ohlora_assets.definitions import defs
-
-
-def tensors_without_pooler(path):
-    digest = hashlib.sha256()
-    for file in sorted(Path(path).rglob("*.safetensors")):
-        for name, tensor in sorted(load_file(file).items()):
-            if "pooler" not in name:
-                digest.update(name.encode() + tensor.tobytes())
-    return digest.hexdigest()
 
 
 keys = [dg.AssetKey(name) for name in sys.argv[1:]]
@@ -46,11 +35,10 @@ job = defs.resolve_implicit_global_asset_job_def()
 with dg.DagsterInstance.ephemeral() as instance:
     result = job.execute_in_process(instance=instance, asset_selection=list(selection))
     assert result.success
-    versions = {}
-    for event in result.get_asset_materialization_events():
-        name, materialization = event.asset_key.to_user_string(), event.materialization
-        versions[name] = (tensors_without_pooler(materialization.metadata["path"].value) if name == "ethics_sbert_model"
-                          else materialization.tags["dagster/data_version"])
+    versions = {
+        event.asset_key.to_user_string(): event.materialization.tags["dagster/data_version"]
+        for event in result.get_asset_materialization_events()
+    }
 print("VERSIONS " + json.dumps({name: versions[name] for name in sys.argv[1:]}))
 """
 
