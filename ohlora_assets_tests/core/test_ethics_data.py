@@ -10,6 +10,7 @@ from ohlora_assets.core.ethics.overlap import near_duplicates, similar_pairs
 from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets_tests.conftest import UPSTREAM, sample_paths
 
+
 def _prompts(path) -> list[str]:
     return pd.read_csv(path, dtype=str, keep_default_na=False)["user_prompt"].tolist()
 

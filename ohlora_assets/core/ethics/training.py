@@ -35,9 +35,9 @@ class TrainSettings:
     epochs (seed 7: upstream test accuracy 0.816 against 0.916 for a seed that trained on).
     """
 
-    epochs: int = 6
+    epochs: int = ETHICS_EPOCHS
     batch_size: int = 16  # prompts per step, each against the five names
-    learning_rate: float = 1e-4
+    learning_rate: float = ETHICS_LEARNING_RATES["embedded"]
     valid_fraction: float = 0.1
     warmup_fraction: float = 0.1
     seed: int = 42
