@@ -78,13 +78,16 @@ class SamplingConfig(dg.Config):
     max_retries: int = Field(default=3, description="new tries for an empty or malformed answer")
     prompt_batch_size: int = Field(default=16, description="prompts per generate call")
     seed: int = Field(default=0, description="seeds the sampling")
+    repetition_penalty: float | None = Field(
+        default=None, description="divides the logits of tokens the answer already holds; empty: the task's"
+    )
 
     def settings(self):
         from ohlora_assets.core.generation import SamplingSettings
 
         return SamplingSettings(
             temperature=self.temperature, max_new_tokens=self.max_new_tokens, max_retries=self.max_retries,
-            prompt_batch_size=self.prompt_batch_size, seed=self.seed,
+            prompt_batch_size=self.prompt_batch_size, seed=self.seed, repetition_penalty=self.repetition_penalty,
         )
 
 

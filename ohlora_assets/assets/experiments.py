@@ -48,7 +48,7 @@ def _base_spec(base_models: dict, profile: ModelProfile):
 
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-    code_version="2",
+    code_version="3",
     pool=ACCELERATOR_POOL,
     ins={
         "base_models": dg.AssetIn("base_models"),
@@ -112,7 +112,7 @@ def lora_rank_experiment(
 
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-    code_version="2",
+    code_version="3",
     pool=ACCELERATOR_POOL,
     ins={"base_models": dg.AssetIn("base_models"), "ml_qa_dataset": dg.AssetIn("ml_qa_dataset")},
 )

@@ -101,7 +101,8 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         blocking=True,
         description=(
             f"The saved adapter loads with plain PEFT and, for {CHECK_PROMPTS} validation prompts, generates "
-            f"(near-greedy, temperature {CHECK_TEMPERATURE}) an answer that stops at `{fmt.end_mark}`"
+            f"(near-greedy, temperature {CHECK_TEMPERATURE}, the task's repetition penalty, as served) an answer "
+            f"that stops at `{fmt.end_mark}`"
             + (" (an empty memory is a valid answer)." if task == "memory" else " with non-empty text before it.")
         ),
     )

