@@ -14,7 +14,7 @@ the same data: the output_message train split with one synonym-augmented variant
   defaults that would change the work are set to ours: gradient checkpointing off, float32 (no bf16).
 
 Each side is timed end to end, from the base model's path to the saved adapter: loading, tokenizing,
-training, saving. Throughput is real (non-pad) tokens per second over that time. Both models are then
+training, saving; both first run once untimed on 8 examples. Throughput is real (non-pad) tokens per second over that time. Both models are then
 scored by one function on the same un-augmented examples, so "equal final loss" compares like with
 like. The last line printed is `ratio=<ours/TRL>`.
 """
@@ -146,6 +146,11 @@ def run(args: argparse.Namespace) -> float:
         base = _base_model(paths, workdir)
         print(f"data: output_message train split of {paths.dialogue_csv}, {len(pairs)} examples x {hp.epochs} "
               f"synonym-augmented epoch(s); batch {hp.batch_size}, rank {hp.rank}; timed end to end")
+        # Untimed warm-up of both sides on a few examples: the process's first training pays for imports,
+        # kernel selection and allocations, which would otherwise land on whichever side runs first.
+        warm_hp = dataclasses.replace(hp, epochs=1)
+        _ours(base, [variants[0][:8]], warm_hp, workdir / "warm-ours")
+        _trl(base, [variants[0][:8]], warm_hp, workdir / "warm-trl")
         for round_, name in enumerate(order):
             output_dir = workdir / f"{name}{round_}"
             if name == "ours":
