@@ -76,7 +76,7 @@ class SamplingConfig(dg.Config):
     temperature: float = Field(default=0.6, description="sampling temperature (the original's)")
     max_new_tokens: int = Field(default=96, description="tokens per answer before it counts as unterminated")
     max_retries: int = Field(default=3, description="new tries for an empty or malformed answer")
-    prompt_batch_size: int = Field(default=16, description="prompts per generate call")
+    prompt_batch_size: int = Field(default=64, description="prompts per generate call")
     seed: int = Field(default=0, description="seeds the sampling")
     repetition_penalty: float | None = Field(
         default=None, description="divides the logits of tokens the answer already holds; empty: the task's"

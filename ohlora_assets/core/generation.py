@@ -34,8 +34,10 @@ class SamplingSettings:
             return self
         return replace(self, repetition_penalty=REPETITION_PENALTIES.get(task, 1.0))
     max_retries: int = 2
-    # Prompts per `generate` call; each brings its answers_per_prompt rows.
-    prompt_batch_size: int = 16
+    # Prompts per `generate` call; each brings its answers_per_prompt rows. A call runs until its longest answer
+    # ends, so fewer, larger calls pay that tail less often: 40 prompts x 4 answers on the embedded model took
+    # 2.0 s in three calls of 16 prompts, 1.5 s in one. By our estimate 64 x 4 rows of a 2B base fit a 24 GB GPU.
+    prompt_batch_size: int = 64
     seed: int = 0
 
 
