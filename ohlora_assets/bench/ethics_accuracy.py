@@ -38,12 +38,16 @@ def read_heldout(path: Path):
     return frame
 
 
+def _print_misclassified(evaluation) -> None:
+    for row in evaluation.misclassified.itertuples(index=False):
+        print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
+
+
 def _report(name: str, evaluation, prompts: int) -> None:
     """Accuracy, recall per category and the misclassified prompts of one scored set."""
     print(f"{name}: accuracy {evaluation.accuracy:.4f} on {prompts} prompts; recall "
           + ", ".join(f"{category} {recall:.2f}" for category, recall in evaluation.recall.items()))
-    for row in evaluation.misclassified.itertuples(index=False):
-        print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
+    _print_misclassified(evaluation)
 
 
 def _default_csv() -> Path:
@@ -105,8 +109,7 @@ def run(args: argparse.Namespace) -> float:
     for name, value in evaluation.summary().items():
         print(f"{name:<12} {value:>8.4f} {ORIGINAL[name]:>9.4f}")
     print(f"misclassified: {len(evaluation.misclassified)} of {len(test)}")
-    for row in evaluation.misclassified.itertuples(index=False):
-        print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
+    _print_misclassified(evaluation)
     print(f"accuracy={evaluation.accuracy:.4f}")
     return evaluation.accuracy
 
