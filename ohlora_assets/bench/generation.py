@@ -1,10 +1,11 @@
 """`ohlora bench generation`: our batched generator against the original one-answer-per-call loop.
 
 Both draw 4 answers for each of 40 output_message validation prompts from the same adapter, with the
-same sampling (temperature 0.6, the same max_new_tokens, stop at `(답변 종료)`) and no retries, so the
-two do the same work:
+same sampling (temperature 0.6, output_message's repetition penalty, the same max_new_tokens, stop at
+`(답변 종료)`) and no retries, so the two do the same work:
 
-- ours: `generate_answers`, many prompts per `generate` call, `num_return_sequences=4`, left padding;
+- ours: `generate_answers`, up to 64 prompts per `generate` call (all 40 in one), `num_return_sequences=4`,
+  left padding;
 - loop: one `generate` call per answer, one prompt at a time (how the original produced its samples).
 
 Both run the adapter merged into its base weights, as the reports do, so the ratio measures the

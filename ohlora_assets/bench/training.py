@@ -14,9 +14,9 @@ the same data: the output_message train split with one synonym-augmented variant
   defaults that would change the work are set to ours: gradient checkpointing off, float32 (no bf16).
 
 Each side is timed end to end, from the base model's path to the saved adapter: loading, tokenizing,
-training, saving; both first run once untimed on 8 examples. Throughput is real (non-pad) tokens per second over that time. Both models are then
-scored by one function on the same un-augmented examples, so "equal final loss" compares like with
-like. The last line printed is `ratio=<ours/TRL>`.
+training, saving; each first runs once untimed on 8 examples. Throughput is real (non-pad) tokens per
+second over that time. Both models are then scored by one function on the same un-augmented examples,
+so "equal final loss" compares like with like. The last line printed is `ratio=<ours/TRL>`.
 """
 
 from __future__ import annotations
