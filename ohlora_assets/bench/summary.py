@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import platform
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from ohlora_assets.bench import cli
 from ohlora_assets.bench.cli import Benchmark, default_args, load
+from ohlora_assets.core.device import usable_cores
 from ohlora_assets.resources import ArtifactStore
 
 @dataclass
@@ -54,7 +54,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     memory = ""
     try:
         kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])

@@ -27,18 +27,18 @@ class SamplingSettings:
     # Logits of tokens the answer already holds are divided by this (CTRL's penalty, prompt tokens exempt,
     # so an answer may still use the prompt's words; 1.0 is off). None: the task's (REPETITION_PENALTIES).
     repetition_penalty: float | None = None
-
-    def for_task(self, task: str) -> "SamplingSettings":
-        """These settings with the task's repetition penalty where none is set."""
-        if self.repetition_penalty is not None:
-            return self
-        return replace(self, repetition_penalty=REPETITION_PENALTIES.get(task, 1.0))
     max_retries: int = 2
     # Prompts per `generate` call; each brings its answers_per_prompt rows. A call runs until its longest answer
     # ends, so fewer, larger calls pay that tail less often: 40 prompts x 4 answers on the embedded model took
     # 2.0 s in three calls of 16 prompts, 1.5 s in one. By our estimate 64 x 4 rows of a 2B base fit a 24 GB GPU.
     prompt_batch_size: int = 64
     seed: int = 0
+
+    def for_task(self, task: str) -> "SamplingSettings":
+        """These settings with the task's repetition penalty where none is set."""
+        if self.repetition_penalty is not None:
+            return self
+        return replace(self, repetition_penalty=REPETITION_PENALTIES.get(task, 1.0))
 
 
 @dataclass
