@@ -190,7 +190,7 @@ def build_embedded_lm(
     model.train()
     for step in range(1, spec.steps + 1):
         if not plan:
-            plan = length_grouped_batches(examples, spec.batch_size, rng)
+            plan = length_grouped_batches([len(e.ids) for e in examples], spec.batch_size, rng)
         batch = [examples[i] for i in plan.pop()]
         loss, n, _ = completion_loss(model, *collate(batch, tokenizer.pad_token_id, device))
         loss.backward()

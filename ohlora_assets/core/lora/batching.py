@@ -44,18 +44,18 @@ def encode_pairs(
     return encoded, truncated
 
 
-def length_grouped_batches(examples: Sequence[Encoded], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar-length examples, so padding to the batch's longest costs little.
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of indices of similar `lengths`, so padding to the batch's longest costs little.
 
-    Examples are shuffled, cut into windows of 64 batches, sorted by length inside each window,
+    Indices are shuffled, cut into windows of 64 batches, sorted by length inside each window,
     batched, and the batches shuffled again: the order is random, the padding small.
     """
-    order = list(range(len(examples)))
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     window = batch_size * 64
     batches = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: len(examples[i].ids))
+        chunk = sorted(order[start : start + window], key=lengths.__getitem__)
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches

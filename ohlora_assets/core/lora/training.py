@@ -207,7 +207,10 @@ def train_lora_adapter(
     trainables = FlatTrainables([p for p in model.parameters() if p.requires_grad])
     params = [trainables.param]
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=0.0, fused=True)
-    plans = [length_grouped_batches(data, hp.batch_size, random.Random(f"{hp.seed}:{e}")) for e, data in enumerate(epoch_data)]
+    plans = [
+        length_grouped_batches([len(e.ids) for e in data], hp.batch_size, random.Random(f"{hp.seed}:{epoch}"))
+        for epoch, data in enumerate(epoch_data)
+    ]
     # An optimizer step per grad_accumulation consecutive micro-batches (the epoch's last step may have fewer).
     epoch_steps = [[plan[i : i + hp.grad_accumulation] for i in range(0, len(plan), hp.grad_accumulation)] for plan in plans]
     total_steps = sum(len(steps) for steps in epoch_steps)
