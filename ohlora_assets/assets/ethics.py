@@ -53,7 +53,7 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
     return pairs
 
 
-@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL)
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="4", pool=ACCELERATOR_POOL)
 def ethics_sbert_model(
     context: dg.AssetExecutionContext,
     config: LauncherConfig,

@@ -33,7 +33,8 @@ class TrainSettings:
 
     The valid split is scored after each epoch (loss and accuracy, reported) but chooses nothing: with a
     valid split of ~100 prompts, keeping the best epoch or stopping early picked undertrained second
-    epochs (seed 7: upstream test accuracy 0.816 against 0.916 for a seed that trained on).
+    epochs (seed 7: upstream test accuracy 0.816 against 0.916 for a seed that trained on). Batches
+    hold prompts of like length (shuffled windows, as the LoRA trainer's), so little of a step is padding.
     """
 
     epochs: int = ETHICS_EPOCHS
@@ -227,12 +228,15 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     hardware multiplies bf16 natively.
 
     Measured with `ohlora bench ethics-accuracy` (upstream train split plus data/ethics_dataset.csv,
-    scored on the upstream test split | our 60 held-out prompts), seeds 42, 7, 1: 0.937, 0.905, 0.916
-    | 0.950, 0.983, 0.967, held-out recall 0.92 or more in every category. The original recipe (each
-    prompt-name pair on its own, cosine regression alone, 10 epochs at 5e-5) on the upstream train split
-    alone: 0.937, 0.900, 0.905 | 0.50 for seed 42, where harmful prompts in new phrasings passed as 일반.
-    Trials on upstream plus the first 984 rows of our data, seed 42, six epochs at 1e-4: this recipe
-    0.916 | 0.917; cosine regression alone with equal class weights (class_balance 1) 0.837 | 0.900.
+    scored on the upstream test split | our 60 held-out prompts), seeds 42, 7, 1, length-grouped
+    batches: 0.921, 0.911, 0.926 (mean 0.919) | 0.950, 0.983, 0.950, held-out recall 0.92 or more in
+    every category but seed 42's 혐오/기타 (0.83). With random batches: 0.937, 0.905, 0.916 | 0.950,
+    0.983, 0.967. The original recipe (each prompt-name pair on its own, cosine regression alone, 10
+    epochs at 5e-5) on the upstream train split alone: 0.937, 0.900, 0.905 | 0.50 for seed 42, where
+    harmful prompts in new phrasings passed as 일반. Trials not kept (seed 7 unless named): 4 epochs
+    0.895, 10 epochs 0.884; layer-wise learning rates (decay 0.8 from 2e-4) 0.911 | 0.933; weight EMA
+    (0.995) 0.911 (seed 42) and 0.905; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are
+    stance: a prompt that names a group or an election to defend it or to chat, read as its topic.
     """
     return TrainSettings(
         epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
