@@ -235,7 +235,8 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     epochs at 5e-5) on the upstream train split alone: 0.937, 0.900, 0.905 | 0.50 for seed 42, where
     harmful prompts in new phrasings passed as 일반. Trials not kept (seed 7 unless named): 4 epochs
     0.895, 10 epochs 0.884; layer-wise learning rates (decay 0.8 from 2e-4) 0.911 | 0.933; weight EMA
-    (0.995) 0.911 (seed 42) and 0.905; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are
+    (0.995) 0.911 (seed 42) and 0.905; seeds 42 and 43 (0.921, 0.895) averaged: weights 0.889, scores
+    0.911 | 0.967; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are
     stance: a prompt that names a group or an election to defend it or to chat, read as its topic.
     """
     return TrainSettings(
