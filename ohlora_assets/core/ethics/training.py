@@ -189,7 +189,7 @@ def train_sbert(
     for epoch in range(1, settings.epochs + 1):
         model.train()
         epoch_loss = []
-        # Random batches were a third padding; batches of like-length prompts train 1.3x faster.
+        # Random batches were a third padding; batches of like-length prompts run 1.23x the steps/s.
         batches = length_grouped_batches(lengths, settings.batch_size, random.Random(f"{settings.seed}:{epoch}"))
         for batch in map(np.array, batches):
             value, _ = loss([fit_prompts[i] for i in batch], fit_categories[batch])
@@ -236,8 +236,8 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     harmful prompts in new phrasings passed as 일반. Trials not kept (seed 7 unless named): 4 epochs
     0.895, 10 epochs 0.884; layer-wise learning rates (decay 0.8 from 2e-4) 0.911 | 0.933; weight EMA
     (0.995) 0.911 (seed 42) and 0.905; seeds 42 and 43 (0.921, 0.895) averaged: weights 0.889, scores
-    0.911 | 0.967; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are
-    stance: a prompt that names a group or an election to defend it or to chat, read as its topic.
+    0.911 | 0.967; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are stance: a prompt
+    that names a group or an election to defend it or to chat, read as its topic.
     """
     return TrainSettings(
         epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
