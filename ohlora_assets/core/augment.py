@@ -12,8 +12,8 @@ from ohlora_assets.core.input_files import (
     DataIssue,
     DataValidationError,
     change_notes,
+    character_problem,
     clean_text,
-    control_character,
     decode_utf8,
     read_input_bytes,
 )
@@ -61,11 +61,11 @@ def read_synonym_groups(
             for change in changes:
                 first_change.setdefault(change, (number, f"word {position}"))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            control = control_character(word)
+            problem = character_problem(word)
             if not word.strip():
                 issue("the word is empty or only spaces", "delete it or write the word", position)
-            elif control:
-                issue(f"the word contains {control}", "delete that character", position)
+            elif problem:
+                issue(f"the word contains {problem[0]}", problem[1], position)
             elif len(word) > max_word_chars:
                 issue(f"the word has {len(word):,} characters; the limit is {max_word_chars:,}",
                       "shorten it, or raise max_cell_chars in the dataset's run config", position)

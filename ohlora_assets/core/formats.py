@@ -20,8 +20,8 @@ MOUTH = ("보통", "크게", "아주 크게")
 POSE = ("없음", "보통", "많이")
 DATA_TYPES = ("train", "train_msg", "valid", "valid_msg")
 
-MEMORY_PATTERN = re.compile(r"^\[[^\[\]:]+: [^\[\]]+\]$")
-EYES_MOUTH_POSE_PATTERN = re.compile(r"^\(눈 (?P<eyes>[^,()]+), 입 (?P<mouth>[^,()]+), 고개 돌림 (?P<pose>[^,()]+)\)$")
+MEMORY_PATTERN = re.compile(r"\A\[[^\[\]:\n]+: [^\[\]\n]+\]\Z")  # \Z: `$` would let a final line break through
+EYES_MOUTH_POSE_PATTERN = re.compile(r"\A\(눈 (?P<eyes>[^,()\n]+), 입 (?P<mouth>[^,()\n]+), 고개 돌림 (?P<pose>[^,()\n]+)\)\Z")
 TIME_TAG_PATTERN = re.compile(r"\(지금은 [월화수목금토일]요일 (?:오전|오후|저녁)\)\s*")
 MEMORY_PREFIX_PATTERN = re.compile(r"^\s*\[[^\[\]]*\]\s*")
 SUMMARY_WRAPPER_PATTERN = re.compile(r"^\(오로라 답변 요약\).*?\(사용자 질문\)\s*")

@@ -22,12 +22,19 @@ import pandas as pd
 UTF8_BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_CELL_CHARS = 5_000
 
-# Characters that render as nothing. U+200D (zero-width joiner) is kept where it joins two visible
-# characters: emoji sequences such as 👩‍💻 need it.
+# Characters that render as nothing (soft hyphen, grapheme joiner, zero-width space and non-joiner, bidi and
+# Mongolian marks, word joiner, Hangul fillers, BOM) and are dropped wherever they are.
 _INVISIBLE = re.compile(
-    "[\u00ad\u115f\u1160\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\u3164\ufeff\uffa0]"
-    r"|(?<!\S)\u200d|\u200d(?!\S)"
+    "[\u00ad\u034f\u061c\u115f\u1160\u180b-\u180f\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\u3164\ufeff\uffa0]"
 )
+# Zero-width joiner, variation selectors and tag characters: parts of emoji sequences (👩‍💻, ❤️, 1️⃣,
+# subdivision flags), kept there and dropped anywhere else, where they render as nothing.
+_EMOJI_PARTS = re.compile("[\u200d\ufe00-\ufe0f\U000e0020-\U000e007f]")
+_BLACK_FLAG = "\U0001f3f4"
+# Line and paragraph separators are line breaks; the braille blank renders as a space.
+_AS_LINE_BREAK = str.maketrans({"\u2028": "\n", "\u2029": "\n"})
+_BRAILLE_BLANK = "\u2800"
 _ALLOWED_CONTROLS = {"\n", "\t"}
 
 
@@ -106,22 +113,56 @@ def decode_utf8(raw: bytes, name: str) -> str:
         raise _file_issue(name, "this is an old Excel workbook (.xls) with a .csv name, not CSV text", export)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
+    bom = raw.startswith(UTF8_BOM)
     raw = raw.removeprefix(UTF8_BOM)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        problem = f"the file is not valid UTF-8 (invalid byte on line {line}, byte {err.start})"
+        row = _row_of(raw[: err.start].decode("utf-8", errors="replace"), line)
+        where = f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
+        problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {err.start + (len(UTF8_BOM) if bom else 0)} of the file)"
         try:
             raw.decode("cp949")
-            problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from line {line})"
+            problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from {where})"
         except UnicodeDecodeError:
             pass
-        raise _file_issue(name, problem, export, row=line) from None
+        raise _file_issue(name, problem, export, row=row) from None
+
+
+def _row_of(prefix: str, line: int) -> int:
+    """The spreadsheet row (header = 1) of the record that the text after `prefix` belongs to: `line`
+    unless a cell above spans lines."""
+    try:
+        # One character after the prefix, so that a prefix ending a line counts the record that follows.
+        return sum(1 for _ in csv.reader(io.StringIO(prefix + "x", newline="")))
+    except csv.Error:
+        return line
 
 
 def _file_issue(name: str, problem: str, fix: str, row: int | None = None) -> DataValidationError:
     return DataValidationError([DataIssue(name, row, None, problem, fix)])
+
+
+def _is_emoji(char: str) -> bool:
+    return bool(char) and unicodedata.category(char) in ("So", "Sk")
+
+
+def _in_emoji_sequence(text: str, position: int) -> bool:
+    """Whether the joiner, selector or tag at `position` belongs to the emoji sequence around it."""
+    char, before = text[position], text[position - 1] if position else ""
+    after = text[position + 1: position + 2]
+    if char == "\u200d":  # joins two emoji, the first possibly with its selector
+        return (_is_emoji(before) or before == "\ufe0f") and _is_emoji(after)
+    if "\U000e0020" <= char <= "\U000e007f":  # a run of tags after a black flag
+        return before == _BLACK_FLAG or "\U000e0020" <= before <= "\U000e007f"
+    # A variation selector styles a symbol, digit or punctuation (keycaps); after a letter or space it does nothing.
+    return bool(before) and not before.isspace() and not unicodedata.category(before).startswith(("L", "M"))
+
+
+def _drop_invisible(text: str) -> str:
+    text = _INVISIBLE.sub("", text)
+    return _EMOJI_PARTS.sub(lambda m: m.group() if _in_emoji_sequence(m.string, m.start()) else "", text)
 
 
 def clean_text(text: str) -> tuple[str, set[str]]:
@@ -129,21 +170,27 @@ def clean_text(text: str) -> tuple[str, set[str]]:
     changes = set()
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.translate(_AS_LINE_BREAK)
     nfc = unicodedata.normalize("NFC", text)
     if nfc != text:
         changes.add("nfc")
-    visible = _INVISIBLE.sub("", nfc)
+    visible = _drop_invisible(nfc).replace(_BRAILLE_BLANK, " ")
     if visible != nfc:
         changes.add("invisible")
     return visible, changes
 
 
-def control_character(text: str) -> str | None:
-    """A description of the first control character in `text` (tab and line break allowed)."""
+def character_problem(text: str) -> tuple[str, str] | None:
+    """(what, fix) for the first character in `text` that must not be there: a control character (tab and
+    line break allowed), or U+FFFD, which a program writes where it could not decode a character."""
     for position, char in enumerate(text, 1):
         if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
             kind = "a NUL byte" if char == "\0" else "a control character"
-            return f"{kind} (U+{ord(char):04X}) at character {position}"
+            fix = "delete that character (it is invisible in most editors)"
+            return f"{kind} (U+{ord(char):04X}) at character {position}", fix
+        if char == "\ufffd":
+            return (f"the replacement character \ufffd (U+FFFD) at character {position}: the text was damaged by an "
+                    "earlier conversion between encodings", "restore the text from the original and save it as UTF-8")
     return None
 
 
@@ -211,13 +258,14 @@ def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]],
     header: list[str] = []
     rows: list[int] = []
     records: list[list[str]] = []
+    issues: list[DataIssue] = []
     row = 0
     while True:
         start_line = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
-            return header, rows, records, []
+            return header, rows, records, issues
         except csv.Error as err:
             if "field larger than field limit" in str(err):
                 column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
@@ -226,13 +274,30 @@ def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]],
                 column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
                 fix = _QUOTE_FIX
             problem = f"{problem} (record starts on line {start_line})"
-            return header, rows, records, [DataIssue(name, row + 1, column, problem, fix)]
+            return header, rows, records, issues + [DataIssue(name, row + 1, column, problem, fix)]
         row += 1
         if row == 1:
             header = [clean_text(h)[0].strip() for h in cells]
         elif any(cell.strip() for cell in cells):
             records.append(cells)
             rows.append(row)
+            if reader.line_num > start_line:
+                issues += _swallowed_rows(name, row, header, cells)
+
+
+def _swallowed_rows(name: str, row: int, header: list[str], cells: list[str]) -> list[DataIssue]:
+    """A multi-line cell whose lines parse as whole rows: an opening quote without its closing one ran on
+    until a later quote happened to close it, and took the rows between with it."""
+    issues = []
+    for column, cell in zip(header, cells):
+        continued = re.split(r"\r\n|\r|\n", cell)[1:]
+        lookalikes = sum(1 for line in continued if len(next(csv.reader([line]), [])) == len(header) > 1)
+        if lookalikes:
+            issues.append(DataIssue(
+                name, row, column, f"this quoted cell runs over {len(continued) + 1} lines and {lookalikes} of them "
+                f"read as rows of their own ({len(header)} cells): a quote is probably unbalanced, and those rows "
+                "were swallowed into this cell", _QUOTE_FIX))
+    return issues
 
 
 _QUOTE_FIX = 'close the quote, or write a quote that is part of the text as two quotes ("")'
@@ -281,10 +346,9 @@ def read_csv_strict(
             for change in changes:
                 first_change.setdefault(change, (row_number, header[i]))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            control = control_character(value)
-            if control:
-                issues.append(DataIssue(name, row_number, header[i], f"the cell contains {control}",
-                                        "delete that character (it is invisible in most editors)"))
+            problem = character_problem(value)
+            if problem:
+                issues.append(DataIssue(name, row_number, header[i], f"the cell contains {problem[0]}", problem[1]))
             if len(value) > max_cell_chars:
                 issues.append(DataIssue(
                     name, row_number, header[i], f"the cell has {len(value):,} characters; the limit is "
@@ -311,9 +375,9 @@ def _header_issues(
         positions = ", ".join(str(i + 1) for i, c in enumerate(header) if c == column)
         issues.append(DataIssue(name, 1, column, f"the column name appears more than once (columns {positions})",
                                 "delete the extra column or rename it"))
-    control = next((control_character(c) for c in header if control_character(c)), None)
-    if control:
-        issues.append(DataIssue(name, 1, None, f"the header contains {control}", "delete that character"))
+    problem = next(filter(None, map(character_problem, header)), None)
+    if problem:
+        issues.append(DataIssue(name, 1, None, f"the header contains {problem[0]}", problem[1]))
     known = set(required) | set(optional)
     unknown = [c for c in header if c and c not in known]
     missing = [c for c in required if c not in header]

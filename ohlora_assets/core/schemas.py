@@ -209,7 +209,8 @@ def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
     categories = frame.groupby(prompt)["category"].agg(lambda c: dict(zip(c, c.index)))
     conflicting = pd.Series([len(categories[p]) > 1 for p in prompt], index=frame.index, dtype=bool)
     for row, text in zip(frame.index[conflicting], prompt[conflicting]):
-        others = ", ".join(f"'{c}' (row {r})" for c, r in categories[text].items() if r != row)
+        own = frame.at[row, "category"]
+        others = ", ".join(f"'{c}' (row {r})" for c, r in categories[text].items() if c != own)
         findings.append((row, "category", f"the same prompt has other categories: {others}",
                          "give one prompt one category"))
     rest = frame[~conflicting]

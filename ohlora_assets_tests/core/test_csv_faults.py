@@ -88,6 +88,17 @@ def test_unterminated_quote_is_located_not_swallowed(tmp_path, ethics_lines):
     assert issue.row == len(ethics_lines) + 2 and "never closed" in issue.message
 
 
+def test_a_stray_quote_closed_rows_later_is_caught_not_swallowing_them(tmp_path, ethics_lines):
+    # The opening quote of row 7 is closed by the inch mark of row 10: three records, no cell-count error.
+    swallowed = 'train,"55인치 TV 추천해줘,일반\ntrain,둘째 줄,정치\ntrain,셋째 줄,패드립\ntrain,모니터 27",일반\n'
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, swallowed)))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "2 of them read as rows" in issue.message
+    # a real multi-line cell is not one
+    table = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, 'train,"첫 줄, 그리고\n둘째 줄",일반\n'),
+                                               "multiline.csv"))
+    assert table.frame["user_prompt"].iloc[5] == "첫 줄, 그리고\n둘째 줄"
+
+
 def test_text_after_a_closing_quote_is_located(tmp_path, ethics_lines):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, 'train,"로라" 안녕,일반\n')))
     assert (issue.row, issue.column) == (7, "user_prompt") and "followed by more text" in issue.message
@@ -142,10 +153,41 @@ def test_invisible_characters_are_removed_before_emptiness_and_duplicate_checks(
     issues = _issues(_file(tmp_path, body))
     assert {(i.row, i.column) for i in issues} == {(7, "user_prompt"), (len(ethics_lines) + 3, "user_prompt")}
     assert any("empty" in i.message for i in issues) and any("both train and test" in i.message for i in issues)
-    # emoji sequences keep their zero-width joiner
-    emoji = _file(tmp_path, _with_row(ethics_lines, "train,개발자 👩\u200d💻 멋져,일반\n"), "emoji.csv")
-    frame = schemas.load(schemas.ETHICS, emoji).frame
-    assert "👩\u200d💻" in frame["user_prompt"].iloc[5]
+    # emoji sequences keep their joiner, selectors and tags
+    emoji = ["👩\u200d💻", "❤\ufe0f", "1\ufe0f\u20e3", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"]
+    path = _file(tmp_path, _with_row(ethics_lines, f"train,개발자 {' '.join(emoji)} 멋져,일반\n"), "emoji.csv")
+    assert schemas.load(schemas.ETHICS, path).frame["user_prompt"].iloc[5] == f"개발자 {' '.join(emoji)} 멋져"
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    ["\u200d", "\ufe0f", "\u034f", "\u061c", "\u180e", "\U000e0041"],
+    ids=["joiner between letters", "selector after a letter", "grapheme joiner", "arabic mark", "mongolian", "tag"],
+)
+def test_characters_that_render_as_nothing_do_not_defeat_the_leak_check(tmp_path, ethics_lines, hidden):
+    prompt = ethics_lines[0].split(",")[1]
+    [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"test,{prompt[:1]}{hidden}{prompt[1:]},일반\n"))
+    assert issue.row == len(ethics_lines) + 2 and "both train and test" in issue.message
+
+
+def test_blank_looking_and_line_separator_characters_read_as_a_person_sees_them(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,\u2800 \u2800,일반\n")))  # braille blanks
+    assert (issue.row, issue.column) == (7, "user_prompt") and "empty" in issue.message
+    path = _file(tmp_path, _with_row(ethics_lines, "train,첫 줄\u2028둘째 줄,일반\n"), "separator.csv")
+    assert schemas.load(schemas.ETHICS, path).frame["user_prompt"].iloc[5] == "첫 줄\n둘째 줄"
+
+
+def test_text_damaged_by_an_earlier_conversion_is_located(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,로라야 \ufffd\ufffd 안녕,일반\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "U+FFFD" in issue.message and "original" in issue.fix
+
+
+def test_an_invalid_byte_is_located_by_spreadsheet_row_after_a_multi_line_cell(tmp_path, ethics_lines):
+    body = HEADER.encode() + 'train,"첫 줄\n둘째 줄\n셋째 줄",일반\n'.encode() + "".join(ethics_lines[:3]).encode()
+    body += "train,안녕 로라,일반\n".encode("cp949")
+    [issue] = _issues(_file(tmp_path, b"\xef\xbb\xbf" + body))
+    assert issue.row == 6 and "line 8, spreadsheet row 6" in issue.message
+    assert f"byte {3 + body.index('안녕 로라'.encode('cp949'))} of the file" in issue.message
 
 
 def test_cell_length_limit_is_configurable(tmp_path, ethics_lines):
@@ -174,6 +216,12 @@ def test_ethics_semantics(tmp_path, ethics_lines):
     issues = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"test,{spaced},{other}\n"))
     assert {(i.row, i.column) for i in issues} == {(2, "category"), (len(ethics_lines) + 2, "category")}
     assert all("other categories" in i.message for i in issues)
+
+    # three rows, two categories: each row names the other category only
+    issues = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"test,{spaced},{other}\ntrain,{spaced} ,{category}\n"))
+    messages = {i.row: i.message for i in issues}
+    assert f"'{other}' (row {len(ethics_lines) + 2})" in messages[2] and f"'{category}'" not in messages[2]
+    assert f"'{category}' (row {len(ethics_lines) + 3})" in messages[len(ethics_lines) + 2]
 
     nfd = unicodedata.normalize("NFD", prompt)
     [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"train,{nfd},{category}\n"))

@@ -3,6 +3,7 @@ import pytest
 
 from ohlora_assets.core.formats import (
     ANSWER_MARK,
+    MEMORY_PATTERN,
     TASK_FORMATS,
     core_question,
     is_valid_memory,
@@ -63,6 +64,7 @@ def test_parsers():
     assert parse_eyes_mouth_pose("눈 크게") is None
     assert is_valid_memory("") and is_valid_memory("[취미: 등산]")
     assert not is_valid_memory("[취미 등산]") and not is_valid_memory("취미: 등산")
+    assert not MEMORY_PATTERN.match("[취미: 등산]\n") and not MEMORY_PATTERN.match("[취미: 등\n산]")
 
 
 def test_core_question_strips_wrappers():
