@@ -322,6 +322,13 @@ def read_csv_strict(
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
     header, rows, records, issues = _parse(text, name)
+    if not any(header):
+        raise _file_issue(name, "the first line is empty: the column names must be on it",
+                          "delete the empty line(s) above the column names", row=1)
+    separator = _other_separator(header, required_columns)
+    if separator:
+        raise _file_issue(name, f"the cells are separated by {separator}, not commas",
+                          'export it again as "CSV UTF-8 (comma delimited)"', row=1)
     notes: list[DataIssue] = []
     if not issues and not records:
         raise _file_issue(name, "the file has column names but no rows",
@@ -364,6 +371,17 @@ def read_csv_strict(
                                "none needed; delete them to silence this note"))
     frame = pd.DataFrame(table, columns=kept_names, index=pd.Index(rows, name="row"), dtype=str)
     return CsvTable(frame, notes)
+
+
+_SEPARATORS = {";": "semicolons (;), as a spreadsheet in a European locale writes", "\t": "tabs", "|": "bars (|)"}
+
+
+def _other_separator(header: list[str], required: list[str]) -> str | None:
+    """How the header is separated when its first name holds every required column split on another separator."""
+    for separator, described in _SEPARATORS.items():
+        if set(required) <= {name.strip() for name in header[0].split(separator)}:
+            return described
+    return None
 
 
 def _header_issues(

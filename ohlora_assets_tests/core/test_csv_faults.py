@@ -72,6 +72,18 @@ def test_paths_that_are_not_readable_files_say_what_they_are(tmp_path):
         assert "permission denied" in _issues(locked)[0].message
 
 
+@pytest.mark.parametrize("separator, named", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_file_separated_by_something_else_than_commas_says_so(tmp_path, ethics_lines, separator, named):
+    body = (HEADER + "".join(ethics_lines)).replace(",", separator)
+    [issue] = _issues(_file(tmp_path, body))
+    assert issue.row == 1 and f"separated by {named}" in issue.message and "comma delimited" in issue.fix
+
+
+def test_an_empty_line_above_the_header_is_named(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, "\n" + HEADER + "".join(ethics_lines)))
+    assert issue.row == 1 and "first line is empty" in issue.message
+
+
 def test_bom_is_accepted_and_changes_nothing(tmp_path, ethics_lines):
     plain = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER + "".join(ethics_lines)))
     with_bom = b"\xef\xbb\xbf" + (HEADER + "".join(ethics_lines)).encode()
