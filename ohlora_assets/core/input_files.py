@@ -36,6 +36,11 @@ _BLACK_FLAG = "\U0001f3f4"
 _AS_LINE_BREAK = str.maketrans({"\u2028": "\n", "\u2029": "\n"})
 _BRAILLE_BLANK = "\u2800"
 _ALLOWED_CONTROLS = {"\n", "\t"}
+# What Excel and Google Sheets write into a cell whose formula failed.
+SPREADSHEET_ERRORS = frozenset({
+    "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#ERROR!", "#SPILL!", "#CALC!",
+    "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
+})
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,11 @@ def read_csv_strict(
             problem = character_problem(value)
             if problem:
                 issues.append(DataIssue(name, row_number, header[i], f"the cell contains {problem[0]}", problem[1]))
+            if value.strip().upper() in SPREADSHEET_ERRORS:
+                issues.append(DataIssue(
+                    name, row_number, header[i], f"the cell holds the spreadsheet error {value.strip()!r}: a formula "
+                    "failed in the sheet, and the export wrote its error instead of text",
+                    "fix the formula (or paste the values over it) and export again"))
             if len(value) > max_cell_chars:
                 issues.append(DataIssue(
                     name, row_number, header[i], f"the cell has {len(value):,} characters; the limit is "

@@ -194,6 +194,15 @@ def test_text_damaged_by_an_earlier_conversion_is_located(tmp_path, ethics_lines
     assert (issue.row, issue.column) == (7, "user_prompt") and "U+FFFD" in issue.message and "original" in issue.fix
 
 
+@pytest.mark.parametrize("error", ["#REF!", "#N/A", " #value! ", "#NAME?"])
+def test_a_failed_formula_exported_as_its_error_is_located(tmp_path, ethics_lines, error):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,{error},일반\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "spreadsheet error" in issue.message
+    # text that only mentions one is text
+    path = _file(tmp_path, _with_row(ethics_lines, f"train,엑셀에서 {error.strip()} 오류 나면 어떻게 해?,일반\n"), "ok.csv")
+    assert len(schemas.load(schemas.ETHICS, path).frame) == len(ethics_lines) + 1
+
+
 def test_an_invalid_byte_is_located_by_spreadsheet_row_after_a_multi_line_cell(tmp_path, ethics_lines):
     body = HEADER.encode() + 'train,"첫 줄\n둘째 줄\n셋째 줄",일반\n'.encode() + "".join(ethics_lines[:3]).encode()
     body += "train,안녕 로라,일반\n".encode("cp949")
