@@ -36,6 +36,8 @@ _BLACK_FLAG = "\U0001f3f4"
 _AS_LINE_BREAK = str.maketrans({"\u2028": "\n", "\u2029": "\n"})
 _BRAILLE_BLANK = "\u2800"
 _ALLOWED_CONTROLS = {"\n", "\t"}
+# A line that git writes around the two sides of a merge conflict, inside a cell or as a row of its own.
+_CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7})(?: .*)?$|^={7}$", re.MULTILINE)
 # What Excel and Google Sheets write into a cell whose formula failed.
 SPREADSHEET_ERRORS = frozenset({
     "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#ERROR!", "#SPILL!", "#CALC!",
@@ -347,6 +349,12 @@ def read_csv_strict(
     change_counts: dict[str, int] = {}
     table = []
     for row_number, cells in zip(rows, records):
+        marker = next((m for cell in cells if (m := _CONFLICT_MARKER.search(cell))), None)
+        if marker:
+            issues.append(DataIssue(
+                name, row_number, None, f"a git merge-conflict marker ({marker.group().strip()!r}): the file holds both "
+                "sides of a conflict", "resolve the conflict: keep the right rows and delete the marker lines"))
+            continue
         if len(cells) != len(header):
             issues.append(DataIssue(
                 name, row_number, None, f"this row has {len(cells)} cells but the header names {len(header)} columns",

@@ -194,6 +194,16 @@ def test_text_damaged_by_an_earlier_conversion_is_located(tmp_path, ethics_lines
     assert (issue.row, issue.column) == (7, "user_prompt") and "U+FFFD" in issue.message and "original" in issue.fix
 
 
+def test_a_merge_conflict_left_in_the_file_is_named(tmp_path, ethics_lines):
+    conflict = "<<<<<<< HEAD\ntrain,로라야 안녕,일반\n=======\ntrain,로라야 반가워,일반\n>>>>>>> feature/prompts\n"
+    issues = _issues(_file(tmp_path, _with_row(ethics_lines, conflict)))
+    assert [i.row for i in issues] == [7, 9, 11] and all("merge-conflict marker" in i.message for i in issues)
+    # inside a quoted multi-line cell, as a conflict in a long answer leaves it
+    inside = 'train,"로라야\n<<<<<<< HEAD\n안녕\n=======\n반가워\n>>>>>>> main",일반\n'
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, inside), "inside.csv"))
+    assert issue.row == 7 and "'<<<<<<< HEAD'" in issue.message
+
+
 @pytest.mark.parametrize("error", ["#REF!", "#N/A", " #value! ", "#NAME?"])
 def test_a_failed_formula_exported_as_its_error_is_located(tmp_path, ethics_lines, error):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,{error},일반\n")))
