@@ -118,7 +118,10 @@ def decode_utf8(raw: bytes, name: str) -> str:
         raise _file_issue(name, "this is an Excel workbook (.xlsx) with a .csv name, not CSV text", export)
     if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         raise _file_issue(name, "this is an old Excel workbook (.xls) with a .csv name, not CSV text", export)
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    head = raw[:64]
+    # Without its byte-order mark, UTF-16 still shows as a zero byte beside every ASCII letter of the header.
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 8 and max(head[0::2].count(0), head[1::2].count(0))
+                                                      >= len(head) // 4):
         raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
     bom = raw.startswith(UTF8_BOM)
     raw = raw.removeprefix(UTF8_BOM)
@@ -129,12 +132,22 @@ def decode_utf8(raw: bytes, name: str) -> str:
         row = _row_of(raw[: err.start].decode("utf-8", errors="replace"), line)
         where = f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
         problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {err.start + (len(UTF8_BOM) if bom else 0)} of the file)"
-        try:
-            raw.decode("cp949")
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        line_end = raw.find(b"\n", err.start) if b"\n" in raw[err.start:] else len(raw)
+        if _decodes(raw, "cp949"):
             problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from {where})"
-        except UnicodeDecodeError:
-            pass
+        elif _decodes(raw[line_start:line_end], "cp949"):
+            problem = (f"the file is UTF-8, but {where} is cp949/EUC-KR (Windows Korean) text: it was pasted from "
+                       "another export")
         raise _file_issue(name, problem, export, row=row) from None
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _row_of(prefix: str, line: int) -> int:

@@ -46,6 +46,7 @@ def _with_row(lines: list[str], row: str, at: int = 5) -> str:
         (b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook (.xlsx)"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "old Excel workbook (.xls)"),
         ("type,user_prompt\n".encode("utf-16"), "UTF-16"),
+        ("type,user_prompt,category\ntrain,안녕,일반\n".encode("utf-16-le"), "UTF-16"),  # no byte-order mark
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("cp949"), "cp949/EUC-KR"),
     ],
 )
@@ -213,12 +214,18 @@ def test_a_failed_formula_exported_as_its_error_is_located(tmp_path, ethics_line
     assert len(schemas.load(schemas.ETHICS, path).frame) == len(ethics_lines) + 1
 
 
+def test_one_cp949_row_in_a_utf8_file_is_named(tmp_path, ethics_lines):
+    body = (HEADER + "".join(ethics_lines[:4])).encode() + "train,안녕 로라,일반\n".encode("cp949")
+    [issue] = _issues(_file(tmp_path, body + "".join(ethics_lines[4:]).encode()))
+    assert issue.row == 6 and "line 6 is cp949/EUC-KR" in issue.message and "pasted" in issue.message
+
+
 def test_an_invalid_byte_is_located_by_spreadsheet_row_after_a_multi_line_cell(tmp_path, ethics_lines):
     body = HEADER.encode() + 'train,"첫 줄\n둘째 줄\n셋째 줄",일반\n'.encode() + "".join(ethics_lines[:3]).encode()
-    body += "train,안녕 로라,일반\n".encode("cp949")
+    body += b"train,caf\xe9,\xff\n"  # no encoding reads this line: the byte is named
     [issue] = _issues(_file(tmp_path, b"\xef\xbb\xbf" + body))
     assert issue.row == 6 and "line 8, spreadsheet row 6" in issue.message
-    assert f"byte {3 + body.index('안녕 로라'.encode('cp949'))} of the file" in issue.message
+    assert f"byte {3 + body.index(b'caf') + 3} of the file" in issue.message
 
 
 def test_cell_length_limit_is_configurable(tmp_path, ethics_lines):
