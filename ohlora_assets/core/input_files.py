@@ -235,6 +235,7 @@ def change_notes(name: str, first_change: dict[str, tuple[int | None, str | None
 
 def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str]:
     """(column, problem) for the quote that broke the record starting `record_text`."""
+    record_text = record_text.replace("\r\n", "\n").replace("\r", "\n")  # lines are counted in any ending
     field_index, line, position, length = 0, 1, 0, len(record_text)
     while position < length:
         char = record_text[position]
@@ -342,6 +343,8 @@ def read_csv_strict(
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
     header, rows, records, issues = _parse(text, name)
+    if issues and not header:  # the header itself is broken: nothing below can be named
+        raise DataValidationError(issues)
     if not any(header):
         raise _file_issue(name, "the first line is empty: the column names must be on it",
                           "delete the empty line(s) above the column names", row=1)

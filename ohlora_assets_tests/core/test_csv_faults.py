@@ -112,6 +112,17 @@ def test_a_stray_quote_closed_rows_later_is_caught_not_swallowing_them(tmp_path,
     assert table.frame["user_prompt"].iloc[5] == "첫 줄, 그리고\n둘째 줄"
 
 
+def test_a_quote_error_in_the_header_is_the_one_issue(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, '"type,user_prompt,category\n' + "".join(ethics_lines)))
+    assert issue.row == 1 and "quote" in issue.message
+
+
+def test_an_unbalanced_quote_counts_lines_in_a_file_with_old_mac_line_endings(tmp_path, ethics_lines):
+    body = _with_row(ethics_lines, 'train,"로라야 안녕,일반\n').replace("\n", "\r")
+    [issue] = _issues(_file(tmp_path, body))
+    assert issue.row == 7 and "line(s) further down" in issue.message
+
+
 def test_text_after_a_closing_quote_is_located(tmp_path, ethics_lines):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, 'train,"로라" 안녕,일반\n')))
     assert (issue.row, issue.column) == (7, "user_prompt") and "followed by more text" in issue.message
