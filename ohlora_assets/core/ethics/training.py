@@ -228,7 +228,7 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     hardware multiplies bf16 natively.
 
     Measured with `ohlora bench ethics-accuracy` (upstream train split plus data/ethics_dataset.csv,
-    scored on the upstream test split | our 60 held-out prompts), seeds 42, 7, 1, length-grouped
+    scored on the upstream test split | the first 60 of our held-out prompts), seeds 42, 7, 1, length-grouped
     batches: 0.921, 0.911, 0.926 (mean 0.919) | 0.950, 0.983, 0.950, held-out recall 0.92 or more in
     every category but seed 42's 혐오/기타 (0.83). With random batches: 0.937, 0.905, 0.916 | 0.950,
     0.983, 0.967. The original recipe (each prompt-name pair on its own, cosine regression alone, 10
@@ -236,8 +236,9 @@ def settings_for(profile: str, smoke: bool, device: str = "cpu", seed: int = Tra
     harmful prompts in new phrasings passed as 일반. Trials not kept (seed 7 unless named): 4 epochs
     0.895, 10 epochs 0.884; layer-wise learning rates (decay 0.8 from 2e-4) 0.911 | 0.933; weight EMA
     (0.995) 0.911 (seed 42) and 0.905; seeds 42 and 43 (0.921, 0.895) averaged: weights 0.889, scores
-    0.911 | 0.967; upstream rows alone, seed 42: 0.932 | 0.450. The errors left are stance: a prompt
-    that names a group or an election to defend it or to chat, read as its topic.
+    0.911 | 0.967; upstream rows alone, seed 42: 0.932 | 0.450; 137 more prompts of our own that name
+    elections, parents, dating and groups neutrally, seeds 42 and 7: 0.916, 0.895. The errors left
+    are stance: a prompt that names a group or an election to defend it or to chat, read as its topic.
     """
     return TrainSettings(
         epochs=SMOKE.ethics_epochs if smoke else ETHICS_EPOCHS, learning_rate=ETHICS_LEARNING_RATES[profile], seed=seed,
