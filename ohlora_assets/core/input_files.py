@@ -118,10 +118,7 @@ def decode_utf8(raw: bytes, name: str) -> str:
         raise _file_issue(name, "this is an Excel workbook (.xlsx) with a .csv name, not CSV text", export)
     if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         raise _file_issue(name, "this is an old Excel workbook (.xls) with a .csv name, not CSV text", export)
-    head = raw[:64]
-    # Without its byte-order mark, UTF-16 still shows as a zero byte beside every ASCII letter of the header.
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 8 and max(head[0::2].count(0), head[1::2].count(0))
-                                                      >= len(head) // 4):
+    if _looks_utf16(raw):
         raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
     bom = raw.startswith(UTF8_BOM)
     raw = raw.removeprefix(UTF8_BOM)
@@ -131,15 +128,22 @@ def decode_utf8(raw: bytes, name: str) -> str:
         line = raw.count(b"\n", 0, err.start) + 1
         row = _row_of(raw[: err.start].decode("utf-8", errors="replace"), line)
         where = f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
-        problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {err.start + (len(UTF8_BOM) if bom else 0)} of the file)"
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        line_end = raw.find(b"\n", err.start) if b"\n" in raw[err.start:] else len(raw)
+        offset = err.start + (len(UTF8_BOM) if bom else 0)
+        problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {offset} of the file)"
+        line_start, line_end = raw.rfind(b"\n", 0, err.start) + 1, raw.find(b"\n", err.start)
         if _decodes(raw, "cp949"):
             problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from {where})"
-        elif _decodes(raw[line_start:line_end], "cp949"):
+        elif _decodes(raw[line_start: len(raw) if line_end < 0 else line_end], "cp949"):
             problem = (f"the file is UTF-8, but {where} is cp949/EUC-KR (Windows Korean) text: it was pasted from "
                        "another export")
         raise _file_issue(name, problem, export, row=row) from None
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """A byte-order mark, or without one a zero byte beside every ASCII letter of the header."""
+    head = raw[:64]
+    zeros = max(head[0::2].count(0), head[1::2].count(0))
+    return raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 8 and zeros >= len(head) // 4)
 
 
 def _decodes(raw: bytes, encoding: str) -> bool:
@@ -368,8 +372,8 @@ def read_csv_strict(
         marker = next((m for cell in cells if (m := _CONFLICT_MARKER.search(cell))), None)
         if marker:
             issues.append(DataIssue(
-                name, row_number, None, f"a git merge-conflict marker ({marker.group().strip()!r}): the file holds both "
-                "sides of a conflict", "resolve the conflict: keep the right rows and delete the marker lines"))
+                name, row_number, None, f"a git merge-conflict marker ({marker.group().strip()!r}): the file holds "
+                "both sides of a conflict", "resolve the conflict: keep the right rows and delete the marker lines"))
             continue
         if len(cells) != len(header):
             issues.append(DataIssue(
