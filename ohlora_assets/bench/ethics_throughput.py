@@ -17,7 +17,7 @@ import numpy as np
 from ohlora_assets.core.device import limit_torch_threads
 
 PROMPTS = 1000
-QUICK_PROMPTS = 100
+QUICK_PROMPTS = 25  # `--quick` (the test): 250 per-pair encodes, enough to show the gap
 
 
 def _original_scores(model, prompts: list[str], categories: tuple[str, ...]) -> np.ndarray:
