@@ -9,6 +9,7 @@ Checks of emptiness and duplication downstream therefore see the text a person s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -294,7 +295,7 @@ def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]],
         except csv.Error as err:
             if "field larger than field limit" in str(err):
                 column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
-                    "shorten it")
+                    "shorten it, or raise max_cell_chars in the dataset's run config")
             else:
                 column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
                 fix = _QUOTE_FIX
@@ -325,6 +326,18 @@ def _swallowed_rows(name: str, row: int, header: list[str], cells: list[str]) ->
     return issues
 
 
+@contextlib.contextmanager
+def _csv_field_limit(max_cell_chars: int):
+    """The csv module refuses a cell over its own limit (131,072 characters) before ours is checked: for a
+    dataset configured for longer cells, lift it while this file is parsed."""
+    default = csv.field_size_limit()
+    csv.field_size_limit(max(default, max_cell_chars + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(default)
+
+
 _QUOTE_FIX = 'close the quote, or write a quote that is part of the text as two quotes ("")'
 
 
@@ -346,7 +359,8 @@ def read_csv_strict(
     text = decode_utf8(read_input_bytes(path), name)
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
-    header, rows, records, issues = _parse(text, name)
+    with _csv_field_limit(max_cell_chars):
+        header, rows, records, issues = _parse(text, name)
     if issues and not header:  # the header itself is broken: nothing below can be named
         raise DataValidationError(issues)
     if not any(header):

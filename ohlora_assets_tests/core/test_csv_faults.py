@@ -244,8 +244,11 @@ def test_cell_length_limit_is_configurable(tmp_path, ethics_lines):
     [issue] = _issues(path)
     assert (issue.row, issue.column) == (7, "user_prompt") and "100,000 characters" in issue.message
     assert len(schemas.load(schemas.ETHICS, path, max_cell_chars=200_000).frame) == len(ethics_lines) + 1
-    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, 'train,"' + "가" * 200_000 + '",일반\n'), "huge.csv"))
+    huge = _file(tmp_path, _with_row(ethics_lines, 'train,"' + "가" * 200_000 + '",일반\n'), "huge.csv")
+    [issue] = _issues(huge)
     assert issue.row == 7 and "longer than" in issue.message
+    # past the csv module's own limit (131,072), a configured limit still holds
+    assert len(schemas.load(schemas.ETHICS, huge, max_cell_chars=250_000).frame) == len(ethics_lines) + 1
 
 
 def test_ethics_semantics(tmp_path, ethics_lines):
