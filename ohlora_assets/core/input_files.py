@@ -190,12 +190,15 @@ def _drop_invisible(text: str) -> str:
     return _EMOJI_PARTS.sub(lambda m: m.group() if _in_emoji_sequence(m.string, m.start()) else "", text)
 
 
+def _newlines(text: str) -> str:
+    """`text` with CRLF and CR line breaks as "\\n", as the csv module counts lines."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def clean_text(text: str) -> tuple[str, set[str]]:
     """`text` in NFC without invisible characters and with "\\n" line breaks; what changed."""
     changes = set()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_AS_LINE_BREAK)
+    text = _newlines(text).translate(_AS_LINE_BREAK)
     nfc = unicodedata.normalize("NFC", text)
     if nfc != text:
         changes.add("nfc")
@@ -240,7 +243,7 @@ def change_notes(name: str, first_change: dict[str, tuple[int | None, str | None
 
 def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str]:
     """(column, problem) for the quote that broke the record starting `record_text`."""
-    record_text = record_text.replace("\r\n", "\n").replace("\r", "\n")  # lines are counted in any ending
+    record_text = _newlines(record_text)  # lines are counted in any ending
     field_index, line, position, length = 0, 1, 0, len(record_text)
     while position < length:
         char = record_text[position]
@@ -316,7 +319,7 @@ def _swallowed_rows(name: str, row: int, header: list[str], cells: list[str]) ->
     until a later quote happened to close it, and took the rows between with it."""
     issues = []
     for column, cell in zip(header, cells):
-        continued = re.split(r"\r\n|\r|\n", cell)[1:]
+        continued = _newlines(cell).split("\n")[1:]
         lookalikes = sum(1 for line in continued if len(next(csv.reader([line]), [])) == len(header) > 1)
         if lookalikes:
             issues.append(DataIssue(
