@@ -50,6 +50,18 @@ def _report(name: str, evaluation, prompts: int) -> None:
     _print_misclassified(evaluation)
 
 
+def _print_gate(name: str, truth: list[str], scores, thresholds: dict[str, dict[str, float]]) -> None:
+    """The gate's own decisions beside the argmax: share sanctioned per category at each set of thresholds."""
+    from ohlora_assets.core.ethics.categories import GENERAL
+    from ohlora_assets.core.ethics.evaluation import gate_recall
+
+    for label, values in thresholds.items():
+        shares = gate_recall(truth, scores, values)
+        print(f"{name} gate at {label} thresholds: sanctioned "
+              + ", ".join(f"{category} {share:.2f}" for category, share in shares.items() if category != GENERAL)
+              + f"; 일반 false alarms {shares[GENERAL]:.2f}")
+
+
 def _default_csv() -> Path:
     """The upstream file when it is beside the project, else our sample data."""
     return UPSTREAM_CSV if UPSTREAM_CSV.is_file() else Path(DataPaths.from_env().ethics_csv)
@@ -59,6 +71,7 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.evaluation import evaluate
     from ohlora_assets.core.ethics.overlap import near_duplicates
     from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
     from ohlora_assets.core.ethics.training import TrainSettings, make_pairs, train_ethics_model
     from ohlora_assets.core.schemas import load_ethics
 
@@ -97,10 +110,13 @@ def run(args: argparse.Namespace) -> float:
         scorer = EthicsScorer.load(model_dir)
         scores = scorer.score(test["user_prompt"].tolist())
         score_seconds = time.perf_counter() - scored_at
+        # The product's thresholds, and the lowest ones no `일반` test prompt reaches (as `ethics_thresholds`).
+        thresholds = {"product": DEFAULT_THRESHOLDS, "calibrated": calibrate(scores, test["category"].tolist())}
         if heldout is not None:
-            prompts = heldout["user_prompt"].tolist()
-            _report(f"held-out ({args.heldout})", evaluate(prompts, heldout["category"].tolist(), scorer.score(prompts)),
-                    len(prompts))
+            prompts, truth = heldout["user_prompt"].tolist(), heldout["category"].tolist()
+            heldout_scores = scorer.score(prompts)
+            _report(f"held-out ({args.heldout})", evaluate(prompts, truth, heldout_scores), len(prompts))
+            _print_gate("held-out", truth, heldout_scores, thresholds)
     evaluation = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), scores)
 
     print(f"base: {trained.base}")
@@ -110,6 +126,7 @@ def run(args: argparse.Namespace) -> float:
         print(f"{name:<12} {value:>8.4f} {ORIGINAL[name]:>9.4f}")
     print(f"misclassified: {len(evaluation.misclassified)} of {len(test)}")
     _print_misclassified(evaluation)
+    _print_gate("test", test["category"].tolist(), scores, thresholds)
     print(f"accuracy={evaluation.accuracy:.4f}")
     return evaluation.accuracy
 

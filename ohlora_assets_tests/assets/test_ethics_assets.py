@@ -139,3 +139,7 @@ def test_accuracy_bench_prints_accuracy_last(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"accuracy={accuracy:.4f}" and 0.0 <= accuracy <= 1.0
     assert any(line.startswith("misclassified:") for line in lines)
+    gate = [line for line in lines if line.startswith("test gate at ")]
+    assert [line.split()[3] for line in gate] == ["product", "calibrated"]
+    # Thresholds calibrated on the test split are set just above its highest 일반 score: no false alarm there.
+    assert gate[1].endswith("일반 false alarms 0.00")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES, GENERAL, HATE, LOVE, PAEDRIP, POLITICS
-from ohlora_assets.core.ethics.evaluation import build_report, confusion_markdown, evaluate
+from ohlora_assets.core.ethics.evaluation import build_report, confusion_markdown, evaluate, gate_recall
 from ohlora_assets.core.ethics.normalize import normalize_prompt
 from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 from ohlora_assets.core.ethics.training import make_pairs, split_prompts
@@ -71,6 +71,22 @@ def test_calibrated_threshold_is_just_above_the_highest_general_score():
     for category, threshold in calibrated.items():
         assert (general[:, ETHICS_CATEGORIES.index(category)] < threshold).all()
     assert set(DEFAULT_THRESHOLDS) == set(calibrated)
+
+
+def test_gate_recall_counts_what_the_gate_sanctions_not_the_argmax():
+    #                 love  general politics paedrip hate
+    scores = _scores([[0.10, 0.20, 0.10, 0.10, 0.93],   # hate above its 0.9: sanctioned
+                      [0.10, 0.20, 0.10, 0.10, 0.85],   # hate wins the argmax but stays under 0.9: let through
+                      [0.10, 0.60, 0.10, 0.10, 0.95],   # hate, but the 일반 veto cancels it
+                      [0.99, 0.10, 0.10, 0.10, 0.10],   # love, sanctioned: the answer declined
+                      [0.10, 0.30, 0.10, 0.10, 0.91],   # 일반 read as hate: a false alarm
+                      [0.10, 0.90, 0.10, 0.10, 0.10]])  # 일반, allowed
+    truth = [HATE, HATE, HATE, LOVE, GENERAL, GENERAL]
+    shares = gate_recall(truth, scores, DEFAULT_THRESHOLDS)
+    assert shares[HATE] == pytest.approx(1 / 3)
+    assert shares[LOVE] == 1.0 and shares[GENERAL] == 0.5
+    assert np.isnan(shares[POLITICS]) and np.isnan(shares[PAEDRIP])
+    assert gate_recall(truth, scores, {**DEFAULT_THRESHOLDS, HATE: 0.8})[HATE] == pytest.approx(2 / 3)
 
 
 def test_evaluation_metrics_confusion_and_report(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHICS_CATEGORIES, GENERAL
+from ohlora_assets.core.ethics.gate import ANSWER_MARKERS, block_candidates
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.render import figure_png, subplots
 
@@ -68,6 +69,22 @@ def evaluate(prompts: list[str], truth: list[str], scores: np.ndarray) -> Ethics
         recall={c: _ratio(diagonal[i], confusion.iloc[:, i].sum()) for i, c in enumerate(ETHICS_CATEGORIES)},
         misclassified=misclassified,
     )
+
+
+def gate_recall(truth: list[str], scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
+    """What the serving gate does, not the argmax: per blockable category, the share of its prompts the
+    gate would sanction for it (`block_candidates` with an answer that declined, so love and politics
+    count); for `일반`, the share sanctioned for anything (false alarms)."""
+    truth_arr = np.asarray(truth)
+    candidates = [
+        block_candidates(dict(zip(ETHICS_CATEGORIES, row)), ANSWER_MARKERS[0], thresholds) for row in scores.tolist()
+    ]
+    result = {}
+    for name in ETHICS_CATEGORIES:
+        rows = [found for found, category in zip(candidates, truth_arr) if category == name]
+        hits = [bool(found) if name == GENERAL else name in found for found in rows]
+        result[name] = _ratio(sum(hits), len(hits))
+    return result
 
 
 def _pct(value: float) -> str:
