@@ -108,16 +108,17 @@ def run(args: argparse.Namespace) -> float:
         train_seconds = time.perf_counter() - started
         scored_at = time.perf_counter()
         scorer = EthicsScorer.load(model_dir)
-        scores = scorer.score(test["user_prompt"].tolist())
+        test_prompts, test_truth = test["user_prompt"].tolist(), test["category"].tolist()
+        scores = scorer.score(test_prompts)
         score_seconds = time.perf_counter() - scored_at
         # The product's thresholds, and the lowest ones no `일반` test prompt reaches (as `ethics_thresholds`).
-        thresholds = {"product": DEFAULT_THRESHOLDS, "calibrated": calibrate(scores, test["category"].tolist())}
+        thresholds = {"product": DEFAULT_THRESHOLDS, "calibrated": calibrate(scores, test_truth)}
         if heldout is not None:
             prompts, truth = heldout["user_prompt"].tolist(), heldout["category"].tolist()
             heldout_scores = scorer.score(prompts)
             _report(f"held-out ({args.heldout})", evaluate(prompts, truth, heldout_scores), len(prompts))
             _print_gate("held-out", truth, heldout_scores, thresholds)
-    evaluation = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), scores)
+    evaluation = evaluate(test_prompts, test_truth, scores)
 
     print(f"base: {trained.base}")
     print(f"build + train: {train_seconds:.0f}s; scoring {len(test)} prompts: {score_seconds:.2f}s")
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> float:
         print(f"{name:<12} {value:>8.4f} {ORIGINAL[name]:>9.4f}")
     print(f"misclassified: {len(evaluation.misclassified)} of {len(test)}")
     _print_misclassified(evaluation)
-    _print_gate("test", test["category"].tolist(), scores, thresholds)
+    _print_gate("test", test_truth, scores, thresholds)
     print(f"accuracy={evaluation.accuracy:.4f}")
     return evaluation.accuracy
 
