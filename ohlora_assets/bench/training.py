@@ -22,6 +22,7 @@ so "equal final loss" compares like with like. The last line printed is `ratio=<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import tempfile
@@ -33,7 +34,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups
 from ohlora_assets.core.base_models import ModelSpec
-from ohlora_assets.core.device import limit_torch_threads
+from ohlora_assets.core.device import limit_torch_threads, lora_training_threads, torch_threads
 from ohlora_assets.core.formats import task_split
 from ohlora_assets.core.lora import (
     LoraHyperParams,
@@ -141,11 +142,16 @@ def run(args: argparse.Namespace) -> float:
     tokens = {"ours": 0, "trl": 0}
     seconds = {"ours": 0.0, "trl": 0.0}
     trained = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         base = _base_model(paths, workdir)
+        # Our trainer picks its threads by the base (one on a narrow base); TRL gets the same number, so the
+        # ratio compares trainers, not thread counts.
+        threads = lora_training_threads(AutoConfig.from_pretrained(base), "cpu")
         print(f"data: output_message train split of {paths.dialogue_csv}, {len(pairs)} examples x {hp.epochs} "
-              f"synonym-augmented epoch(s); batch {hp.batch_size}, rank {hp.rank}; timed end to end")
+              f"synonym-augmented epoch(s); batch {hp.batch_size}, rank {hp.rank}; timed end to end; "
+              f"{threads} torch thread(s) on both sides")
+        stack.enter_context(torch_threads(threads))
         # Untimed warm-up of both sides on a few examples: the process's first training pays for imports,
         # kernel selection and allocations, which would otherwise land on whichever side runs first.
         warm_hp = dataclasses.replace(hp, epochs=1)

@@ -1,4 +1,5 @@
-"""CPU threads: by default the cores the process may use, OHLORA_TORCH_THREADS when set."""
+"""CPU threads: by default the cores the process may use, one for LoRA training on a narrow base,
+OHLORA_TORCH_THREADS when set."""
 
 import os
 import subprocess
@@ -7,7 +8,15 @@ import sys
 import pytest
 import torch
 
-from ohlora_assets.core.device import limit_torch_threads, usable_cores
+from transformers import LlamaConfig
+
+from ohlora_assets.core.device import (
+    NARROW_HIDDEN_SIZE,
+    limit_torch_threads,
+    lora_training_threads,
+    torch_threads,
+    usable_cores,
+)
 from ohlora_assets.resources import PROJECT_ROOT
 
 
@@ -25,6 +34,24 @@ def test_threads_default_to_the_usable_cores_and_the_variable_overrides(monkeypa
     assert limit_torch_threads() == 1 == torch.get_num_threads()
     monkeypatch.setenv("OHLORA_TORCH_THREADS", "")  # set but empty: the default
     assert limit_torch_threads() == usable_cores()
+
+
+def test_lora_training_takes_one_thread_on_a_narrow_base_on_the_cpu_only(monkeypatch):
+    monkeypatch.delenv("OHLORA_TORCH_THREADS", raising=False)
+    narrow, wide = LlamaConfig(hidden_size=NARROW_HIDDEN_SIZE - 64), LlamaConfig(hidden_size=NARROW_HIDDEN_SIZE)
+    assert lora_training_threads(narrow, "cpu") == 1
+    assert lora_training_threads(wide, "cpu") == usable_cores()
+    assert lora_training_threads(narrow, "cuda") == usable_cores()  # the host threads only feed the GPU
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "3")
+    assert lora_training_threads(narrow, "cpu") == 3
+
+
+def test_torch_threads_are_restored_after_the_block_even_when_it_raises(restore_torch_threads):
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError), torch_threads(1) as threads:
+        assert threads == 1 == torch.get_num_threads()
+        raise RuntimeError("stop")
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")

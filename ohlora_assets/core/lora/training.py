@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ohlora_assets.core.base_models import ModelSpec
-from ohlora_assets.core.device import peak_memory_mb, resolve_device
+from ohlora_assets.core.device import lora_training_threads, peak_memory_mb, resolve_device, torch_threads
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.lora.batching import (
     Pairs,
@@ -149,19 +149,40 @@ def train_lora_adapter(
     continues after that checkpoint's last epoch, ending with the adapter an uninterrupted run
     gives; a checkpoint of another run is ignored (logged) and overwritten. It must outlive a killed
     process, so it is not inside `output_dir` (a staging directory is discarded with its run). The
-    checkpoint is deleted once the adapter is saved.
+    checkpoint is deleted once the adapter is saved. On the CPU the training runs on
+    `core.device.lora_training_threads` threads (one for a narrow base), restored afterwards.
     """
-    from peft import LoraConfig, get_peft_model
-    from transformers import get_linear_schedule_with_warmup
-
-    from ohlora_assets.core.lora.fused import register_fused_layers, use_fused_dropout
-
     if isinstance(train_examples, list) and not train_examples:
         raise ValueError("no training examples")
     device = resolve_device(source.device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     model, tokenizer = load_base_model(source, device)
+    with torch_threads(lora_training_threads(model.config, device)):
+        return _train_loaded(
+            model, tokenizer, source, device, train_examples, valid_examples, hp, Path(output_dir), progress,
+            checkpoint_dir,
+        )
+
+
+def _train_loaded(
+    model,
+    tokenizer,
+    source: ModelSpec,
+    device: str,
+    train_examples: Callable[[int], Pairs] | Pairs,
+    valid_examples: Pairs,
+    hp: LoraHyperParams,
+    output_dir: Path,
+    progress: Progress | None,
+    checkpoint_dir: Path | None,
+) -> LoraTrainResult:
+    """`train_lora_adapter` once the base is loaded and the threads are set."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_linear_schedule_with_warmup
+
+    from ohlora_assets.core.lora.fused import register_fused_layers, use_fused_dropout
+
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     epoch_data, truncated = [], 0
@@ -289,7 +310,6 @@ def train_lora_adapter(
         resumed_epochs=resumed.epochs_done if resumed is not None else 0,
     )
     trainables.release()
-    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)

@@ -17,7 +17,8 @@ from ohlora_assets.core.progress import ProgressEvent
 from .conftest import END, PAIRS
 
 
-def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, tokenizer, tmp_path):
+def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.delenv("OHLORA_TORCH_THREADS", raising=False)
     hp = LoraHyperParams(rank=8, learning_rate=5e-3, epochs=6, batch_size=2)
     seen_epochs = []
 
@@ -26,7 +27,15 @@ def test_adapter_is_plain_peft_deterministic_and_learns_the_end_mark(base, token
         return PAIRS
 
     events: list[ProgressEvent] = []
-    first = train_lora_adapter(ModelSpec(str(base), device="cpu"), train, PAIRS[:2], hp, tmp_path / "a", events.append)
+    threads_before, threads_in_training = torch.get_num_threads(), set()
+
+    def record(event):
+        threads_in_training.add(torch.get_num_threads())
+        events.append(event)
+
+    first = train_lora_adapter(ModelSpec(str(base), device="cpu"), train, PAIRS[:2], hp, tmp_path / "a", record)
+    # The test base is narrow (core.device.NARROW_HIDDEN_SIZE): one thread while training, as before after.
+    assert threads_in_training == {1} and torch.get_num_threads() == threads_before
     second = train_lora_adapter(ModelSpec(str(base), device="cpu"), PAIRS, PAIRS[:2], hp, tmp_path / "b")
 
     assert seen_epochs == list(range(6))
