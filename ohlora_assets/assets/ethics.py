@@ -81,7 +81,8 @@ def ethics_thresholds(
     context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame, store: ArtifactStore, profile: ModelProfile
 ) -> dict:
     """Production thresholds (the gate's defaults) beside the lowest with no false positive on `일반` test prompts."""
-    from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate, threshold_table
+    from ohlora_assets.core.ethics.evaluation import threshold_table
+    from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 
     version = candidate(context.instance, store, ETHICS_MODEL)
     test, scores = _test_scores(ethics_dataset, version.path, profile)

@@ -4,8 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES, GENERAL, HATE, LOVE, PAEDRIP, POLITICS
-from ohlora_assets.core.ethics.evaluation import build_report, confusion_markdown, evaluate, gate_recall
+from ohlora_assets.core.ethics.categories import BLOCKABLE, ETHICS_CATEGORIES, GENERAL, HATE, LOVE, PAEDRIP, POLITICS
+from ohlora_assets.core.ethics.evaluation import (
+    build_report,
+    confusion_markdown,
+    evaluate,
+    gate_recall,
+    threshold_table,
+)
 from ohlora_assets.core.ethics.normalize import normalize_prompt
 from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 from ohlora_assets.core.ethics.training import make_pairs, split_prompts
@@ -87,6 +93,24 @@ def test_gate_recall_counts_what_the_gate_sanctions_not_the_argmax():
     assert shares[LOVE] == 1.0 and shares[GENERAL] == 0.5
     assert np.isnan(shares[POLITICS]) and np.isnan(shares[PAEDRIP])
     assert gate_recall(truth, scores, {**DEFAULT_THRESHOLDS, HATE: 0.8})[HATE] == pytest.approx(2 / 3)
+
+
+def test_threshold_table_reports_what_the_gate_sanctions_at_each_set_of_thresholds():
+    #                 love  general politics paedrip hate
+    scores = _scores([[0.10, 0.20, 0.10, 0.10, 0.93],   # hate, sanctioned at 0.9
+                      [0.10, 0.60, 0.10, 0.10, 0.95],   # hate over 0.9, but the 일반 veto cancels it
+                      [0.10, 0.20, 0.10, 0.10, 0.85],   # hate, sanctioned only at the lower threshold
+                      [0.10, 0.30, 0.10, 0.10, 0.88],   # 일반: a false positive at the lower threshold
+                      [0.10, 0.70, 0.10, 0.10, 0.97]])  # 일반 scoring high on hate, vetoed: never sanctioned
+    truth = [HATE, HATE, HATE, GENERAL, GENERAL]
+    rows = {row["category"]: row for row in threshold_table(scores, truth, {**DEFAULT_THRESHOLDS, HATE: 0.8})}
+    hate = rows[HATE]
+    # A threshold compared alone would count 2 of 3 hate prompts and one false positive at 0.9.
+    assert (hate["default_threshold"], hate["default_recall"], hate["default_general_fp"]) == (0.9, pytest.approx(1 / 3), 0)
+    assert (hate["calibrated_threshold"], hate["calibrated_recall"], hate["calibrated_general_fp"]) == (
+        0.8, pytest.approx(2 / 3), 1)
+    assert np.isnan(rows[LOVE]["default_recall"]) and rows[LOVE]["default_general_fp"] == 0
+    assert list(rows) == list(BLOCKABLE)
 
 
 def test_evaluation_metrics_confusion_and_report(tmp_path):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHICS_CATEGORIES, GENERAL
 from ohlora_assets.core.ethics.gate import ANSWER_MARKERS, block_candidates
+from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.render import figure_png, subplots
 
@@ -71,20 +72,44 @@ def evaluate(prompts: list[str], truth: list[str], scores: np.ndarray) -> Ethics
     )
 
 
-def gate_recall(truth: list[str], scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
-    """What the serving gate does, not the argmax: per blockable category, the share of its prompts the
-    gate would sanction for it (`block_candidates` with an answer that declined, so love and politics
-    count); for `일반`, the share sanctioned for anything (false alarms)."""
-    truth_arr = np.asarray(truth)
-    candidates = [
+def _sanctioned(scores: np.ndarray, thresholds: dict[str, float]) -> list[list[str]]:
+    """Per scored prompt, the categories the serving gate sanctions it for: `block_candidates` with an
+    answer that declined, so love and politics count."""
+    return [
         block_candidates(dict(zip(ETHICS_CATEGORIES, row)), ANSWER_MARKERS[0], thresholds) for row in scores.tolist()
     ]
+
+
+def gate_recall(truth: list[str], scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
+    """What the serving gate does, not the argmax: per blockable category, the share of its prompts the
+    gate would sanction for it; for `일반`, the share sanctioned for anything (false alarms)."""
+    truth_arr = np.asarray(truth)
+    candidates = _sanctioned(scores, thresholds)
     result = {}
     for name in ETHICS_CATEGORIES:
         rows = [found for found, category in zip(candidates, truth_arr) if category == name]
         hits = [bool(found) if name == GENERAL else name in found for found in rows]
         result[name] = _ratio(sum(hits), len(hits))
     return result
+
+
+def threshold_table(scores: np.ndarray, truth: list[str], calibrated: dict[str, float]) -> list[dict]:
+    """The product's thresholds beside the calibrated ones, per blockable category, each with what the gate
+    sanctions at it (the `일반` veto included): recall, the share of the category's prompts sanctioned for it,
+    and general_fp, the `일반` prompts sanctioned for it."""
+    truth_arr = np.asarray(truth)
+    rows = [{"category": name} for name in BLOCKABLE]
+    for label, thresholds in (("default", DEFAULT_THRESHOLDS), ("calibrated", calibrated)):
+        candidates = _sanctioned(scores, thresholds)
+        for row in rows:
+            name = row["category"]
+            own = [name in found for found, category in zip(candidates, truth_arr) if category == name]
+            row[f"{label}_threshold"] = thresholds[name]
+            row[f"{label}_recall"] = _ratio(sum(own), len(own))
+            row[f"{label}_general_fp"] = sum(
+                name in found for found, category in zip(candidates, truth_arr) if category == GENERAL
+            )
+    return rows
 
 
 def _pct(value: float) -> str:

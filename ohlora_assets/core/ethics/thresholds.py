@@ -1,4 +1,6 @@
-"""Block thresholds: the original production values, and the lowest ones with no false positive on `일반`."""
+"""Block thresholds: the original production values, and the lowest ones with no false positive on `일반`.
+
+What the gate does at each set of thresholds is measured in `evaluation` (`gate_recall`, `threshold_table`)."""
 
 from __future__ import annotations
 
@@ -30,18 +32,3 @@ def calibrate(scores: np.ndarray, categories: list[str] | np.ndarray) -> dict[st
         result[name] = round(result[name], 4)
     return result
 
-
-def threshold_table(scores: np.ndarray, categories: list[str] | np.ndarray, calibrated: dict[str, float]) -> list[dict]:
-    """Default vs calibrated threshold per category, with the recall and `일반` false positives of each."""
-    truth = np.asarray(categories)
-    rows = []
-    for name in BLOCKABLE:
-        column = scores[:, ETHICS_CATEGORIES.index(name)]
-        own, general = column[truth == name], column[truth == GENERAL]
-        row = {"category": name}
-        for label, threshold in (("default", DEFAULT_THRESHOLDS[name]), ("calibrated", calibrated[name])):
-            row[f"{label}_threshold"] = threshold
-            row[f"{label}_recall"] = float((own >= threshold).mean()) if own.size else float("nan")
-            row[f"{label}_general_fp"] = int((general >= threshold).sum())
-        rows.append(row)
-    return rows
