@@ -50,6 +50,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _configured_threads() -> int | None:
+    """OHLORA_TORCH_THREADS as a number; None when unset or empty."""
+    value = os.environ.get("OHLORA_TORCH_THREADS")
+    return int(value) if value else None
+
+
 def limit_torch_threads() -> int:
     """Set torch's CPU threads to OHLORA_TORCH_THREADS, by default the cores this process may use; returns it.
 
@@ -57,7 +63,7 @@ def limit_torch_threads() -> int:
     work, set OHLORA_TORCH_THREADS lower."""
     import torch
 
-    threads = int(os.environ.get("OHLORA_TORCH_THREADS") or usable_cores())
+    threads = _configured_threads() or usable_cores()
     torch.set_num_threads(threads)
     return threads
 
@@ -73,10 +79,8 @@ NARROW_HIDDEN_SIZE = 256
 def lora_training_threads(config, device: str) -> int:
     """CPU threads for LoRA training of a model with transformers `config` on `device`: OHLORA_TORCH_THREADS
     when set, one for a base narrower than NARROW_HIDDEN_SIZE on the CPU, else the usable cores."""
-    if os.environ.get("OHLORA_TORCH_THREADS"):
-        return int(os.environ["OHLORA_TORCH_THREADS"])
     narrow = getattr(config, "hidden_size", NARROW_HIDDEN_SIZE) < NARROW_HIDDEN_SIZE
-    return 1 if device == "cpu" and narrow else usable_cores()
+    return _configured_threads() or (1 if device == "cpu" and narrow else usable_cores())
 
 
 @contextmanager
