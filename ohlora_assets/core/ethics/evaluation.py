@@ -83,31 +83,33 @@ def _sanctioned(scores: np.ndarray, thresholds: dict[str, float]) -> list[list[s
 def gate_recall(truth: list[str], scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
     """What the serving gate does, not the argmax: per blockable category, the share of its prompts the
     gate would sanction for it; for `일반`, the share sanctioned for anything (false alarms)."""
-    truth_arr = np.asarray(truth)
     candidates = _sanctioned(scores, thresholds)
-    result = {}
-    for name in ETHICS_CATEGORIES:
-        rows = [found for found, category in zip(candidates, truth_arr) if category == name]
-        hits = [bool(found) if name == GENERAL else name in found for found in rows]
-        result[name] = _ratio(sum(hits), len(hits))
-    return result
+    general = [bool(found) for found, category in zip(candidates, truth) if category == GENERAL]
+    return {
+        name: _ratio(sum(general), len(general)) if name == GENERAL else _own_share(candidates, truth, name)
+        for name in ETHICS_CATEGORIES
+    }
+
+
+def _own_share(candidates: list[list[str]], truth: list[str], name: str) -> float:
+    """The share of `name`'s prompts that the gate sanctioned for `name` (NaN with none)."""
+    own = [name in found for found, category in zip(candidates, truth) if category == name]
+    return _ratio(sum(own), len(own))
 
 
 def threshold_table(scores: np.ndarray, truth: list[str], calibrated: dict[str, float]) -> list[dict]:
     """The product's thresholds beside the calibrated ones, per blockable category, each with what the gate
     sanctions at it (the `일반` veto included): recall, the share of the category's prompts sanctioned for it,
     and general_fp, the `일반` prompts sanctioned for it."""
-    truth_arr = np.asarray(truth)
     rows = [{"category": name} for name in BLOCKABLE]
     for label, thresholds in (("default", DEFAULT_THRESHOLDS), ("calibrated", calibrated)):
         candidates = _sanctioned(scores, thresholds)
         for row in rows:
             name = row["category"]
-            own = [name in found for found, category in zip(candidates, truth_arr) if category == name]
             row[f"{label}_threshold"] = thresholds[name]
-            row[f"{label}_recall"] = _ratio(sum(own), len(own))
+            row[f"{label}_recall"] = _own_share(candidates, truth, name)
             row[f"{label}_general_fp"] = sum(
-                name in found for found, category in zip(candidates, truth_arr) if category == GENERAL
+                name in found for found, category in zip(candidates, truth) if category == GENERAL
             )
     return rows
 
