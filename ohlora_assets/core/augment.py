@@ -15,6 +15,7 @@ from ohlora_assets.core.input_files import (
     character_problem,
     clean_text,
     decode_utf8,
+    double_encoding_problem,
     read_input_bytes,
 )
 
@@ -57,11 +58,12 @@ def read_synonym_groups(
             if not isinstance(word, str):
                 issue(f"{word!r} is not a string", "put the word in double quotes", position)
                 continue
-            word, changes = clean_text(word)
+            typed = word
+            word, changes = clean_text(typed)
             for change in changes:
                 first_change.setdefault(change, (number, f"word {position}"))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            problem = character_problem(word)
+            problem = double_encoding_problem(typed) or character_problem(word)
             if not word.strip():
                 issue("the word is empty or only spaces", "delete it or write the word", position)
             elif problem:

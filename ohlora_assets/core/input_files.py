@@ -112,13 +112,28 @@ def path_problem(err: OSError, path: Path) -> tuple[str, str]:
     return f"the file cannot be read: {err.strerror}", "check the disk and the path"
 
 
+# Files that are not CSV at all, by how they begin (lower-cased, after a BOM and leading blanks).
+_OTHER_FORMATS = {
+    b"pk\x03\x04": ("an Excel workbook (.xlsx) with a .csv name", ""),
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls) with a .csv name", ""),
+    b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the .csv inside"),
+    b"%pdf-": ("a PDF document", ""),
+    b"<!doctype html": ("a web page (HTML), as a browser saves a sign-in or preview page",
+                        "download the sheet itself: File > Download > Comma-separated values (.csv)"),
+    b"<html": ("a web page (HTML), as a browser saves a sign-in or preview page",
+               "download the sheet itself: File > Download > Comma-separated values (.csv)"),
+    b"version https://git-lfs.github.com/spec/": ("a Git LFS pointer: the file's content was never downloaded",
+                                                  "run `git lfs pull` in the repository that holds it"),
+}
+
+
 def decode_utf8(raw: bytes, name: str) -> str:
     """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named."""
     export = 'export it again as "CSV UTF-8"'
-    if raw.startswith(b"PK\x03\x04"):
-        raise _file_issue(name, "this is an Excel workbook (.xlsx) with a .csv name, not CSV text", export)
-    if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        raise _file_issue(name, "this is an old Excel workbook (.xls) with a .csv name, not CSV text", export)
+    head = raw.removeprefix(UTF8_BOM).lstrip()[:64].lower()
+    for signature, (what, fix) in _OTHER_FORMATS.items():
+        if head.startswith(signature):
+            raise _file_issue(name, f"this is {what}, not CSV text", fix or export)
     if _looks_utf16(raw):
         raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
     bom = raw.startswith(UTF8_BOM)
@@ -220,6 +235,37 @@ def character_problem(text: str) -> tuple[str, str] | None:
             return (f"the replacement character \ufffd (U+FFFD) at character {position}: the text was damaged by an "
                     "earlier conversion between encodings", "restore the text from the original and save it as UTF-8")
     return None
+
+
+def _single_byte_readings() -> dict[str, int]:
+    """Character -> byte, as Latin-1 (every byte as the code point of its value, which is also what Windows,
+    and so Excel, does with the five bytes Windows-1252 leaves undefined) and as Windows-1252 reads 0x80-0x9F.
+    No character is both: Windows-1252's are outside U+0000-U+00FF."""
+    table = {chr(byte): byte for byte in range(256)}
+    for byte in range(0x80, 0xA0):
+        with contextlib.suppress(UnicodeDecodeError):
+            table[bytes([byte]).decode("cp1252")] = byte
+    return table
+
+
+_SINGLE_BYTE_READINGS = _single_byte_readings()
+
+
+def double_encoding_problem(text: str) -> tuple[str, str] | None:
+    """(what, fix) when `text` is UTF-8 that a program read as Windows-1252 or Latin-1 and saved again:
+    `로라야` becomes `ë¡œë¼ì•¼`, which is valid text and would otherwise pass every later check. Read
+    from the cell as it is in the file, before `clean_text` drops the soft hyphens such text holds."""
+    if text.isascii():
+        return None
+    try:
+        original = bytes(_SINGLE_BYTE_READINGS[char] for char in text).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):  # a character outside Windows-1252, or bytes that are not UTF-8
+        return None
+    shown = text if len(text) <= 24 else text[:24] + "..."
+    was = original if len(original) <= 16 else original[:16] + "..."
+    return (f"text that was UTF-8 read as Windows-1252 or Latin-1 and saved again ({shown!r} was {was!r})",
+            'export the sheet again from the original file as "CSV UTF-8"; when a spreadsheet opens a CSV, '
+            "import it as UTF-8 (Data > From Text/CSV) instead of opening it directly")
 
 
 _CHANGE_NOTES = {
@@ -352,9 +398,10 @@ def read_csv_strict(
 ) -> CsvTable:
     """Read a UTF-8 CSV as strings indexed by spreadsheet row, or raise with every located issue.
 
-    Rejected: unreadable paths, non-UTF-8 encodings and workbooks, an empty or header-only file,
-    unbalanced quotes, rows with too many or too few cells, duplicated column names, missing
-    columns, control characters (NUL ...) and cells longer than `max_cell_chars`. A first column
+    Rejected: unreadable paths, non-UTF-8 encodings, workbooks and other files that are not CSV
+    (gzip, PDF, a saved web page, a Git LFS pointer), an empty or header-only file, unbalanced quotes,
+    rows with too many or too few cells, duplicated column names, missing columns, control characters
+    (NUL ...), text double-encoded through Windows-1252 or Latin-1, and cells longer than `max_cell_chars`. A first column
     without a name is the index a spreadsheet or pandas writes, and is dropped. Entirely empty rows
     are skipped, unknown columns ignored: both are noted.
     """
@@ -374,10 +421,10 @@ def read_csv_strict(
         raise _file_issue(name, f"the cells are separated by {separator}, not commas",
                           'export it again as "CSV UTF-8 (comma delimited)"', row=1)
     notes: list[DataIssue] = []
+    issues += _header_issues(name, header, required_columns, optional_columns, notes)
     if not issues and not records:
         raise _file_issue(name, "the file has column names but no rows",
                           "add rows below the header, or point the path at the right file")
-    issues += _header_issues(name, header, required_columns, optional_columns, notes)
 
     known = set(required_columns) | set(optional_columns)
     keep = [i for i, column in enumerate(header) if column in known]
@@ -403,7 +450,7 @@ def read_csv_strict(
             for change in changes:
                 first_change.setdefault(change, (row_number, header[i]))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            problem = character_problem(value)
+            problem = double_encoding_problem(cells[i]) or character_problem(value)
             if problem:
                 issues.append(DataIssue(name, row_number, header[i], f"the cell contains {problem[0]}", problem[1]))
             if value.strip().upper() in SPREADSHEET_ERRORS:

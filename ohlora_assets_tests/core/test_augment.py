@@ -44,6 +44,8 @@ def test_swaps_stay_within_the_group(swapper):
         ('[["오!", "우와!"], ["난", 3]]', (2, "word 2", "not a string")),
         ('[["오!", "우와!"], ["와우", "우와!"]]', (2, "word 2", "already in group 1")),
         ('[["오!", "오!"]]', (1, "word 2", "earlier in this group")),
+        # 한국! read as Latin-1: 국's last byte becomes a soft hyphen (U+00AD), which cleaning would drop
+        ('[["오!", "\u00ed\u0095\u009c\u00ea\u00b5\u00ad!"]]', (1, "word 2", "was '한국!'")),
     ],
 )
 def test_bad_synonym_files_are_located_by_group_and_word(tmp_path, text, expected):

@@ -1,5 +1,6 @@
 """Files written the way users' real files go wrong: each gets a located error or a correct, noted acceptance."""
 
+import gzip
 import os
 import unicodedata
 from pathlib import Path
@@ -48,11 +49,21 @@ def _with_row(lines: list[str], row: str, at: int = 5) -> str:
         ("type,user_prompt\n".encode("utf-16"), "UTF-16"),
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("utf-16-le"), "UTF-16"),  # no byte-order mark
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("cp949"), "cp949/EUC-KR"),
+        (gzip.compress(HEADER.encode() + "train,안녕,일반\n".encode()), "gzip-compressed"),
+        (b"\n  <!DOCTYPE html>\n<html><body>Sign in to continue</body></html>", "web page (HTML)"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 5234\n", "Git LFS pointer"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "PDF document"),
     ],
 )
 def test_whole_file_problems_are_named(tmp_path, body, expected):
     [issue] = _issues(_file(tmp_path, body))
     assert expected in issue.message and issue.fix and issue.column is None
+
+
+def test_a_header_only_file_with_the_wrong_columns_names_them_not_the_missing_rows(tmp_path):
+    issues = _issues(_file(tmp_path, "prompt,label\n"))
+    assert [(i.row, i.column) for i in issues] == [(1, "type"), (1, "user_prompt"), (1, "category")]
+    assert all("required column is missing (found instead: prompt, label)" in i.message for i in issues)
 
 
 def test_paths_that_are_not_readable_files_say_what_they_are(tmp_path):
@@ -315,3 +326,33 @@ def test_a_value_that_differs_only_in_spacing_says_so(tmp_path, ethics_lines):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,로라야 만나줘,사랑  고백/만남\n")))
     assert (issue.row, issue.column) == (7, "category")
     assert "differs from '사랑 고백/만남' only in its spaces" in issue.message
+
+
+def _read_as_windows_1252(text: str) -> str:
+    """What Excel in a Western locale shows for a UTF-8 file it opens as Windows-1252: the five bytes that
+    code page leaves undefined come through as C1 control characters."""
+    return "".join(
+        bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in text.encode("utf-8")
+    )
+
+
+def test_utf8_read_as_windows_1252_and_saved_again_is_located_with_the_original_text(tmp_path, ethics_lines):
+    garbled = _read_as_windows_1252("로라야 안녕")  # 'ë¡œë\x9d¼ì•¼ ì•ˆë…•': no character is invalid on its own
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,{garbled},일반\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt")
+    assert "UTF-8 read as Windows-1252" in issue.message and "was '로라야 안녕'" in issue.message
+    assert "CSV UTF-8" in issue.fix
+
+
+def test_a_whole_file_double_encoded_through_latin_1_is_located_cell_by_cell(tmp_path, ethics_lines):
+    body = HEADER + "".join(ethics_lines[:3])
+    issues = _issues(_file(tmp_path, body.encode("utf-8").decode("latin-1")))
+    # Every Korean cell, the categories included, and nothing reported as a mere control character.
+    assert {(i.row, i.column) for i in issues} == {(r, c) for r in (2, 3, 4) for c in ("user_prompt", "category")}
+    assert all("Latin-1 and saved again" in i.message for i in issues)
+
+
+@pytest.mark.parametrize("text", ["café au lait 먹고 싶다", "naïve한 질문", "°C 단위로 말해 줘", "€5 커피"])
+def test_text_with_latin_letters_and_symbols_is_not_taken_for_double_encoding(tmp_path, ethics_lines, text):
+    path = _file(tmp_path, _with_row(ethics_lines, f"train,{text},일반\n"))
+    assert schemas.load(schemas.ETHICS, path).frame["user_prompt"].iloc[5] == text
