@@ -47,6 +47,11 @@ def test_split_is_seeded_disjoint_and_ninety_ten():
         ("로라야\u200b 사\x00랑해\n", "로라야 사랑해"),
         ("ＬＯＶＥ 로라", "love 로라"),
         ("ㅋㅋㅋㅋㅋㅋㅋ", "ㅋㅋㅋ"),
+        ("ㅅㅏㄹㅏㅇㅎㅐ 로라야", "사랑해 로라야"),  # spelled out in letters
+        ("ㅈㅓㅇㅊㅣ ㅇㅣㅇㅑㄱㅣ ㅎㅏㅈㅏ", "정치 이야기 하자"),
+        ("사ㄹㅏㅇ해", "사랑해"),
+        ("ㄷㅏㄺ ㅂㅏㄼㅇㅏ", "닭 밟아"),  # a double final, and a final before an initial
+        ("ㅋㅋㅠㅠ ㅇㅋ ㄱㅅ ㅜㅜ", "ㅋㅋㅠㅠ ㅇㅋ ㄱㅅ ㅜㅜ"),  # shorthand that spells no syllable stays
         ("🎃🎃🎃", ""),
         ("나 너 좋아", "나 너 좋아"),  # two single syllables are ordinary spacing, not noise
         ("오늘 3시에 만나", "오늘 3시에 만나"),

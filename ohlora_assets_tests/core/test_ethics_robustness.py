@@ -59,7 +59,8 @@ def test_any_text_gets_a_decision(scorer, log, prompt):
 
 
 def test_noise_inside_words_scores_like_the_clean_word(scorer):
-    noisy, clean = scorer.score(["사1랑2해 로라야", "투.표 어디에 할 거야"]), scorer.score(["사랑해 로라야", "투표 어디에 할 거야"])
+    noisy = scorer.score(["사1랑2해 로라야", "투.표 어디에 할 거야", "ㅅㅏㄹㅏㅇㅎㅐ 로라야"])
+    clean = scorer.score(["사랑해 로라야", "투표 어디에 할 거야", "사랑해 로라야"])
     np.testing.assert_allclose(noisy, clean, atol=1e-6)
 
 

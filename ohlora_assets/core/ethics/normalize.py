@@ -1,8 +1,8 @@
 """Text normalization applied identically before training and before scoring.
 
-Users dodge filters by inserting noise into words (`사1랑2해`, `투.표`, `사 랑 해`) or by pasting
-control characters and emoji; the model only ever sees the cleaned form, so the dodge does not work
-and a 10,000-character paste costs no more than a short prompt.
+Users dodge filters by inserting noise into words (`사1랑2해`, `투.표`, `사 랑 해`), by spelling a word
+out in its letters (`ㅅㅏㄹㅏㅇㅎㅐ`) or by pasting control characters and emoji; the model only ever sees
+the cleaned form, so the dodge does not work and a 10,000-character paste costs no more than a short prompt.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ _NOISE_IN_WORD = re.compile(rf"(?<=[가-힣])[^{_HANGUL}A-Za-z\s]{{1,2}}(?=[가-
 # Three or more single syllables separated by single spaces: `사 랑 해` -> `사랑해`.
 _SPACED_SYLLABLES = re.compile(r"(?<![가-힣])[가-힣](?: [가-힣](?![가-힣])){2,}")
 _REPEATS = re.compile(r"(.)\1{3,}")
+# Compatibility jamo (the letters a keyboard types) as Unicode orders them in a composed syllable.
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINALS = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"  # final index 1..27; 0 is none
+_JAMO_RUN = re.compile("[ㄱ-ㅣ]{2,}")
 _SPACES = re.compile(r"\s+")
 # Unicode categories dropped outright: controls/format (zero-width, bidi), symbols (emoji), private use, unassigned.
 _DROPPED = {"Cc", "Cf", "Cs", "Co", "Cn", "So", "Sk", "Mn", "Me"}
@@ -38,10 +43,28 @@ def _clean_char(char: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c) not in _DROPPED)
 
 
+def _spelled_syllables(run: str) -> str | None:
+    """The syllables a run of letters spells (`ㅅㅏㄹㅏㅇ` -> `사랑`), or None unless the whole run spells
+    syllables: `ㅋㅋ`, `ㅠㅠ`, `ㅇㅋ` and `ㅋㅋㅠㅠ` are chat shorthand and stay as typed."""
+    syllables, i = [], 0
+    while i < len(run):
+        if i + 1 >= len(run) or run[i] not in _INITIALS or run[i + 1] not in _VOWELS:
+            return None
+        initial, vowel, final = _INITIALS.index(run[i]), _VOWELS.index(run[i + 1]), 0
+        i += 2
+        # A consonant closes this syllable unless a vowel follows it, which makes it the next one's initial.
+        if i < len(run) and run[i] in _FINALS and not (i + 1 < len(run) and run[i + 1] in _VOWELS):
+            final = _FINALS.index(run[i]) + 1
+            i += 1
+        syllables.append(chr(0xAC00 + (initial * len(_VOWELS) + vowel) * (len(_FINALS) + 1) + final))
+    return "".join(syllables)
+
+
 def normalize_prompt(text: str) -> str:
     """The form of `text` the ethics model reads. Total: any string in, a (possibly empty) string out."""
     text = unicodedata.normalize("NFC", text[: MAX_CHARS * 4])
     text = "".join(_clean_char(c) for c in text)
+    text = _JAMO_RUN.sub(lambda m: _spelled_syllables(m.group()) or m.group(), text)
     text = _NOISE_IN_WORD.sub("", text)
     text = _SPACED_SYLLABLES.sub(lambda m: m.group(0).replace(" ", ""), text)
     text = _REPEATS.sub(r"\1\1\1", text)
