@@ -12,10 +12,9 @@ from ohlora_assets.core.input_files import (
     DataIssue,
     DataValidationError,
     change_notes,
-    character_problem,
+    cell_problem,
     clean_text,
     decode_utf8,
-    double_encoding_problem,
     read_input_bytes,
 )
 
@@ -63,7 +62,7 @@ def read_synonym_groups(
             for change in changes:
                 first_change.setdefault(change, (number, f"word {position}"))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            problem = double_encoding_problem(typed) or character_problem(word)
+            problem = cell_problem(typed, word)
             if not word.strip():
                 issue("the word is empty or only spaces", "delete it or write the word", position)
             elif problem:

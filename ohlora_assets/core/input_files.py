@@ -112,16 +112,15 @@ def path_problem(err: OSError, path: Path) -> tuple[str, str]:
     return f"the file cannot be read: {err.strerror}", "check the disk and the path"
 
 
-# Files that are not CSV at all, by how they begin (lower-cased, after a BOM and leading blanks).
+# Files that are not CSV at all, by how they begin (lower-cased, after a BOM and leading blanks): a
+# signature or a tuple of them, as `bytes.startswith` takes.
 _OTHER_FORMATS = {
     b"pk\x03\x04": ("an Excel workbook (.xlsx) with a .csv name", ""),
     b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls) with a .csv name", ""),
     b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the .csv inside"),
     b"%pdf-": ("a PDF document", ""),
-    b"<!doctype html": ("a web page (HTML), as a browser saves a sign-in or preview page",
-                        "download the sheet itself: File > Download > Comma-separated values (.csv)"),
-    b"<html": ("a web page (HTML), as a browser saves a sign-in or preview page",
-               "download the sheet itself: File > Download > Comma-separated values (.csv)"),
+    (b"<!doctype html", b"<html"): ("a web page (HTML), as a browser saves a sign-in or preview page",
+                                    "download the sheet itself: File > Download > Comma-separated values (.csv)"),
     b"version https://git-lfs.github.com/spec/": ("a Git LFS pointer: the file's content was never downloaded",
                                                   "run `git lfs pull` in the repository that holds it"),
 }
@@ -130,7 +129,7 @@ _OTHER_FORMATS = {
 def decode_utf8(raw: bytes, name: str) -> str:
     """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named."""
     export = 'export it again as "CSV UTF-8"'
-    head = raw.removeprefix(UTF8_BOM).lstrip()[:64].lower()
+    head = raw[:1024].removeprefix(UTF8_BOM).lstrip()[:64].lower()  # no copy of a large file
     for signature, (what, fix) in _OTHER_FORMATS.items():
         if head.startswith(signature):
             raise _file_issue(name, f"this is {what}, not CSV text", fix or export)
@@ -268,6 +267,11 @@ def double_encoding_problem(text: str) -> tuple[str, str] | None:
             "import it as UTF-8 (Data > From Text/CSV) instead of opening it directly")
 
 
+def cell_problem(typed: str, cleaned: str) -> tuple[str, str] | None:
+    """(what, fix) for a cell or word: `typed` as the file holds it, `cleaned` as `clean_text` returns it."""
+    return double_encoding_problem(typed) or character_problem(cleaned)
+
+
 _CHANGE_NOTES = {
     "nfc": ("cells were in decomposed Unicode (NFD, as macOS writes Hangul) and were normalized to NFC",
             "none needed; save as NFC to silence this note"),
@@ -401,8 +405,8 @@ def read_csv_strict(
     Rejected: unreadable paths, non-UTF-8 encodings, workbooks and other files that are not CSV
     (gzip, PDF, a saved web page, a Git LFS pointer), an empty or header-only file, unbalanced quotes,
     rows with too many or too few cells, duplicated column names, missing columns, control characters
-    (NUL ...), text double-encoded through Windows-1252 or Latin-1, and cells longer than `max_cell_chars`. A first column
-    without a name is the index a spreadsheet or pandas writes, and is dropped. Entirely empty rows
+    (NUL ...), text double-encoded through Windows-1252 or Latin-1, and cells longer than
+    `max_cell_chars`. A first column without a name is the index a spreadsheet or pandas writes, and is dropped. Entirely empty rows
     are skipped, unknown columns ignored: both are noted.
     """
     name = str(path)
@@ -450,7 +454,7 @@ def read_csv_strict(
             for change in changes:
                 first_change.setdefault(change, (row_number, header[i]))
                 change_counts[change] = change_counts.get(change, 0) + 1
-            problem = double_encoding_problem(cells[i]) or character_problem(value)
+            problem = cell_problem(cells[i], value)
             if problem:
                 issues.append(DataIssue(name, row_number, header[i], f"the cell contains {problem[0]}", problem[1]))
             if value.strip().upper() in SPREADSHEET_ERRORS:
