@@ -26,18 +26,6 @@ UPSTREAM_CSV = PROJECT_ROOT.parent / "shared" / "upstream" / "ethics_train_test_
 HELDOUT_CSV = PROJECT_ROOT / "data" / "ethics_heldout.csv"
 
 
-def read_heldout(path: Path):
-    """The held-out prompts: every row of a `type,user_prompt,category` CSV, whatever its type."""
-    from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
-    from ohlora_assets.core.input_files import read_csv_strict
-
-    frame = read_csv_strict(path, ["type", "user_prompt", "category"]).frame
-    unknown = sorted(set(frame["category"]) - set(ETHICS_CATEGORIES))
-    if unknown:
-        raise SystemExit(f"{path}: unknown categories {unknown}; use {list(ETHICS_CATEGORIES)}")
-    return frame
-
-
 def _print_misclassified(evaluation) -> None:
     for row in evaluation.misclassified.itertuples(index=False):
         print(f"  {row.user_prompt!r}: {row.category} -> {row.predicted}")
@@ -73,7 +61,7 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
     from ohlora_assets.core.ethics.training import TrainSettings, make_pairs, train_ethics_model
-    from ohlora_assets.core.schemas import load_ethics
+    from ohlora_assets.core.schemas import load_ethics, load_ethics_heldout
 
     limit_torch_threads()
     train_csv = Path(args.train) if getattr(args, "train", None) else _default_csv()
@@ -82,7 +70,7 @@ def run(args: argparse.Namespace) -> float:
     seed = TrainSettings.seed if args.seed is None else args.seed
     train = load_ethics(train_csv).query("type == 'train'")
     test = load_ethics(test_csv).query("type == 'test'")
-    heldout = read_heldout(Path(args.heldout)) if getattr(args, "heldout", None) else None
+    heldout = load_ethics_heldout(Path(args.heldout)) if getattr(args, "heldout", None) else None
     also_train = Path(args.also_train) if getattr(args, "also_train", None) else None
     if also_train is not None:
         extra = load_ethics(also_train)

@@ -7,13 +7,12 @@ import random
 import re
 from pathlib import Path
 
+from ohlora_assets.core.cell_text import cell_problem, clean_text
 from ohlora_assets.core.input_files import (
     DEFAULT_MAX_CELL_CHARS,
     DataIssue,
     DataValidationError,
     change_notes,
-    cell_problem,
-    clean_text,
     decode_utf8,
     read_input_bytes,
 )
@@ -29,12 +28,16 @@ def read_synonym_groups(
     """The groups of a synonyms JSON (words in NFC, invisible characters removed) and notes on what
     was changed; every problem is a DataIssue located by group (1-based) and word."""
     name = str(path)
-    text = decode_utf8(read_input_bytes(path), name)
+    text = decode_utf8(read_input_bytes(path), name, kind="JSON")
     try:
         groups = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataValidationError([DataIssue(
             name, None, None, f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", _SHAPE_FIX
+        )]) from None
+    except RecursionError:
+        raise DataValidationError([DataIssue(
+            name, None, None, "the arrays are nested thousands deep: this is not a list of synonym groups", _SHAPE_FIX
         )]) from None
     if not isinstance(groups, list) or not groups:
         problem = "the file holds no synonym groups" if groups == [] else "the file is not a JSON array of groups"
@@ -49,13 +52,14 @@ def read_synonym_groups(
             issues.append(DataIssue(name, number, None if word is None else f"word {word}", problem, fix, "group"))
 
         if not isinstance(group, list) or len(group) < 2:
-            size = f"has {len(group)} word(s)" if isinstance(group, list) else f"is not an array ({group!r})"
+            as_written = json.dumps(group, ensure_ascii=False)
+            size = f"has {len(group)} word(s)" if isinstance(group, list) else f"is not an array ({as_written})"
             issue(f"the group {size}; a group needs at least two words to swap between", _SHAPE_FIX)
             continue
         words = []
         for position, word in enumerate(group, 1):
             if not isinstance(word, str):
-                issue(f"{word!r} is not a string", "put the word in double quotes", position)
+                issue(f"{json.dumps(word, ensure_ascii=False)} is not a string", "put the word in double quotes", position)
                 continue
             typed = word
             word, changes = clean_text(typed)

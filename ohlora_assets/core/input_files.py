@@ -14,36 +14,32 @@ import csv
 import errno
 import io
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ohlora_assets.core.cell_text import (
+    cell_problem,
+    character_problem,
+    clean_text,
+    spreadsheet_error,
+    unify_line_breaks,
+)
+
 UTF8_BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_CELL_CHARS = 5_000
 
-# Characters that render as nothing (soft hyphen, grapheme joiner, zero-width space and non-joiner, bidi and
-# Mongolian marks, word joiner, Hangul fillers, BOM) and are dropped wherever they are.
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u180b-\u180f\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u2069\u3164\ufeff\uffa0]"
-)
-# Zero-width joiner, variation selectors and tag characters: parts of emoji sequences (👩‍💻, ❤️, 1️⃣,
-# subdivision flags), kept there and dropped anywhere else, where they render as nothing.
-_EMOJI_PARTS = re.compile("[\u200d\ufe00-\ufe0f\U000e0020-\U000e007f]")
-_BLACK_FLAG = "\U0001f3f4"
-# Line and paragraph separators are line breaks; the braille blank renders as a space.
-_AS_LINE_BREAK = str.maketrans({"\u2028": "\n", "\u2029": "\n"})
-_BRAILLE_BLANK = "\u2800"
-_ALLOWED_CONTROLS = {"\n", "\t"}
-# A line that git writes around the two sides of a merge conflict, inside a cell or as a row of its own.
+# The lines git writes around the two sides of a merge conflict, inside a cell or as a row of their own. The
+# `=======` between the sides counts only beside the others: alone, it is a divider a person may type in a cell.
+_CONFLICT_EDGE = re.compile(r"^(?:<{7}|>{7})(?: .*)?$", re.MULTILINE)
 _CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7})(?: .*)?$|^={7}$", re.MULTILINE)
-# What Excel and Google Sheets write into a cell whose formula failed.
-SPREADSHEET_ERRORS = frozenset({
-    "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#ERROR!", "#SPILL!", "#CALC!",
-    "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
-})
+# The line Excel reads as "cells are separated by X" (and hides) when it is the first line of a CSV.
+_SEPARATOR_HINT = re.compile(r"sep=(.)")
+# A word of two or more question marks, bracketed or punctuated at most: what an "ANSI" save on a Windows
+# without the Korean code page leaves of each Hangul word.
+_QUESTION_MARK_WORD = re.compile(r"(?:^|(?<=[\s(\[]))\?{2,}(?=[\s)\].,!:~]|$)")
+_HANGUL = re.compile("[가-힣ㄱ-ㅣ]")
 
 
 @dataclass(frozen=True)
@@ -115,43 +111,66 @@ def path_problem(err: OSError, path: Path) -> tuple[str, str]:
 # Files that are not CSV at all, by how they begin (lower-cased, after a BOM and leading blanks): a
 # signature or a tuple of them, as `bytes.startswith` takes.
 _OTHER_FORMATS = {
-    b"pk\x03\x04": ("an Excel workbook (.xlsx) with a .csv name", ""),
-    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls) with a .csv name", ""),
-    b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the .csv inside"),
+    b"pk\x03\x04": ("a zipped workbook (Excel .xlsx, LibreOffice .ods or Numbers)", ""),
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls)", ""),
+    b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the file inside"),
     b"%pdf-": ("a PDF document", ""),
     (b"<!doctype html", b"<html"): ("a web page (HTML), as a browser saves a sign-in or preview page",
-                                    "download the sheet itself: File > Download > Comma-separated values (.csv)"),
+                                    "download the file itself, not the page that shows it"),
     b"version https://git-lfs.github.com/spec/": ("a Git LFS pointer: the file's content was never downloaded",
                                                   "run `git lfs pull` in the repository that holds it"),
 }
+# How each kind of text file is saved again as UTF-8, and what its line numbers are called.
+_SAVE_AS_UTF8 = {"CSV": 'export it again as "CSV UTF-8"', "JSON": "save it again as UTF-8 JSON"}
+_NUL_RUN = bytes(16)  # UTF-16 text has no run of zero bytes this long; a file cut short by a crash does
 
 
-def decode_utf8(raw: bytes, name: str) -> str:
-    """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named."""
-    export = 'export it again as "CSV UTF-8"'
+def decode_utf8(raw: bytes, name: str, kind: str = "CSV") -> str:
+    """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named.
+    `kind` is CSV or JSON: how the fixes are worded, and whether a spreadsheet row is named beside the line."""
+    export = _SAVE_AS_UTF8[kind]
     head = raw[:1024].removeprefix(UTF8_BOM).lstrip()[:64].lower()  # no copy of a large file
     for signature, (what, fix) in _OTHER_FORMATS.items():
         if head.startswith(signature):
-            raise _file_issue(name, f"this is {what}, not CSV text", fix or export)
-    if _looks_utf16(raw):
-        raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
+            raise _file_issue(name, f"this is {what}, not {kind} text", fix or export)
     bom = raw.startswith(UTF8_BOM)
     raw = raw.removeprefix(UTF8_BOM)
+    damaged = raw.find(_NUL_RUN)
+    if damaged >= 0:
+        line, row = _line_and_row(raw, damaged, kind)
+        raise _file_issue(name, f"from {_where(line, row)} on, the file holds NUL bytes instead of text: it was "
+                          "damaged or not fully written (a crash or a full disk while it was saved)",
+                          "restore it from a backup, or export it again", row=row if kind == "CSV" else None)
+    if _looks_utf16(raw):
+        raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        row = _row_of(raw[: err.start].decode("utf-8", errors="replace"), line)
-        where = f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
+        line, row = _line_and_row(raw, err.start, kind)
+        where = _where(line, row)
         offset = err.start + (len(UTF8_BOM) if bom else 0)
         problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {offset} of the file)"
-        line_start, line_end = raw.rfind(b"\n", 0, err.start) + 1, raw.find(b"\n", err.start)
+        line_start = max(raw.rfind(b"\n", 0, err.start), raw.rfind(b"\r", 0, err.start)) + 1
+        line_end = min((i for i in (raw.find(b"\n", err.start), raw.find(b"\r", err.start)) if i >= 0), default=len(raw))
         if _decodes(raw, "cp949"):
             problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from {where})"
-        elif _decodes(raw[line_start: len(raw) if line_end < 0 else line_end], "cp949"):
+        elif _decodes(raw[line_start:line_end], "cp949"):
             problem = (f"the file is UTF-8, but {where} is cp949/EUC-KR (Windows Korean) text: it was pasted from "
                        "another export")
-        raise _file_issue(name, problem, export, row=row) from None
+        raise _file_issue(name, problem, export, row=row if kind == "CSV" else None) from None
+
+
+def _line_and_row(raw: bytes, position: int, kind: str) -> tuple[int, int]:
+    """(line, spreadsheet row) of byte `position`: lines end in LF, CRLF or CR alone (a Mac-format CSV)."""
+    before = raw[:position]
+    line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+    if kind != "CSV":
+        return line, line
+    return line, _row_of(before.decode("utf-8", errors="replace"), line)
+
+
+def _where(line: int, row: int) -> str:
+    return f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
 
 
 def _looks_utf16(raw: bytes) -> bool:
@@ -183,94 +202,6 @@ def _file_issue(name: str, problem: str, fix: str, row: int | None = None) -> Da
     return DataValidationError([DataIssue(name, row, None, problem, fix)])
 
 
-def _is_emoji(char: str) -> bool:
-    return bool(char) and unicodedata.category(char) in ("So", "Sk")
-
-
-def _in_emoji_sequence(text: str, position: int) -> bool:
-    """Whether the joiner, selector or tag at `position` belongs to the emoji sequence around it."""
-    char, before = text[position], text[position - 1] if position else ""
-    after = text[position + 1: position + 2]
-    if char == "\u200d":  # joins two emoji, the first possibly with its selector
-        return (_is_emoji(before) or before == "\ufe0f") and _is_emoji(after)
-    if "\U000e0020" <= char <= "\U000e007f":  # a run of tags after a black flag
-        return before == _BLACK_FLAG or "\U000e0020" <= before <= "\U000e007f"
-    # A variation selector styles a symbol, digit or punctuation (keycaps); after a letter or space it does nothing.
-    return bool(before) and not before.isspace() and not unicodedata.category(before).startswith(("L", "M"))
-
-
-def _drop_invisible(text: str) -> str:
-    text = _INVISIBLE.sub("", text)
-    return _EMOJI_PARTS.sub(lambda m: m.group() if _in_emoji_sequence(m.string, m.start()) else "", text)
-
-
-def _newlines(text: str) -> str:
-    """`text` with CRLF and CR line breaks as "\\n", as the csv module counts lines."""
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
-
-
-def clean_text(text: str) -> tuple[str, set[str]]:
-    """`text` in NFC without invisible characters and with "\\n" line breaks; what changed."""
-    changes = set()
-    text = _newlines(text).translate(_AS_LINE_BREAK)
-    nfc = unicodedata.normalize("NFC", text)
-    if nfc != text:
-        changes.add("nfc")
-    visible = _drop_invisible(nfc).replace(_BRAILLE_BLANK, " ")
-    if visible != nfc:
-        changes.add("invisible")
-    return visible, changes
-
-
-def character_problem(text: str) -> tuple[str, str] | None:
-    """(what, fix) for the first character in `text` that must not be there: a control character (tab and
-    line break allowed), or U+FFFD, which a program writes where it could not decode a character."""
-    for position, char in enumerate(text, 1):
-        if unicodedata.category(char) == "Cc" and char not in _ALLOWED_CONTROLS:
-            kind = "a NUL byte" if char == "\0" else "a control character"
-            fix = "delete that character (it is invisible in most editors)"
-            return f"{kind} (U+{ord(char):04X}) at character {position}", fix
-        if char == "\ufffd":
-            return (f"the replacement character \ufffd (U+FFFD) at character {position}: the text was damaged by an "
-                    "earlier conversion between encodings", "restore the text from the original and save it as UTF-8")
-    return None
-
-
-def _single_byte_readings() -> dict[str, int]:
-    """Character -> byte, as Latin-1 (every byte as the code point of its value, which is also what Windows,
-    and so Excel, does with the five bytes Windows-1252 leaves undefined) and as Windows-1252 reads 0x80-0x9F.
-    No character is both: Windows-1252's are outside U+0000-U+00FF."""
-    table = {chr(byte): byte for byte in range(256)}
-    for byte in range(0x80, 0xA0):
-        with contextlib.suppress(UnicodeDecodeError):
-            table[bytes([byte]).decode("cp1252")] = byte
-    return table
-
-
-_SINGLE_BYTE_READINGS = _single_byte_readings()
-
-
-def double_encoding_problem(text: str) -> tuple[str, str] | None:
-    """(what, fix) when `text` is UTF-8 that a program read as Windows-1252 or Latin-1 and saved again:
-    `로라야` becomes `ë¡œë¼ì•¼`, which is valid text and would otherwise pass every later check. Read
-    from the cell as it is in the file, before `clean_text` drops the soft hyphens such text holds."""
-    if text.isascii():
-        return None
-    try:
-        original = bytes(_SINGLE_BYTE_READINGS[char] for char in text).decode("utf-8")
-    except (KeyError, UnicodeDecodeError):  # a character outside Windows-1252, or bytes that are not UTF-8
-        return None
-    shown = text if len(text) <= 24 else text[:24] + "..."
-    was = original if len(original) <= 16 else original[:16] + "..."
-    return (f"text that was UTF-8 read as Windows-1252 or Latin-1 and saved again ({shown!r} was {was!r})",
-            'export the sheet again from the original file as "CSV UTF-8"; when a spreadsheet opens a CSV, '
-            "import it as UTF-8 (Data > From Text/CSV) instead of opening it directly")
-
-
-def cell_problem(typed: str, cleaned: str) -> tuple[str, str] | None:
-    """(what, fix) for a cell or word: `typed` as the file holds it, `cleaned` as `clean_text` returns it."""
-    return double_encoding_problem(typed) or character_problem(cleaned)
-
 
 _CHANGE_NOTES = {
     "nfc": ("cells were in decomposed Unicode (NFD, as macOS writes Hangul) and were normalized to NFC",
@@ -293,7 +224,7 @@ def change_notes(name: str, first_change: dict[str, tuple[int | None, str | None
 
 def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str]:
     """(column, problem) for the quote that broke the record starting `record_text`."""
-    record_text = _newlines(record_text)  # lines are counted in any ending
+    record_text = unify_line_breaks(record_text)  # lines are counted in any ending
     field_index, line, position, length = 0, 1, 0, len(record_text)
     while position < length:
         char = record_text[position]
@@ -366,17 +297,25 @@ def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]],
 
 def _swallowed_rows(name: str, row: int, header: list[str], cells: list[str]) -> list[DataIssue]:
     """A multi-line cell whose lines parse as whole rows: an opening quote without its closing one ran on
-    until a later quote happened to close it, and took the rows between with it."""
+    until a later quote happened to close it, and took the rows between with it. The cell's first line then
+    holds the rest of its own row (the cells after it, commas included), which a cell written over several
+    lines on purpose, a list say, does not."""
     issues = []
-    for column, cell in zip(header, cells):
-        continued = _newlines(cell).split("\n")[1:]
-        lookalikes = sum(1 for line in continued if len(next(csv.reader([line]), [])) == len(header) > 1)
+    for index, (column, cell) in enumerate(zip(header, cells)):
+        first, *continued = unify_line_breaks(cell).split("\n")
+        if not continued or _cell_count(first) != len(header) - index:
+            continue
+        lookalikes = sum(1 for line in continued if _cell_count(line) == len(header) > 1)
         if lookalikes:
             issues.append(DataIssue(
                 name, row, column, f"this quoted cell runs over {len(continued) + 1} lines and {lookalikes} of them "
                 f"read as rows of their own ({len(header)} cells): a quote is probably unbalanced, and those rows "
                 "were swallowed into this cell", _QUOTE_FIX))
     return issues
+
+
+def _cell_count(line: str) -> int:
+    return len(next(csv.reader([line]), []))
 
 
 @contextlib.contextmanager
@@ -413,6 +352,17 @@ def read_csv_strict(
     text = decode_utf8(read_input_bytes(path), name)
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
+    notes: list[DataIssue] = []
+    first_line = io.StringIO(text, newline="").readline().rstrip("\r\n")
+    if _SEPARATOR_HINT.fullmatch(first_line.strip()):
+        text = _without_first_line(text, first_line)
+        notes.append(DataIssue(name, None, None, f"the first line {first_line.strip()!r} (Excel's separator hint) "
+                               "was skipped: the column names are on the line after it", "none needed"))
+        first_line = io.StringIO(text, newline="").readline().rstrip("\r\n")
+    separator = _other_separator(first_line, required_columns)
+    if separator:
+        raise _file_issue(name, f"the cells are separated by {separator}, not commas",
+                          'export it again as "CSV UTF-8 (comma delimited)"', row=1)
     with _csv_field_limit(max_cell_chars):
         header, rows, records, issues = _parse(text, name)
     if issues and not header:  # the header itself is broken: nothing below can be named
@@ -420,11 +370,6 @@ def read_csv_strict(
     if not any(header):
         raise _file_issue(name, "the first line is empty: the column names must be on it",
                           "delete the empty line(s) above the column names", row=1)
-    separator = _other_separator(header, required_columns)
-    if separator:
-        raise _file_issue(name, f"the cells are separated by {separator}, not commas",
-                          'export it again as "CSV UTF-8 (comma delimited)"', row=1)
-    notes: list[DataIssue] = []
     issues += _header_issues(name, header, required_columns, optional_columns, notes)
     if not issues and not records:
         raise _file_issue(name, "the file has column names but no rows",
@@ -436,8 +381,9 @@ def read_csv_strict(
     first_change: dict[str, tuple[int | None, str | None]] = {}
     change_counts: dict[str, int] = {}
     table = []
+    conflict = _CONFLICT_EDGE.search(text) is not None
     for row_number, cells in zip(rows, records):
-        marker = next((m for cell in cells if (m := _CONFLICT_MARKER.search(cell))), None)
+        marker = conflict and next((m for cell in cells if (m := _CONFLICT_MARKER.search(cell))), None)
         if marker:
             issues.append(DataIssue(
                 name, row_number, None, f"a git merge-conflict marker ({marker.group().strip()!r}): the file holds "
@@ -457,9 +403,9 @@ def read_csv_strict(
             problem = cell_problem(cells[i], value)
             if problem:
                 issues.append(DataIssue(name, row_number, header[i], f"the cell contains {problem[0]}", problem[1]))
-            if value.strip().upper() in SPREADSHEET_ERRORS:
+            if error := spreadsheet_error(value):
                 issues.append(DataIssue(
-                    name, row_number, header[i], f"the cell holds the spreadsheet error {value.strip()!r}: a formula "
+                    name, row_number, header[i], f"the cell holds the spreadsheet error {error!r}: a formula "
                     "failed in the sheet, and the export wrote its error instead of text",
                     "fix the formula (or paste the values over it) and export again"))
             if len(value) > max_cell_chars:
@@ -468,6 +414,7 @@ def read_csv_strict(
                     f"{max_cell_chars:,}", "shorten it, or raise max_cell_chars in the dataset's run config"))
             values.append(value)
         table.append(values)
+    issues += _hangul_lost(name, rows, kept_names, table)
     if issues:
         raise DataValidationError(issues)
     notes += change_notes(name, first_change, change_counts)
@@ -482,12 +429,32 @@ def read_csv_strict(
 _SEPARATORS = {";": "semicolons (;), as a spreadsheet in a European locale writes", "\t": "tabs", "|": "bars (|)"}
 
 
-def _other_separator(header: list[str], required: list[str]) -> str | None:
-    """How the header is separated when its first name holds every required column split on another separator."""
+def _without_first_line(text: str, first_line: str) -> str:
+    rest = text[len(first_line):]
+    return rest[2:] if rest.startswith("\r\n") else rest[1:]
+
+
+def _other_separator(first_line: str, required: list[str]) -> str | None:
+    """How the header is separated when it holds every required column split on another separator than
+    the comma, quoted (as LibreOffice writes with "quote all text cells") or not."""
     for separator, described in _SEPARATORS.items():
-        if set(required) <= {name.strip() for name in header[0].split(separator)}:
+        names = next(csv.reader([first_line], delimiter=separator), [])
+        if set(required) <= {clean_text(name)[0].strip() for name in names}:
             return described
     return None
+
+
+def _hangul_lost(name: str, rows: list[int], columns: list[str], table: list[list[str]]) -> list[DataIssue]:
+    """Cells whose words became question marks, in a file without a single Hangul letter: saved as "ANSI"
+    (Excel's plain "CSV (Comma delimited)", Notepad) on a Windows without the Korean code page, which
+    writes every character it cannot encode as '?'."""
+    if any(_HANGUL.search(value) for values in table for value in values):
+        return []
+    lost = [(row, column) for row, values in zip(rows, table) for column, value in zip(columns, values)
+            if _QUESTION_MARK_WORD.search(value)]
+    return [DataIssue(name, row, column, "the cell has words made only of question marks and the file has no Hangul "
+                      "at all: the Hangul was replaced by '?' when the file was saved in a legacy encoding",
+                      'export it again from the original as "CSV UTF-8"') for row, column in lost[:5]]
 
 
 def _header_issues(

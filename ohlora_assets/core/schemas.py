@@ -205,6 +205,12 @@ def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
     if not (frame["type"] == "test").any():
         findings.append((None, "type", "there are no test rows: the accuracy could not be measured",
                          "mark some prompts of each category type=test"))
+    return findings + _prompt_rules(frame)
+
+
+def _prompt_rules(frame: pd.DataFrame) -> list[Finding]:
+    """One category per prompt, and each prompt once per split (the rules a held-out file has too)."""
+    findings: list[Finding] = []
     prompt = _spacing_normalized(frame["user_prompt"])
     categories = frame.groupby(prompt)["category"].agg(lambda c: dict(zip(c, c.index)))
     conflicting = pd.Series([len(categories[p]) > 1 for p in prompt], index=frame.index, dtype=bool)
@@ -237,6 +243,8 @@ class InputSpec:
 
 DIALOGUE = InputSpec(DIALOGUE_COLUMNS, DIALOGUE_SCHEMA, _dialogue_rules)
 ETHICS = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, _ethics_rules)
+#: Prompts kept out of every training file, all scored whatever their type: no split rules.
+ETHICS_HELDOUT = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, _prompt_rules)
 #: `key_facts` (';'-separated) is optional and read as "" when the file lacks it.
 ML_QA = InputSpec(ML_QA_COLUMNS, ML_QA_SCHEMA, _ml_qa_rules, optional_columns=("key_facts",))
 
@@ -290,6 +298,10 @@ def load_dialogue(path: str | Path) -> pd.DataFrame:
 
 def load_ethics(path: str | Path) -> pd.DataFrame:
     return load(ETHICS, path).frame
+
+
+def load_ethics_heldout(path: str | Path) -> pd.DataFrame:
+    return load(ETHICS_HELDOUT, path).frame
 
 
 def load_ml_qa(path: str | Path) -> pd.DataFrame:

@@ -42,6 +42,9 @@ def test_swaps_stay_within_the_group(swapper):
         ('[["오!", "우와!"], ["나는", "  "]]', (2, "word 2", "empty or only spaces")),
         ('[["오!", "우와!"], ["나는", "\u200b"]]', (2, "word 2", "empty or only spaces")),
         ('[["오!", "우와!"], ["난", 3]]', (2, "word 2", "not a string")),
+        ('[["오!", "우와!"], ["난", null]]', (2, "word 2", "null is not a string")),  # as written in JSON
+        # half an emoji, as JavaScript leaves a string it cut inside one: cannot be written as UTF-8
+        ('[["오!", "우와\\ud83d"]]', (1, "word 2", "lone surrogate U+D83D")),
         ('[["오!", "우와!"], ["와우", "우와!"]]', (2, "word 2", "already in group 1")),
         ('[["오!", "오!"]]', (1, "word 2", "earlier in this group")),
         # 한국! read as Latin-1: 국's last byte becomes a soft hyphen (U+00AD), which cleaning would drop
@@ -70,3 +73,27 @@ def test_missing_or_directory_synonym_path_is_named(tmp_path):
     for path, expected in ((tmp_path / "none.json", "file not found"), (tmp_path, "directory")):
         with pytest.raises(DataValidationError, match=expected):
             load_synonym_groups(path)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ('[\n ["나는 ", "난 "]\n]'.encode("cp949"), "line 2"),  # saved by a Windows Korean editor
+        ("\ufeff[]".encode("utf-16-le"), "UTF-16"),
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>", "web page"),
+    ],
+)
+def test_a_synonym_file_in_another_encoding_or_format_gets_json_wording(tmp_path, body, expected):
+    path = tmp_path / "syn.json"
+    path.write_bytes(body)
+    with pytest.raises(DataValidationError) as caught:
+        load_synonym_groups(path)
+    [issue] = caught.value.issues
+    assert expected in issue.message and issue.row is None and "CSV" not in str(issue)
+
+
+def test_arrays_nested_past_the_parser_limit_are_an_issue_not_a_crash(tmp_path):
+    path = tmp_path / "syn.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(DataValidationError, match="nested"):
+        load_synonym_groups(path)

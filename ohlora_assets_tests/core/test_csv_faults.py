@@ -44,7 +44,7 @@ def _with_row(lines: list[str], row: str, at: int = 5) -> str:
         (b"", "the file is empty"),
         (b"\xef\xbb\xbf \n", "the file is empty"),
         (HEADER.encode(), "column names but no rows"),
-        (b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook (.xlsx)"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "zipped workbook (Excel .xlsx"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "old Excel workbook (.xls)"),
         ("type,user_prompt\n".encode("utf-16"), "UTF-16"),
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("utf-16-le"), "UTF-16"),  # no byte-order mark
@@ -227,7 +227,9 @@ def test_a_merge_conflict_left_in_the_file_is_named(tmp_path, ethics_lines):
     assert issue.row == 7 and "'<<<<<<< HEAD'" in issue.message
 
 
-@pytest.mark.parametrize("error", ["#REF!", "#N/A", " #value! ", "#NAME?"])
+# Excel and Google Sheets write `#...`, LibreOffice `Err:5xx`; Google Sheets writes `Loading...` for a cell
+# still waiting on IMPORTRANGE or GOOGLETRANSLATE when the file is downloaded.
+@pytest.mark.parametrize("error", ["#REF!", "#N/A", " #value! ", "#NAME?", "Err:502", "Loading..."])
 def test_a_failed_formula_exported_as_its_error_is_located(tmp_path, ethics_lines, error):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,{error},일반\n")))
     assert (issue.row, issue.column) == (7, "user_prompt") and "spreadsheet error" in issue.message
@@ -356,3 +358,83 @@ def test_a_whole_file_double_encoded_through_latin_1_is_located_cell_by_cell(tmp
 def test_text_with_latin_letters_and_symbols_is_not_taken_for_double_encoding(tmp_path, ethics_lines, text):
     path = _file(tmp_path, _with_row(ethics_lines, f"train,{text},일반\n"))
     assert schemas.load(schemas.ETHICS, path).frame["user_prompt"].iloc[5] == text
+
+
+def test_a_cell_written_over_lines_on_purpose_is_not_taken_for_swallowed_rows(tmp_path, ethics_lines):
+    # The second line has as many commas as a row: the first holds none of its row's other cells.
+    listed = 'train,"오늘 먹은 거\n짜장면, 짬뽕, 탕수육",일반\n'
+    frame = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, listed))).frame
+    assert frame["user_prompt"].iloc[5] == "오늘 먹은 거\n짜장면, 짬뽕, 탕수육"
+    qa = ("data_type,user_question,rag_retrieved_data,output_message\n"
+          'train,활성화 함수 종류?,"활성화 함수:\nReLU, Sigmoid, Tanh, GELU",ReLU 등이 있어!\n')
+    frame = schemas.load(schemas.ML_QA, _file(tmp_path, qa, "qa.csv")).frame
+    assert frame["rag_retrieved_data"].iloc[0] == "활성화 함수:\nReLU, Sigmoid, Tanh, GELU"
+    # a divider line typed in a cell is not half of a merge conflict
+    divided = 'train,"공지\n=======\n내용",일반\n'
+    frame = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, divided), "divider.csv")).frame
+    assert frame["user_prompt"].iloc[5] == "공지\n=======\n내용"
+
+
+def test_hangul_saved_as_question_marks_is_named(tmp_path):
+    # An "ANSI" save on a Windows without the Korean code page: every Hangul letter became '?'.
+    qa = "data_type,user_question,rag_retrieved_data,output_message\ntrain,??? ???,Overfitting (???) : ?? ???,??? ??!\n"
+    issues = _issues(_file(tmp_path, qa, "qa.csv"), schemas.ML_QA)
+    assert {(i.row, i.column) for i in issues} == {(2, "user_question"), (2, "rag_retrieved_data"), (2, "output_message")}
+    assert all("replaced by '?'" in i.message and "UTF-8" in i.fix for i in issues)
+    # question marks in a file that has its Hangul are punctuation
+    fine = "data_type,user_question,rag_retrieved_data,output_message\ntrain,뭐라고 ???,과적합 (??),응 ??\n"
+    assert schemas.load(schemas.ML_QA, _file(tmp_path, fine, "fine.csv")).frame["user_question"].iloc[0] == "뭐라고 ???"
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_quoted_header_with_another_separator_names_the_separator(tmp_path, ethics_lines, separator):
+    # LibreOffice with "quote all text cells", or Excel in a European locale
+    rows = ['"type"', '"user_prompt"', '"category"'], ['"train"', '"안녕"', '"일반"']
+    [issue] = _issues(_file(tmp_path, "\n".join(separator.join(row) for row in rows) + "\n"))
+    assert issue.row == 1 and "separated by" in issue.message and "quote" not in issue.message
+
+
+def test_excels_separator_hint_line_is_skipped_with_a_note(tmp_path, ethics_lines):
+    body = HEADER + "".join(ethics_lines)
+    table = schemas.load(schemas.ETHICS, _file(tmp_path, "sep=,\r\n" + body))
+    assert table.frame.equals(schemas.load(schemas.ETHICS, _file(tmp_path, body, "plain.csv")).frame)
+    assert any("separator hint" in note.message for note in table.notes)
+    # a hint for another separator: the file is named for what it is
+    [issue] = _issues(_file(tmp_path, "sep=;\n" + body.replace(",", ";"), "semicolons.csv"))
+    assert "semicolons" in issue.message
+
+
+def test_a_file_damaged_into_nul_bytes_is_named_not_called_utf16(tmp_path, ethics_lines):
+    [issue] = _issues(_file(tmp_path, bytes(4096)))
+    assert "NUL bytes" in issue.message and "UTF-16" not in issue.message
+    # the rows after a crash while saving: zero bytes where the end of the file should be
+    [issue] = _issues(_file(tmp_path, (HEADER + "".join(ethics_lines[:10])).encode() + bytes(1000), "cut.csv"))
+    assert issue.row == 12 and "line 12" in issue.message and "not fully written" in issue.message
+
+
+def test_a_mac_csv_with_one_cp949_line_is_located_by_its_line(tmp_path, ethics_lines):
+    # "CSV (Macintosh)": lines end in CR alone
+    body = (HEADER + "".join(ethics_lines[:4])).replace("\n", "\r").encode() + "train,안녕 로라,일반\r".encode("cp949")
+    [issue] = _issues(_file(tmp_path, body + "".join(ethics_lines[4:]).replace("\n", "\r").encode()))
+    assert issue.row == 6 and "line 6 is cp949/EUC-KR" in issue.message
+
+
+def test_a_workbook_of_any_spreadsheet_is_named_a_workbook(tmp_path):
+    import zipfile
+
+    path = tmp_path / "prompts.ods"
+    with zipfile.ZipFile(path, "w") as workbook:
+        workbook.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    [issue] = _issues(path)
+    assert "zipped workbook" in issue.message and "LibreOffice .ods" in issue.message and "CSV UTF-8" in issue.fix
+
+
+def test_held_out_prompts_are_checked_row_by_row(tmp_path):
+    body = "type,user_prompt,category\ntest,,일반\ntest,안녕,일반\ntest,안녕,정치\ntest,하이,일반 \n"
+    with pytest.raises(DataValidationError) as caught:
+        schemas.load_ethics_heldout(_file(tmp_path, body, "heldout.csv"))
+    located = {(i.row, i.column) for i in caught.value.issues}
+    assert {(2, "user_prompt"), (3, "category"), (4, "category"), (5, "category")} <= located
+    assert any("only in its spaces" in i.message for i in caught.value.issues if i.row == 5)
+    # a file of test rows alone is what a held-out file is: no split rules
+    assert len(schemas.load_ethics_heldout(_file(tmp_path, "type,user_prompt,category\ntest,안녕,일반\n", "ok.csv"))) == 1
