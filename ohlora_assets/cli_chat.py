@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     except ChatError as error:
         print(json.dumps({"error": str(error)}, ensure_ascii=False), file=sys.stderr)
         return 1
-    log = SanctionLog(Path(args.log) if args.log else home / "ethics" / "sanctions.sqlite")
+    log_path = Path(args.log) if args.log else home / "ethics" / "sanctions.sqlite"
+    try:
+        log = SanctionLog(log_path)
+    except (sqlite3.Error, OSError) as error:
+        print(json.dumps({"error": f"{log_path}: the sanction log cannot be used ({error})"}, ensure_ascii=False),
+              file=sys.stderr)
+        return 1
     session = ChatSession(models, log, args.user, SamplingSettings(max_new_tokens=args.max_new_tokens))
     if args.once is not None:
         turn = session.turn(args.once)

@@ -13,6 +13,7 @@ that starts with `-` is given as `--user=-_-`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import sys
@@ -93,37 +94,35 @@ def decide(args: argparse.Namespace):
     """The gate's Decision for the parsed arguments; raises GateFailure naming the unusable folder or file."""
     from ohlora_assets.core.ethics.gate import check_turn
     from ohlora_assets.core.ethics.sanctions import SanctionLog
-    from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.ethics.scoring import EthicsModelError, EthicsScorer
     from ohlora_assets.resources import ArtifactStore, ModelProfile
 
     limit_torch_threads()
     store = ArtifactStore.from_env()
     model_dir = Path(args.model) if args.model else _serving_model(store)
     log_path = Path(args.log) if args.log else store.path("ethics", "sanctions.sqlite")
-    if not (model_dir / "modules.json").is_file():
-        raise GateFailure(
-            f"no sentence-transformers model in {model_dir}: materialize ethics_sbert_model "
-            "(dagster job ethics_only) or pass --model DIR"
-        )
     try:
         scorer = EthicsScorer.load(model_dir, device="cpu", trust_remote_code=ModelProfile.from_env().trust_remote_code)
-    except Exception as error:  # a corrupt folder fails in json, safetensors, transformers or torch alike
-        raise GateFailure(
-            f"{model_dir}: the ethics model cannot be loaded ({type(error).__name__}: {error}); "
-            "materialize ethics_sbert_model again"
-        ) from error
-    try:
         return check_turn(scorer, SanctionLog(log_path), args.user, args.prompt, args.answer)
+    except EthicsModelError as error:  # names the folder: missing, damaged, or giving non-finite scores
+        raise GateFailure(str(error)) from error
     except (sqlite3.Error, OSError) as error:
         raise GateFailure(f"{log_path}: the sanction log cannot be used ({type(error).__name__}: {error})") from error
 
 
-def _print_json(payload: dict) -> None:
-    """UTF-8 whatever the locale; an undecodable argument echoed in a message comes out as a JSON \\u escape."""
-    text = json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
-    sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
-    sys.stdout.buffer.flush()
+def _print_json(payload: dict) -> bool:
+    """UTF-8 whatever the locale; an undecodable argument echoed in a message comes out as a JSON \\u escape.
+    False when stdout is closed or full: the caller cannot be told, and the exit status says so."""
+    text = json.dumps(payload, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace"))
+        sys.stdout.buffer.flush()
+    except (AttributeError, OSError, ValueError) as error:  # AttributeError: no stdout at all (`>&-`)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.write(f"ohlora ethics check: the answer could not be written to stdout ({error})\n")
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,8 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the gate answers in JSON, never with a traceback
         _print_json({"error": f"the gate failed: {type(error).__name__}: {error}"})
         return EXIT_FAILED
-    _print_json(decision.to_json())
-    return EXIT_DECIDED
+    return EXIT_DECIDED if _print_json(decision.to_json()) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ohlora_assets.core.formats import MEMORY_PATTERN, TASK_FORMATS, parse_eyes_mouth_pose
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.model_training import ETHICS_MODEL, adapter_name
-from ohlora_assets.core.registry import ModelRegistry
+from ohlora_assets.core.registry import ModelRegistry, RegistryError
 
 # Generation order within a turn: each later prompt may use an earlier answer.
 TURN_TASKS = ("output_message", "eyes_mouth_pose", "summary", "memory")
@@ -34,7 +34,7 @@ WEEKDAYS = "월화수목금토일"
 
 
 class ChatError(RuntimeError):
-    """A model the chat needs is neither served nor present as a legacy folder."""
+    """A model the chat needs is not served, not present as a legacy folder, or cannot be loaded."""
 
 
 def time_tag(moment: datetime) -> str:
@@ -68,7 +68,10 @@ class Conversation:
 def resolve_serving(home: str | Path, name: str) -> tuple[Path, str]:
     """(directory to load, version label) of a model asset: the serving version, else its legacy folder."""
     registry = ModelRegistry(Path(home) / "models", name)
-    path = registry.serving_path()
+    try:
+        path = registry.serving_path()
+    except RegistryError as error:  # a damaged pointer or a missing version: named, not a traceback
+        raise ChatError(str(error)) from error
     if path is None:
         raise ChatError(f"no serving {name} under {registry.root}: materialize it (dagster job retrain_all)")
     return path, registry.serving_label()
@@ -84,7 +87,7 @@ class ServingModels:
 
 def load_serving_models(home: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> ServingModels:
     """The four serving adapters (LoRA merged into the base for speed) and the serving ethics model."""
-    from ohlora_assets.core.ethics.scoring import EthicsScorer
+    from ohlora_assets.core.ethics.scoring import EthicsModelError, EthicsScorer
     from ohlora_assets.core.generation import merged_for_inference
     from ohlora_assets.core.lora import load_adapter
 
@@ -96,7 +99,10 @@ def load_serving_models(home: str | Path, device: str = "cpu", trust_remote_code
         model, tokenizer = load_adapter(path, device, trust_remote_code)
         adapters[task] = (merged_for_inference(model), tokenizer)
     path, versions[ETHICS_MODEL] = resolve_serving(home, ETHICS_MODEL)
-    scorer = EthicsScorer.load(path, device=device, trust_remote_code=trust_remote_code)
+    try:
+        scorer = EthicsScorer.load(path, device=device, trust_remote_code=trust_remote_code)
+    except EthicsModelError as error:
+        raise ChatError(str(error)) from error
     return ServingModels(adapters, scorer, versions, time.perf_counter() - started)
 
 

@@ -192,9 +192,9 @@ class ModelRegistry:
 
     def _load(self, version: str) -> ModelVersion:
         path = self.versions_dir / version
-        description = json.loads((path / VERSION_FILE).read_text(encoding="utf-8"))
+        description = _read_record(path / VERSION_FILE, ("created_at", "data_version"))
         evaluation = self.root / EVALUATIONS / f"{version}.json"
-        measured = json.loads(evaluation.read_text(encoding="utf-8")) if evaluation.is_file() else {}
+        measured = _read_record(evaluation, ()) if evaluation.exists() else {}
         return ModelVersion(
             version=version,
             path=path,
@@ -209,19 +209,30 @@ class ModelRegistry:
         return sorted((self._load(v) for v in self._ids()), key=lambda v: (v.created_at, v.version))
 
     def state(self) -> dict[str, Any] | None:
-        """The serving pointer as stored (None before the first promotion)."""
-        if not self.pointer.is_file():
+        """The serving pointer as stored (None before the first promotion); RegistryError naming the file
+        when it is not one (damaged, hand-edited): readers must not guess which version serves."""
+        if not self.pointer.exists():
             return None
-        return json.loads(self.pointer.read_text(encoding="utf-8"))
+        state = _read_record(self.pointer, ("version", "stack", "history"))
+        if not (isinstance(state["version"], str) and isinstance(state["stack"], list)
+                and isinstance(state["history"], list)):
+            raise RegistryError(f"{self.pointer}: not a serving pointer (version must be an id, stack and history "
+                                "lists); delete it and promote a version again (ohlora models promote ID)")
+        return state
 
-    def serving(self) -> ModelVersion | None:
-        """The serving version; None when nothing was promoted (then see `legacy_path`)."""
+    def _serving_id(self) -> str | None:
+        """The serving version's id, checked to be a registered version (not a path out of the registry)."""
         state = self.state()
         if state is None:
             return None
-        if not (self.versions_dir / state["version"] / VERSION_FILE).is_file():
-            raise RegistryError(f"{self.name}: serving.json names version {state['version']}, which is missing")
-        return self._load(state["version"])
+        if state["version"] not in self._ids():
+            raise RegistryError(f"{self.name}: {self.pointer} names version {state['version']!r}, which is missing")
+        return state["version"]
+
+    def serving(self) -> ModelVersion | None:
+        """The serving version; None when nothing was promoted (then see `legacy_path`)."""
+        version = self._serving_id()
+        return None if version is None else self._load(version)
 
     def legacy_path(self) -> Path | None:
         """The asset's folder when it holds a model saved before versioning (files beside the registry's own)."""
@@ -235,14 +246,14 @@ class ModelRegistry:
 
     def serving_path(self) -> Path | None:
         """Where readers load the model: the serving version, else a legacy model, else None."""
-        serving = self.serving()
-        return serving.path if serving is not None else self.legacy_path()
+        version = self._serving_id()  # no metrics read: serving needs the folder alone
+        return self.versions_dir / version if version is not None else self.legacy_path()
 
     def serving_label(self) -> str | None:
         """The serving version's id, `legacy`, or None: what reports and the chat print."""
-        serving = self.serving()
-        if serving is not None:
-            return serving.version
+        version = self._serving_id()
+        if version is not None:
+            return version
         return LEGACY if self.legacy_path() is not None else None
 
     # --- the pointer -------------------------------------------------------------------------
@@ -340,6 +351,18 @@ class ModelRegistry:
     def _remove_debris(self) -> None:
         if self.root.is_dir():
             remove_debris(self.root)
+
+def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """A registry JSON file as a dict holding `required`, or RegistryError naming the file."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RegistryError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
+    missing = [key for key in required if key not in record] if isinstance(record, dict) else list(required)
+    if not isinstance(record, dict) or missing:
+        raise RegistryError(f"{path}: not a registry record (missing {', '.join(missing) or 'an object'})")
+    return record
+
 
 def registries(models_root: str | Path) -> list[ModelRegistry]:
     """Every model folder under `<OHLORA_HOME>/models`, registered or legacy, by name."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ohlora_assets import ethics_cli
@@ -116,3 +117,49 @@ def test_an_unusable_sanction_log_is_named_with_exit_1(model_dir, tmp_path, caps
     log.mkdir()  # a directory where the SQLite file should be
     code, output = _main(["안녕", "--user", "u", "--model", str(model_dir), "--log", str(log)], capsys)
     assert code == 1 and output["error"].startswith(f"{log}: the sanction log cannot be used")
+
+
+def test_weights_that_give_non_finite_scores_are_named_not_decided(model_dir, tmp_path, capsys):
+    # Damaged weights that still load: NaN scores compare false with every threshold and would never block.
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_dir))
+    model[0].auto_model.embeddings.LayerNorm.weight.data[0] = float("nan")
+    damaged = tmp_path / "damaged"
+    model.save(str(damaged))
+    code, output = _main(["김치녀 또 시작이네", "--user", "u", "--model", str(damaged), "--log", str(tmp_path / "l.sqlite")],
+                         capsys)
+    assert code == 1 and output["error"].startswith(f"{damaged}: the model gives non-finite embeddings")
+    assert not (tmp_path / "l.sqlite").exists()  # nothing decided, nothing logged
+
+
+def test_a_model_folder_that_does_not_exist_is_never_looked_up_on_the_hub(tmp_path, monkeypatch):
+    from ohlora_assets.core.ethics.scoring import EthicsModelError, EthicsScorer
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EthicsModelError, match="no saved sentence-transformers model"):
+        EthicsScorer.load("intfloat/multilingual-e5-small")  # a relative path that is also a Hub id
+
+
+def test_a_sanction_log_emptied_on_disk_is_refused_not_restarted(model_dir, tmp_path, capsys):
+    log = tmp_path / "log.sqlite"
+    args = ["김치녀 또 시작이네", "--user", "u", "--model", str(model_dir), "--log", str(log)]
+    assert _main(args, capsys)[0] == 0
+    log.write_bytes(b"")  # truncated by a crash or a careless `>`: its sanctions are gone
+    code, output = _main(args, capsys)
+    assert code == 1 and str(log) in output["error"] and "empty file" in output["error"]
+
+
+def test_a_long_prompt_is_scored_by_its_most_harmful_window(model_dir):
+    from ohlora_assets.core.ethics.categories import BLOCKABLE
+    from ohlora_assets.core.ethics.normalize import normalize_prompt, prompt_windows
+    from ohlora_assets.core.ethics.scoring import EthicsScorer
+
+    scorer = EthicsScorer.load(model_dir)
+    prompt = "안녕 " * 60 + "엄마 젖 더 먹고 와라"  # the insult after what the encoder reads of one window
+    windows = prompt_windows(normalize_prompt(prompt))
+    assert len(windows) > 1 and windows[-1].endswith("엄마 젖 더 먹고 와라")
+    each = scorer.score(windows)
+    blockable = [ETHICS_CATEGORIES.index(c) for c in BLOCKABLE]
+    expected = each[each[:, blockable].max(axis=1).argmax()]
+    assert np.allclose(scorer.score([prompt])[0], expected, atol=1e-6)

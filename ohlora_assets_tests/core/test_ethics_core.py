@@ -12,7 +12,7 @@ from ohlora_assets.core.ethics.evaluation import (
     gate_recall,
     threshold_table,
 )
-from ohlora_assets.core.ethics.normalize import normalize_prompt
+from ohlora_assets.core.ethics.normalize import MAX_CHARS, WINDOW_CHARS, normalize_prompt, prompt_windows
 from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 from ohlora_assets.core.ethics.training import make_pairs, split_prompts
 
@@ -55,14 +55,26 @@ def test_split_is_seeded_disjoint_and_ninety_ten():
         ("🎃🎃🎃", ""),
         ("나 너 좋아", "나 너 좋아"),  # two single syllables are ordinary spacing, not noise
         ("오늘 3시에 만나", "오늘 3시에 만나"),
+        ("\x1b[31m김치녀\x1b[0m 또 시작이네", "김치녀 또 시작이네"),  # a terminal's colour codes, pasted whole
     ],
 )
 def test_normalization(raw, clean):
     assert normalize_prompt(raw) == clean
 
 
-def test_normalization_bounds_the_length():
-    assert len(normalize_prompt("가나다 " * 5000)) <= 256
+def test_normalization_bounds_the_length_and_so_the_windows_scored():
+    normalized = normalize_prompt("가나다 " * 5000)
+    assert len(normalized) <= MAX_CHARS and len(prompt_windows(normalized)) <= 2 * MAX_CHARS // WINDOW_CHARS
+
+
+@pytest.mark.parametrize("length", [0, 1, WINDOW_CHARS, WINDOW_CHARS + 1, 3 * WINDOW_CHARS - 5, MAX_CHARS])
+def test_every_stretch_of_half_a_window_lies_whole_in_one_window(length):
+    text = "".join(chr(0xAC00 + i % 11172) for i in range(length))  # distinct syllables, no spaces to strip
+    windows = prompt_windows(text)
+    assert all(len(window) <= WINDOW_CHARS for window in windows)
+    half = WINDOW_CHARS // 2
+    for start in range(max(1, length - half + 1)):
+        assert any(text[start: start + half] in window for window in windows)
 
 
 def _scores(rows):

@@ -115,3 +115,18 @@ def test_concurrent_turns_of_one_user_are_decided_as_if_serial(tmp_path):
     with sqlite3.connect(path) as connection:
         logged = connection.execute("SELECT category, level, block_days FROM sanctions").fetchall()
     assert logged == [(PAEDRIP, 1, 7.0)]  # one 7-day block, not levels 1, 2, ... (30 days and more)
+
+
+@pytest.mark.parametrize(
+    "arguments, error",
+    [({"prompt": None}, TypeError), ({"answer": None}, TypeError), ({"answer": b"x"}, TypeError),
+     ({"user": ""}, ValueError), ({"now": datetime(2026, 3, 1)}, ValueError)],
+)
+def test_bad_arguments_are_named_before_scoring(tmp_path, arguments, error):
+    class Unscorable:
+        def score_one(self, prompt):
+            raise AssertionError("scored a turn whose arguments are wrong")
+
+    turn = {"user": "kim", "prompt": "...", "answer": "", "now": NOW, **arguments}
+    with pytest.raises(error, match=next(iter(arguments))):
+        check_turn(Unscorable(), SanctionLog(tmp_path / "log.sqlite"), **turn)

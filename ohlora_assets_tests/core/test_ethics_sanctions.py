@@ -3,12 +3,13 @@ concurrent turns decided as if serial."""
 
 import multiprocessing
 import sqlite3
+import unicodedata
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 from ohlora_assets.core.ethics.categories import BLOCKABLE, HATE, LOVE, PAEDRIP, POLITICS
 from ohlora_assets.core.ethics.gate import MAX_BLOCK_DAYS
-from ohlora_assets.core.ethics.sanctions import SanctionLog
+from ohlora_assets.core.ethics.sanctions import SanctionLog, SanctionLogError
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 PROCESSES, EVENTS = 8, 20
@@ -105,3 +106,65 @@ def test_eight_concurrent_writers_lose_nothing_and_decide_as_if_serial(tmp_path)
             levels[category].append(level)
         for category, seen in levels.items():  # levels 1..n, each once: no level lost or repeated
             assert seen == list(range(1, len(seen) + 1)), (user, category)
+
+
+def test_a_warning_refuses_no_turn_even_one_timed_before_it_was_logged(tmp_path):
+    # Turns are timed before scoring: a turn timed just before a warning may reach the log after it.
+    log = SanctionLog(tmp_path / "log.sqlite")
+    warned = log.record_turn("u", [LOVE], NOW)
+    assert warned.sanctions[0].warning and warned.blocked_until == NOW
+    earlier = log.record_turn("u", [LOVE], NOW - timedelta(milliseconds=50))
+    assert earlier.refused_until is None and earlier.sanctions[0].level == 2  # logged, and escalated
+    assert log.record_turn("u", [], NOW - timedelta(milliseconds=10)).refused_until is not None  # level 2 blocks
+
+
+def test_an_emptied_log_is_refused_and_a_new_one_appears_whole(tmp_path):
+    path = tmp_path / "log.sqlite"
+    SanctionLog(path).record_turn("u", [HATE], NOW)
+    path.write_bytes(b"")
+    try:
+        SanctionLog(path)
+        raise AssertionError("an emptied log was accepted as a new one")
+    except SanctionLogError as error:
+        assert str(path) in str(error) and "empty file" in str(error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.sqlite"]  # no staging file left behind
+
+
+def _open_and_log(path, user, barrier) -> int:
+    barrier.wait()
+    return len(SanctionLog(path).record_turn(user, [HATE], NOW).sanctions)
+
+
+def test_processes_creating_one_new_log_at_once_share_it(tmp_path):
+    path = tmp_path / "new" / "log.sqlite"
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(PROCESSES)
+        with context.Pool(PROCESSES) as pool:
+            logged = pool.starmap(_open_and_log, [(path, f"user{i}", barrier) for i in range(PROCESSES)])
+    assert logged == [1] * PROCESSES
+    assert sum(len(_rows(path, f"user{i}")) for i in range(PROCESSES)) == PROCESSES
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["log.sqlite"]
+
+
+def test_one_person_is_one_user_however_the_id_is_spelled(tmp_path):
+    log = SanctionLog(tmp_path / "log.sqlite")
+    log.record_turn(" 김로라 ", [PAEDRIP], NOW)
+    nfd = unicodedata.normalize("NFD", "김로라")
+    assert log.record_turn(nfd, [], NOW + timedelta(days=1)).refused_until is not None
+    assert len(_rows(tmp_path / "log.sqlite", "김로라")) == 1
+
+
+def test_arguments_that_name_no_user_or_moment_are_errors_before_anything_is_logged(tmp_path):
+    import pytest
+
+    log = SanctionLog(tmp_path / "log.sqlite")
+    for user, now, error in [
+        ("", NOW, ValueError), ("  ", NOW, ValueError), (None, NOW, TypeError), ("a\ud800", NOW, ValueError),
+        ("u", datetime(2026, 1, 1), ValueError),  # naive: its zone would be a guess
+        ("u", datetime(9999, 12, 31, tzinfo=timezone.utc), ValueError), ("u", "2026-01-01", TypeError),
+    ]:
+        with pytest.raises(error):
+            log.record_turn(user, [HATE], now)
+    with sqlite3.connect(tmp_path / "log.sqlite") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM sanctions").fetchone() == (0,)

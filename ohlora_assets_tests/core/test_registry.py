@@ -115,6 +115,42 @@ def test_promote_rollback_and_history(tmp_path, adapters):
     ]
 
 
+@pytest.mark.parametrize(
+    "pointer",
+    ['{"version": ', "", "{}", "[]", '{"version": null, "stack": [], "history": []}',
+     '{"version": "../../../elsewhere", "stack": [], "history": []}', '{"version": "ffff", "stack": [], "history": []}'],
+)
+def test_a_damaged_or_hand_edited_serving_pointer_is_named_not_followed(tmp_path, adapters, pointer):
+    registry = ModelRegistry(tmp_path, NAME)
+    registry.promote(_write(registry, adapters[0]), "first")
+    registry.pointer.write_text(pointer, encoding="utf-8")
+    for read in (registry.serving_path, registry.serving_label, registry.serving):
+        with pytest.raises(RegistryError, match="serving.json"):
+            read()
+
+
+def test_a_pointer_that_is_a_directory_is_named_not_taken_for_no_pointer(tmp_path, adapters):
+    registry = ModelRegistry(tmp_path, NAME)
+    _write(registry, adapters[0])
+    registry.pointer.mkdir(parents=True)
+    with pytest.raises(RegistryError, match="serving.json: unreadable"):
+        registry.serving_path()
+
+
+def test_serving_needs_only_the_versions_folder_not_its_evaluation(tmp_path, adapters):
+    registry = ModelRegistry(tmp_path, NAME)
+    version = _write(registry, adapters[0])
+    registry.record_metrics(version, {"accuracy": 0.9})
+    registry.promote(version, "first")
+    (registry.root / "evaluations" / f"{version}.json").write_text("oops", encoding="utf-8")
+    assert registry.serving_path() == registry.versions_dir / version and registry.serving_label() == version
+    with pytest.raises(RegistryError, match=f"{version}.json: unreadable"):
+        registry.serving()  # the figures themselves are named when they are read
+    (registry.versions_dir / version / "version.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(RegistryError, match="missing created_at, data_version"):
+        registry.get(version)
+
+
 def test_metrics_measured_later_are_kept_beside_the_immutable_version(tmp_path, adapters):
     registry = ModelRegistry(tmp_path, NAME)
     version = _write(registry, adapters[0], final_train_loss=1.5)

@@ -96,8 +96,13 @@ def check_turn(scorer, log, user: str, prompt: str, answer: str = "", now: datet
     are decided as if serial; the scoring, the slow part, happens before it.
     """
     from ohlora_assets.core.ethics.normalize import normalize_prompt
+    from ohlora_assets.core.ethics.sanctions import checked_moment, user_key
 
-    now = now or datetime.now(timezone.utc)
+    # Arguments are checked before the slow scoring, so a bad one costs nothing and logs nothing.
+    for name, value in (("prompt", prompt), ("answer", answer)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    user, now = user_key(user), checked_moment(now or datetime.now(timezone.utc))
     scores = {category: round(value, 4) for category, value in scorer.score_one(prompt).items()}
     normalized = normalize_prompt(prompt)
     candidates = block_candidates(scores, answer, thresholds)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Longer prompts carry no more signal: the encoder reads at most 64 tokens.
-MAX_CHARS = 256
+# The encoder reads 64 tokens, about 64-80 characters of Korean, so a longer prompt is scored in windows of
+# WINDOW_CHARS, half a window apart: every stretch of up to half a window (each training prompt is shorter)
+# lies whole in one, and a harmful sentence after a page of greetings is read. Up to MAX_CHARS are scored;
+# a longer paste costs no more.
+WINDOW_CHARS = 64
+MAX_CHARS = 1024
 
 _HANGUL = "가-힣ㄱ-ㅎㅏ-ㅣ"
 # 1-2 characters that are neither Hangul, Latin, nor space, wedged between two Hangul syllables.
@@ -25,6 +29,8 @@ _VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
 _FINALS = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"  # final index 1..27; 0 is none
 _JAMO_RUN = re.compile("[ㄱ-ㅣ]{2,}")
 _SPACES = re.compile(r"\s+")
+# A terminal's colour and cursor codes (ESC [ ... letter), pasted whole: `\x1b[31m김치녀\x1b[0m`.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 # Unicode categories dropped outright: controls/format (zero-width, bidi), symbols (emoji), private use, unassigned.
 _DROPPED = {"Cc", "Cf", "Cs", "Co", "Cn", "So", "Sk", "Mn", "Me"}
 
@@ -62,10 +68,20 @@ def _spelled_syllables(run: str) -> str | None:
 
 def normalize_prompt(text: str) -> str:
     """The form of `text` the ethics model reads. Total: any string in, a (possibly empty) string out."""
-    text = unicodedata.normalize("NFC", text[: MAX_CHARS * 4])
+    text = unicodedata.normalize("NFC", _ANSI_ESCAPE.sub("", text[: MAX_CHARS * 4]))
     text = "".join(_clean_char(c) for c in text)
     text = _JAMO_RUN.sub(lambda m: _spelled_syllables(m.group()) or m.group(), text)
     text = _NOISE_IN_WORD.sub("", text)
     text = _SPACED_SYLLABLES.sub(lambda m: m.group(0).replace(" ", ""), text)
     text = _REPEATS.sub(r"\1\1\1", text)
-    return _SPACES.sub(" ", text).strip().lower()[:MAX_CHARS]
+    return _SPACES.sub(" ", text).strip().lower()[:MAX_CHARS].rstrip()
+
+
+def prompt_windows(normalized: str) -> list[str]:
+    """What the encoder reads of a normalized prompt: itself when it fits one window, else overlapping
+    windows of WINDOW_CHARS starting every half window."""
+    if len(normalized) <= WINDOW_CHARS:
+        return [normalized]
+    step = WINDOW_CHARS // 2
+    starts = range(0, len(normalized) - step, step)
+    return [normalized[start: start + WINDOW_CHARS].strip() for start in starts]

@@ -5,12 +5,19 @@ raced) all but the last write were lost. Here one turn's "is this user blocked" 
 and inserts are one `BEGIN IMMEDIATE` transaction: turns queue on SQLite's write lock (busy timeout)
 and are decided as if they came one after the other, so two racing offences of one user give one
 block and one refusal, never two sanctions.
+
+The log is created whole (schema written in a temporary file, then linked into place), so an existing
+empty file is never a new log: it is a log that lost its sanctions, and is refused rather than restarted.
+User ids are compared as a person reads them (NFC, without surrounding spaces), whichever caller logs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +26,8 @@ from typing import Iterator
 from ohlora_assets.core.ethics.gate import Sanction, sanctions_for, total_block
 
 BUSY_TIMEOUT_MS = 60_000
+# Datetimes the log can store and add a 1,461-day block to.
+EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 _SCHEMA = (
     """
@@ -45,13 +54,68 @@ class LoggedTurn:
     blocked_until: datetime | None  # end of this turn's block (= now when it only warned)
 
 
+class SanctionLogError(sqlite3.DatabaseError):
+    """The log file exists but is not a usable log; the message names it."""
+
+
+def user_key(user: object) -> str:
+    """The id a user's sanctions are logged under: NFC, stripped; raises on an id that names nobody."""
+    if not isinstance(user, str):
+        raise TypeError(f"user must be a str, not {type(user).__name__}")
+    key = unicodedata.normalize("NFC", user).strip()
+    if not key:
+        raise ValueError("user must not be empty: sanctions are logged per user id")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("user is not valid text (it holds a lone surrogate)") from None
+    return key
+
+
+def checked_moment(now: object) -> datetime:
+    """`now` as the log stores it; raises on a naive datetime (whose zone is a guess) or one out of range."""
+    if not isinstance(now, datetime):
+        raise TypeError(f"now must be a datetime, not {type(now).__name__}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware (datetime.now(timezone.utc)), not naive")
+    if not EARLIEST <= now <= LATEST:
+        raise ValueError(f"now must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, not {now.isoformat()}")
+    return now
+
+
 class SanctionLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
+        elif self.path.is_file() and self.path.stat().st_size == 0:
+            raise SanctionLogError(
+                f"{self.path}: the sanction log is an empty file, so every sanction it held is lost (it was "
+                "truncated or overwritten); restore it from a backup, or delete it to start a new log"
+            )
         with self._connect() as connection, self._immediate(connection):
             for statement in _SCHEMA:  # not executescript: it would commit our open transaction
                 connection.execute(statement)
+
+    def _create(self) -> None:
+        """A new log with its schema, appearing at `path` in one link; a racing creator's log wins intact."""
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.new-", dir=self.path.parent)
+        os.close(handle)  # SQLite makes a new database of an empty file
+        staging = Path(name)
+        try:
+            connection = sqlite3.connect(staging, isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")  # stored in the file: every opener uses it
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+            finally:
+                connection.close()
+            with contextlib.suppress(FileExistsError):
+                os.link(staging, self.path)
+        finally:
+            for leftover in (staging, *(staging.with_name(staging.name + end) for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -78,10 +142,12 @@ class SanctionLog:
 
     def record_turn(self, user: str, categories: list[str], now: datetime) -> LoggedTurn:
         """Refuse the turn if the user's block is still running at `now`; otherwise log one sanction
-        per category in `categories` (the turn's block candidates, possibly none)."""
+        per category in `categories` (the turn's block candidates, possibly none). A warning refuses
+        nothing, even a turn whose `now` came before it was logged (turns are timed before scoring)."""
+        user, now = user_key(user), checked_moment(now)
         with self._connect() as connection, self._immediate(connection):
             (active,) = connection.execute(
-                "SELECT MAX(blocked_until) FROM sanctions WHERE user_id = ?", (user,)
+                "SELECT MAX(blocked_until) FROM sanctions WHERE user_id = ? AND blocked_until > created_at", (user,)
             ).fetchone()
             if active is not None and active > now.timestamp():
                 return LoggedTurn(datetime.fromtimestamp(active, tz=timezone.utc), [], None)
