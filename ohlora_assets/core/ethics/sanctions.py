@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,9 +100,9 @@ class SanctionLog:
 
     def _create(self) -> None:
         """A new log with its schema, appearing at `path` in one link; a racing creator's log wins intact."""
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.new-", dir=self.path.parent)
-        os.close(handle)  # SQLite makes a new database of an empty file
-        staging = Path(name)
+        staging = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{uuid.uuid4().hex}")
+        # Mode 0666 less the umask, as SQLite would create it; SQLite makes a new database of an empty file.
+        os.close(os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         try:
             connection = sqlite3.connect(staging, isolation_level=None)
             try:
