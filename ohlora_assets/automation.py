@@ -33,6 +33,8 @@ from typing import Iterable, Sequence
 
 import dagster as dg
 
+from ohlora_assets.resources import flag
+
 AC = dg.AutomationCondition
 
 # --- tags: the queued run coordinator limits runs by these (see deploy/dagster.yaml) ---------
@@ -47,8 +49,17 @@ OBSERVE_TAGS = {WORKLOAD_TAG: "observe"}  # hashing the raw files: never queued 
 #: How often the automation sensor re-hashes the raw files (OHLORA_OBSERVE_CRON to change).
 OBSERVE_CRON = os.environ.get("OHLORA_OBSERVE_CRON", "*/5 * * * *")
 
+
+def _observe_tick(cron: str) -> dg.AutomationCondition:
+    try:
+        return AC.cron_tick_passed(cron)
+    except Exception as error:  # dagster's check error names neither the variable nor the form
+        raise ValueError(f"OHLORA_OBSERVE_CRON={cron!r}: not a cron schedule (five fields, e.g. '*/5 * * * *'): "
+                         f"{error}") from None
+
+
 SOURCE_CONDITION = (
-    (AC.missing().newly_true() | AC.cron_tick_passed(OBSERVE_CRON)) & ~AC.in_progress()
+    (AC.missing().newly_true() | _observe_tick(OBSERVE_CRON)) & ~AC.in_progress()
 ).with_label(f"observe when never observed or every {OBSERVE_CRON}")
 
 _parent_has_new_data = AC.any_deps_match(
@@ -140,7 +151,7 @@ SCHEDULES: list[dg.ScheduleDefinition] = [weekly_retrain]
 # --- sensors (declarative automation) ------------------------------------------------------------
 
 #: Read when the definitions load: a sensor's default status is part of the code location.
-AUTOMATION_ON = os.environ.get("OHLORA_AUTOMATION", "off").strip().lower() in ("1", "on", "true", "yes")
+AUTOMATION_ON = flag("OHLORA_AUTOMATION", os.environ.get("OHLORA_AUTOMATION", "off"))
 _automation_status = dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.DefaultSensorStatus.STOPPED
 
 

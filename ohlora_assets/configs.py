@@ -96,13 +96,20 @@ class GateConfig(dg.Config):
     versions to keep. The smoke profile's models are too small to judge: there every tolerance is open and
     only "loads, and training lowered the loss" decides."""
 
-    quality_rate_tolerance: float = Field(default=0.05, description="absolute, per failure-mode rate")
-    min_end_mark_rate: float = Field(default=1.0, description="share of check prompts that must stop at the end mark")
-    ethics_accuracy_tolerance: float = Field(default=0.02, description="accuracy below serving allowed")
-    ethics_recall_tolerance: float = Field(default=0.05, description="per-category recall below serving allowed")
-    accuracy_floor: float = Field(default=0.80, description="ethics accuracy no version may fall under")
-    recall_floor: float = Field(default=0.50, description="per-category recall no version may fall under")
-    keep_versions: int = Field(default=5, description="versions kept besides the serving one and its rollback target")
+    # Rates, floors and tolerances are shares in [0, 1] (0.05, not 5): a value outside lets any candidate serve.
+    quality_rate_tolerance: float = Field(default=0.05, ge=0, le=1, description="absolute, per failure-mode rate")
+    min_end_mark_rate: float = Field(
+        default=1.0, ge=0, le=1, description="share of check prompts that must stop at the end mark"
+    )
+    ethics_accuracy_tolerance: float = Field(default=0.02, ge=0, le=1, description="accuracy below serving allowed")
+    ethics_recall_tolerance: float = Field(
+        default=0.05, ge=0, le=1, description="per-category recall below serving allowed"
+    )
+    accuracy_floor: float = Field(default=0.80, ge=0, le=1, description="ethics accuracy no version may fall under")
+    recall_floor: float = Field(default=0.50, ge=0, le=1, description="per-category recall no version may fall under")
+    keep_versions: int = Field(
+        default=5, ge=0, description="versions kept besides the serving one and its rollback target"
+    )
 
     def tolerances(self, smoke: bool):
         from ohlora_assets.core.promotion import Tolerances

@@ -68,9 +68,55 @@ def env_var_or_default(variable: str) -> str:
     return dg.EnvVar(variable) if variable in os.environ else SETTINGS[variable].default
 
 
-def flag(text: str) -> bool:
-    """An on/off variable, read as Dagster reads boolean config from the environment."""
-    return text.strip().lower() not in ("", "0", "false", "none", "no", "off")
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def flag(variable: str, value: str | None = None) -> bool:
+    """An on/off variable (`value`, else its setting): one of the spellings of on or off, or ValueError naming
+    it. A typo is not "on": `OHLORA_SMOKE=of` would open the promotion gate to smoke-trained models."""
+    value = setting(variable) if value is None else value
+    spelled = value.strip().lower()
+    if spelled not in _ON + _OFF:
+        raise ValueError(f"{variable}={value!r}: expected on ({', '.join(_ON)}) or off ({', '.join(repr(v) for v in _OFF)})")
+    return spelled in _ON
+
+
+def check_settings() -> None:
+    """Every OHLORA_* setting a run reads, checked when the definitions load: a typo fails the load naming the
+    variable, not a step deep in torch or pandas (or, worse, nowhere)."""
+    from ohlora_assets.core.base_models import check_override_tasks
+    from ohlora_assets.core.device import check_device_name, configured_threads
+    from ohlora_assets.core.recipes import PROFILES
+
+    problems = []
+    for variable in ("OHLORA_SMOKE", "OHLORA_TRUST_REMOTE_CODE"):
+        problems += _problem(flag, variable)
+    profile = setting("OHLORA_PROFILE")
+    if profile not in PROFILES:
+        problems.append(f"OHLORA_PROFILE={profile!r}: expected one of {', '.join(PROFILES)}")
+    problems += _problem(check_device_name, setting("OHLORA_DEVICE"))
+    problems += _problem(lambda: check_override_tasks(parse_base_models(setting("OHLORA_BASE_MODELS"))))
+    problems += _problem(configured_threads)
+    problems += _problem(_check_home, setting("OHLORA_HOME"))
+    if problems:
+        raise ValueError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
+
+
+def _problem(check, *args) -> list[str]:
+    try:
+        check(*args)
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
+def _check_home(home: str) -> None:
+    if not home.strip():
+        raise ValueError("OHLORA_HOME='': expected a folder (unset: the default); empty would write into the "
+                         "current directory")
+    for folder in (Path(home), *Path(home).parents):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"OHLORA_HOME={home!r}: {folder} is a file, not a folder")
 
 
 def parse_base_models(text: str) -> dict[str, str]:
@@ -79,15 +125,18 @@ def parse_base_models(text: str) -> dict[str, str]:
     if not text:
         return {}
     if text.startswith("{"):
-        parsed = json.loads(text)
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"OHLORA_BASE_MODELS (base models): not a JSON object ({error}): {text!r}") from None
         if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise ValueError(f"base models: expected a JSON object of task -> model, got {text!r}")
+            raise ValueError(f"OHLORA_BASE_MODELS (base models): expected a JSON object of task -> model, got {text!r}")
         return parsed
     overrides = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         task, sep, model = item.partition("=")
         if not sep or not task.strip() or not model.strip():
-            raise ValueError(f"base models: expected task=model, got {item!r} in {text!r}")
+            raise ValueError(f"OHLORA_BASE_MODELS (base models): expected task=model, got {item!r} in {text!r}")
         overrides[task.strip()] = model.strip()
     return overrides
 
@@ -192,8 +241,8 @@ class ModelProfile(dg.ConfigurableResource):
     @staticmethod
     def _flags() -> dict[str, bool]:
         return {
-            "smoke": flag(setting("OHLORA_SMOKE")),
-            "trust_remote_code": flag(setting("OHLORA_TRUST_REMOTE_CODE")),
+            "smoke": flag("OHLORA_SMOKE"),
+            "trust_remote_code": flag("OHLORA_TRUST_REMOTE_CODE"),
         }
 
 
@@ -202,7 +251,7 @@ _PROFILE_VARIABLES = {"name": "OHLORA_PROFILE", "device": "OHLORA_DEVICE", "base
 
 def default_resources() -> dict[str, object]:
     """The project's resources, configured from the environment (see `SETTINGS`)."""
-    parse_base_models(setting("OHLORA_BASE_MODELS"))  # a malformed value fails the load, not a run hours later
+    check_settings()  # a malformed value fails the load, not a run hours later
     return {
         "paths": DataPaths.configured(),
         "store": ArtifactStore.configured(),

@@ -14,7 +14,9 @@ from ohlora_assets.resources import (
     ArtifactStore,
     DataPaths,
     ModelProfile,
+    check_settings,
     default_resources,
+    flag,
     parse_base_models,
 )
 
@@ -133,3 +135,55 @@ def test_readme_lists_every_setting():
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     for variable in [*SETTINGS, "OHLORA_AUTOMATION", "OHLORA_OBSERVE_CRON", "OHLORA_TORCH_THREADS", "DAGSTER_HOME"]:
         assert f"| `{variable}`" in readme, variable
+
+
+@pytest.mark.parametrize("typo", ["of", "fasle", "nope", "n", "enabled", "2"])
+def test_an_on_off_setting_with_a_typo_is_refused_not_taken_for_on(clean_env, typo):
+    # OHLORA_SMOKE=of once meant "on": smoke budgets, and a promotion gate open to smoke-trained models.
+    clean_env.setenv("OHLORA_SMOKE", typo)
+    with pytest.raises(ValueError, match=f"OHLORA_SMOKE='{typo}': expected on"):
+        ModelProfile.from_env()
+    with pytest.raises(ValueError, match="OHLORA_AUTOMATION"):
+        flag("OHLORA_AUTOMATION", typo)
+
+
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("OHLORA_PROFILE", "foo", "expected one of embedded, small, full"),
+        ("OHLORA_PROFILE", "", "expected one of embedded, small, full"),
+        ("OHLORA_DEVICE", "gpu0", "expected auto, cpu, cuda or cuda:N"),
+        ("OHLORA_DEVICE", "mps", "expected auto, cpu, cuda or cuda:N"),
+        ("OHLORA_BASE_MODELS", "memroy=/x", "unknown tasks ['memroy']"),
+        ("OHLORA_BASE_MODELS", "{not json", "not a JSON object"),
+        ("OHLORA_TORCH_THREADS", "0", "1 or more"),
+        ("OHLORA_TORCH_THREADS", "abc", "1 or more"),
+        ("OHLORA_HOME", "", "empty would write into the current directory"),
+        ("OHLORA_HOME", "/etc/passwd/x", "/etc/passwd is a file"),
+        ("OHLORA_TRUST_REMOTE_CODE", "nope", "expected on"),
+    ],
+)
+def test_a_bad_setting_fails_the_definitions_load_naming_the_variable(clean_env, variable, value, expected):
+    clean_env.setenv(variable, value)
+    with pytest.raises(ValueError) as caught:
+        default_resources()
+    assert f"{variable}=" in str(caught.value) or variable in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_every_problem_is_named_at_once(clean_env):
+    clean_env.setenv("OHLORA_PROFILE", "Embedded")
+    clean_env.setenv("OHLORA_DEVICE", "gpu")
+    with pytest.raises(ValueError) as caught:
+        check_settings()
+    assert "OHLORA_PROFILE" in str(caught.value) and "OHLORA_DEVICE" in str(caught.value)
+
+
+def test_a_cuda_device_this_machine_lacks_is_named(clean_env):
+    import torch
+
+    from ohlora_assets.core.device import resolve_device
+
+    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match=f"OHLORA_DEVICE='cuda:{present}', but this machine has {present} CUDA"):
+        resolve_device(f"cuda:{present}")

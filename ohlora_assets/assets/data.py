@@ -17,6 +17,7 @@ from typing import Any, Callable
 import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
+from pydantic import Field
 
 from ohlora_assets.configs import KINDS, OWNERS
 from ohlora_assets.automation import SOURCE_CONDITION
@@ -84,7 +85,7 @@ raw_synonyms_json = _raw_source("raw_synonyms_json", "synonyms_json", "Synonym g
 
 
 class InputLimits(dg.Config):
-    max_cell_chars: int = DEFAULT_MAX_CELL_CHARS  # longer cells (or synonyms) are rejected
+    max_cell_chars: int = Field(default=DEFAULT_MAX_CELL_CHARS, ge=1, description="longer cells (or synonyms) are rejected")
 
 
 Reader = Callable[[str, int], tuple[Any, list[DataIssue]]]
@@ -214,8 +215,8 @@ def task_splits(context: dg.AssetExecutionContext, dialogue_dataset: pd.DataFram
 
 
 class AugmentationConfig(dg.Config):
-    epochs: int = 5  # one variant per output_message training epoch
-    seed: int = 0
+    epochs: int = Field(default=5, ge=1, description="one variant per output_message training epoch")
+    seed: int = Field(default=0, ge=0)
 
 
 @dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="2")

@@ -27,16 +27,16 @@ LoraRankExperimentConfig = lora_config_class(
     ADAPTER_RECIPES["output_message"],
     base=SamplingConfig,
     omit=("rank",),
-    ranks=(list[int], Field(default=list(RANK_EXPERIMENT_RANKS), description="LoRA ranks to compare")),
-    answers_per_prompt=(int, Field(default=4, description="answers drawn per validation prompt")),
-    max_prompts=(int, Field(default=0, description="use only the first N validation prompts (0: all)")),
+    ranks=(list[int], Field(default=list(RANK_EXPERIMENT_RANKS), min_length=1, description="LoRA ranks to compare")),
+    answers_per_prompt=(int, Field(default=4, ge=1, description="answers drawn per validation prompt")),
+    max_prompts=(int, Field(default=0, ge=0, description="use only the first N validation prompts (0: all)")),
 )
 
 RagConceptExperimentConfig = lora_config_class(
     "RagConceptExperimentConfig",
     RAG_CONCEPT_RECIPE,
     base=SamplingConfig,
-    answers_per_question=(int, Field(default=4, description="answers drawn per validation question")),
+    answers_per_question=(int, Field(default=4, ge=1, description="answers drawn per validation question")),
     max_new_tokens=(int, Field(default=128, description="tokens per answer before it counts as unterminated")),
 )
 

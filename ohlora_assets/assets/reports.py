@@ -9,6 +9,8 @@ metrics from the instance, so new thresholds can be tried without generating.
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """
 
+from typing import Literal
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -36,23 +38,29 @@ def _latest_metrics(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[dic
 
 
 class InferenceSamplesConfig(SamplingConfig):
-    answers_per_prompt: int = Field(default=4, description="answers drawn per validation prompt")
-    max_prompts: int = Field(default=0, description="use only the first N validation prompts (0: all)")
+    answers_per_prompt: int = Field(default=4, ge=1, description="answers drawn per validation prompt")
+    max_prompts: int = Field(default=0, ge=0, description="use only the first N validation prompts (0: all)")
 
 
 class QualityReportConfig(GateConfig):
     """How answers are scored, and the gate's tolerances for the comparison with the serving version."""
 
-    copy_similarity: float = Field(default=0.85, description="answer vs training answer similarity that counts as a copy")
-    unrelated_below: float = Field(default=0.5, description="prompt vs training prompt similarity below which they are unrelated")
+    copy_similarity: float = Field(
+        default=0.85, ge=0, le=1, description="answer vs training answer similarity that counts as a copy"
+    )
+    unrelated_below: float = Field(
+        default=0.5, ge=0, le=1, description="prompt vs training prompt similarity below which they are unrelated"
+    )
 
 
 class QualityThresholds(dg.Config):
-    max_numbered_prefix_rate: float = 0.05
-    max_copied_answer_rate: float = 0.10
-    max_give_up_rate: float = 0.05
-    min_format_valid_rate: float = 0.95
-    severity: str = Field(default="WARN", description="WARN or ERROR for a failed check")
+    # Shares (0.05, not 5), bounded on the side where a typo would pass every answer; past the other side the
+    # check fails whatever the answers, which a test may want.
+    max_numbered_prefix_rate: float = Field(default=0.05, le=1)
+    max_copied_answer_rate: float = Field(default=0.10, le=1)
+    max_give_up_rate: float = Field(default=0.05, le=1)
+    min_format_valid_rate: float = Field(default=0.95, ge=0)
+    severity: Literal["WARN", "ERROR"] = Field(default="WARN", description="WARN or ERROR for a failed check")
 
 
 # check (named after its metric) -> (threshold field, True when the metric must stay at or below it)
@@ -225,7 +233,7 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
         metrics, run_id = _latest_metrics(context.instance, key)
         if metrics is None:
             raise dg.Failure(f"{report_name} has no materialization to check")
-        severity = dg.AssetCheckSeverity(config.severity.upper())
+        severity = dg.AssetCheckSeverity(config.severity)
         for check in context.selected_asset_check_keys:
             field, at_most = CHECKS[check.name]
             value, threshold = metrics[check.name], getattr(config, field)

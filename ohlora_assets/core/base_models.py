@@ -59,17 +59,23 @@ def base_model_revision(base: BaseModelRef) -> str:
     return "sha256:" + directory_hash(base.model)[:16]
 
 
+def check_override_tasks(overrides: Mapping[str, str]) -> None:
+    """ValueError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model)."""
+    unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
+    if unknown:
+        raise ValueError(
+            f"OHLORA_BASE_MODELS (base_model_overrides) names unknown tasks {sorted(unknown)}; "
+            f"tasks are {[*TASKS, ETHICS_OVERRIDE]}"
+        )
+
+
 def resolve_base_models(
     profile: str, overrides: Mapping[str, str], built_dir: Path | None = None
 ) -> dict[str, BaseModelRef]:
     """Each task's base: the directory the pipeline built (the embedded LM, or Gemma-3-270M converted for
     `small`) or the original hub models (full), with `overrides` (task -> directory or `hub_id@revision`)
     replacing any. The `ethics` key is the ethics model's."""
-    unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
-    if unknown:
-        raise ValueError(
-            f"base_model_overrides names unknown tasks {sorted(unknown)}; tasks are {[*TASKS, ETHICS_OVERRIDE]}"
-        )
+    check_override_tasks(overrides)
     if profile in ("embedded", "small"):
         if built_dir is None:
             raise ValueError(f"the {profile} profile needs the directory of the base it built")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,13 +16,22 @@ from contextlib import contextmanager
 # torch); a value already in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(?::\d+)?")
+
 
 def resolve_device(device: str = "auto") -> str:
-    """`auto` is CUDA when present, else CPU; anything else is taken as given."""
+    """`auto` is CUDA when present, else CPU; `cuda` or `cuda:N` must be there (a named error, not torch's)."""
     import torch
 
+    check_device_name(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= present:
+            raise ValueError(f"OHLORA_DEVICE={device!r}, but this machine has {present} CUDA device(s) (torch "
+                             f"{torch.__version__}): use auto or cpu")
     return device
 
 
@@ -50,10 +60,23 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _configured_threads() -> int | None:
-    """OHLORA_TORCH_THREADS as a number; None when unset or empty."""
-    value = os.environ.get("OHLORA_TORCH_THREADS")
-    return int(value) if value else None
+def configured_threads() -> int | None:
+    """OHLORA_TORCH_THREADS as a number; None when unset or empty; ValueError naming it otherwise."""
+    value = os.environ.get("OHLORA_TORCH_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"OHLORA_TORCH_THREADS={value!r}: expected a whole number of threads, 1 or more "
+                         "(unset: the cores this process may use)")
+    return int(value)
+
+
+def check_device_name(device: str) -> str:
+    """`device` when it names a device this project can place work on (auto | cpu | cuda | cuda:N); else
+    ValueError naming OHLORA_DEVICE. Whether CUDA is there is `resolve_device`'s question (it imports torch)."""
+    if not _DEVICE_NAME.fullmatch(device):
+        raise ValueError(f"OHLORA_DEVICE={device!r}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def limit_torch_threads() -> int:
@@ -63,7 +86,7 @@ def limit_torch_threads() -> int:
     work, set OHLORA_TORCH_THREADS lower."""
     import torch
 
-    threads = _configured_threads() or usable_cores()
+    threads = configured_threads() or usable_cores()
     torch.set_num_threads(threads)
     return threads
 
@@ -80,7 +103,7 @@ def lora_training_threads(config, device: str) -> int:
     """CPU threads for LoRA training of a model with transformers `config` on `device`: OHLORA_TORCH_THREADS
     when set, one for a base narrower than NARROW_HIDDEN_SIZE on the CPU, else the usable cores."""
     narrow = getattr(config, "hidden_size", NARROW_HIDDEN_SIZE) < NARROW_HIDDEN_SIZE
-    return _configured_threads() or (1 if device == "cpu" and narrow else usable_cores())
+    return configured_threads() or (1 if device == "cpu" and narrow else usable_cores())
 
 
 @contextmanager

@@ -9,6 +9,7 @@ up to `max_retries` times, and every retry is counted: retries are a quality sig
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -33,6 +34,19 @@ class SamplingSettings:
     # 2.0 s in three calls of 16 prompts, 1.5 s in one. By our estimate 64 x 4 rows of a 2B base fit a 24 GB GPU.
     prompt_batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Values that would fail inside transformers' generate (or loop on nothing), named with what is allowed;
+        greedy decoding is not offered: the reports measure what sampling at a temperature produces."""
+        problems = [f"{name} must be at least {low}, got {getattr(self, name)}"
+                    for name, low in (("max_new_tokens", 1), ("max_retries", 0), ("prompt_batch_size", 1), ("seed", 0))
+                    if getattr(self, name) < low]
+        for name in ("temperature", "repetition_penalty"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a positive number, got {value}")
+        if problems:
+            raise ValueError("sampling settings: " + "; ".join(problems))
 
     def for_task(self, task: str) -> "SamplingSettings":
         """These settings with the task's repetition penalty where none is set."""

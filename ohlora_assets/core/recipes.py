@@ -8,6 +8,8 @@ figure to seconds for CI and the tests, on the same code path.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,10 @@ if TYPE_CHECKING:
     from ohlora_assets.core.generation import SamplingSettings
 
 PROFILES = ("embedded", "small", "full")
+# PEFT's LoRA initializations that need nothing but the base weights ("default": PEFT's own, Kaiming-uniform A
+# and zero B); EVA, CorDA and LoftQ need data or configs of their own.
+LORA_INITS = ("default", "gaussian", "orthogonal", "olora", "pissa")
+MAX_LORA_RANK = 1024  # far above any base's useful rank; a typo of 1e9 would ask for hundreds of GB
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,24 @@ class LoraHyperParams:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("rank", "epochs", "batch_size", "max_length", "grad_accumulation"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Every value a run config could type that would fail deep in PEFT or torch, or train nonsense
+        silently (alpha 0 learns nothing; init "" starts from random noise), named with what is allowed."""
+        problems = [f"{name} must be at least {low}, got {getattr(self, name)}"
+                    for name, low in (("rank", 1), ("epochs", 1), ("batch_size", 1), ("max_length", 8),
+                                      ("grad_accumulation", 1), ("seed", 0)) if getattr(self, name) < low]
+        if self.rank > MAX_LORA_RANK:
+            problems.append(f"rank must be at most {MAX_LORA_RANK}, got {self.rank}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            problems.append(f"alpha must be a positive number, got {self.alpha}")
+        # 0 is allowed: a control that trains nothing, which the promotion gate then refuses ("loss fell").
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            problems.append(f"learning_rate must be a finite number, 0 or more, got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:  # NaN fails too
+            problems.append(f"dropout must be at least 0 and below 1, got {self.dropout}")
+        if self.init not in LORA_INITS and not re.fullmatch(r"pissa_niter_\d+", self.init):
+            problems.append(f"init must be one of {', '.join(LORA_INITS)} or pissa_niter_N, got {self.init!r}")
+        if problems:
+            raise ValueError("LoRA hyper-parameters: " + "; ".join(problems))
 
 
 # The original hyper-parameters per task: rank, epochs, batch size (alpha 16, dropout 0.05 for all).
@@ -158,7 +179,8 @@ class Budget:
         learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS on the embedded profile); the caps bound the epochs."""
         recipe = ADAPTER_RECIPES[task]
         chosen = {key: value for key, value in configured.items() if value is not None}
-        epochs = chosen.pop("epochs", None) or (
+        # Only an empty field means the recipe's: 0 is a value, and LoraHyperParams refuses it.
+        epochs = chosen.pop("epochs") if "epochs" in chosen else (
             EMBEDDED_ADAPTER_EPOCHS.get(task, recipe.epochs) if self.profile == "embedded" else recipe.epochs
         )
         return replace(

@@ -162,3 +162,17 @@ def test_normalized_input_is_accepted_with_notes_and_the_cell_limit_is_run_confi
     )
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and "the limit is 10" in check.metadata["issues"].value
+
+
+def test_a_run_config_value_out_of_range_fails_before_the_asset_body_naming_the_field(resources):
+    # Each Config validates on its own step: a launchpad typo never reaches pandas (or torch, or the gate).
+    result = dg.materialize(
+        DATA_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        run_config={"ops": {"augmented_output_message_train": {"config": {"epochs": 0}}}},
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "augmented_output_message_train"
+    error = failure.step_failure_data.error
+    text = str(error.cause.message if error.cause else error.message)
+    assert "epochs" in text and "greater than or equal to 1" in text

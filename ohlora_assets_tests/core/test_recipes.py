@@ -3,7 +3,7 @@
 import pytest
 
 from ohlora_assets.core.generation import SamplingSettings
-from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMALL_ON_CPU, SMOKE, Budget
+from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, SMALL_ON_CPU, SMOKE, Budget, LoraHyperParams
 
 
 def test_epochs_are_the_original_ones_but_memory_and_eyes_mouth_pose_on_the_embedded_base():
@@ -54,3 +54,41 @@ def test_the_small_profile_is_capped_on_cpu_and_runs_the_recipes_on_an_accelerat
     assert (cpu.limit("adapter_train_rows"), gpu.limit("adapter_train_rows")) == (SMALL_ON_CPU.adapter_train_rows, None)
     # smoke wins over every profile
     assert Budget("small", smoke=True).caps == SMOKE
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"alpha": 0}, "alpha must be a positive number"),  # would train an adapter that cannot learn
+        ({"alpha": -16}, "alpha must be a positive number"),
+        ({"dropout": -0.1}, "dropout must be at least 0 and below 1"),
+        ({"dropout": float("nan")}, "dropout must be at least 0 and below 1"),
+        ({"init": ""}, "init must be one of default, gaussian"),  # PEFT would read "" as False: random noise
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number, 0 or more"),
+        ({"learning_rate": -1e-3}, "learning_rate must be a finite number, 0 or more"),
+        ({"rank": 10**9}, "rank must be at most 1024"),
+        ({"max_length": 1}, "max_length must be at least 8"),
+        ({"seed": -1}, "seed must be at least 0"),
+    ],
+)
+def test_lora_values_that_would_fail_deep_in_peft_or_train_nonsense_are_named(values, named):
+    with pytest.raises(ValueError, match=named):
+        LoraHyperParams(**{"rank": 16, **values})
+    assert LoraHyperParams(rank=16, init="pissa_niter_4").init == "pissa_niter_4"
+
+
+def test_a_configured_zero_is_a_value_not_the_recipes_epochs():
+    with pytest.raises(ValueError, match="epochs must be at least 1, got 0"):
+        Budget("embedded").adapter("memory", {"epochs": 0})
+    assert Budget("embedded").adapter("memory", {"epochs": None}).epochs == 10
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [({"temperature": 0.0}, "temperature must be a positive number"), ({"temperature": float("nan")}, "temperature"),
+     ({"max_new_tokens": 0}, "max_new_tokens must be at least 1"), ({"prompt_batch_size": 0}, "prompt_batch_size"),
+     ({"repetition_penalty": -1.2}, "repetition_penalty must be a positive number"), ({"max_retries": -1}, "max_retries")],
+)
+def test_sampling_values_that_would_fail_inside_generate_are_named(values, named):
+    with pytest.raises(ValueError, match=named):
+        SamplingSettings(**values)
