@@ -176,3 +176,9 @@ def test_a_run_config_value_out_of_range_fails_before_the_asset_body_naming_the_
     error = failure.step_failure_data.error
     text = str(error.cause.message if error.cause else error.message)
     assert "epochs" in text and "greater than or equal to 1" in text
+
+
+def test_one_split_can_be_materialized_alone(resources):
+    result = dg.materialize(DATA_ASSETS, selection=["dialogue_dataset", "summary_split"], resources=resources,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success and set(_values(result)) == {"dialogue_dataset", "summary_split"}
