@@ -130,8 +130,10 @@ def train_adapter_version(
         "base_model_revision": base_model_revision(base),
         "base_model_source": base.source,
         "per_epoch": Table(vars(e) for e in result.epochs),
+        # Beside the version's other reports: a candidate the gate refuses must not replace the serving one's.
         "loss_curve": _inline_png(
-            artifact_root / "reports" / name / "loss_curve.png", loss_curve_png(curves, "epoch"), "loss curve"
+            artifact_root / "reports" / name / pending.version / "loss_curve.png", loss_curve_png(curves, "epoch"),
+            "loss curve",
         ),
         "first_epoch_train_loss": _rounded(result.first_train_loss),
         "final_train_loss": _rounded(result.final_train_loss),

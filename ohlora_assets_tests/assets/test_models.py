@@ -66,7 +66,8 @@ def test_whole_models_group_materializes_in_the_smoke_profile(smoke_run):
         assert metadata["tokens_per_s"].value > 0 and metadata["peak_memory_mb"].value > 0
         assert [record.data["epoch"] for record in metadata["per_epoch"].records] == list(range(1, SMOKE.adapter_epochs + 1))
         assert "data:image/png;base64," in metadata["loss_curve"].value
-        assert (store.report_dir(name) / "loss_curve.png").stat().st_size > 1000
+        # kept per version: a refused candidate's curve never replaces the serving version's
+        assert (store.report_dir(name) / metadata["version"].value / "loss_curve.png").stat().st_size > 1000
         assert metadata["train_examples"].value == SMOKE.adapter_train_rows
         config = json.loads((directory / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == str(embedded.resolve())
