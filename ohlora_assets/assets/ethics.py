@@ -91,7 +91,8 @@ def ethics_thresholds(
     thresholds_table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
     result = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrated}
     atomic_write_bytes(
-        store.report_dir("ethics_thresholds") / "thresholds.json", json.dumps(result, ensure_ascii=False, indent=2).encode()
+        store.report_dir("ethics_thresholds") / version.version / "thresholds.json",
+        json.dumps(result, ensure_ascii=False, indent=2).encode(),
     )
     context.add_output_metadata(
         {
@@ -146,7 +147,8 @@ def ethics_report(
     versions = registry(store, ETHICS_MODEL)
     version, serving = candidate(context.instance, store, ETHICS_MODEL), versions.serving()
     test, scores = _test_scores(ethics_dataset, version.path, profile)
-    report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report"))
+    # Per version, as every report: a candidate the gate refuses never replaces the serving version's files.
+    report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report") / version.version)
     evaluation = report.evaluation
     measured = EthicsMetrics(evaluation.accuracy, {c: r for c, r in evaluation.recall.items() if r == r})  # NaN: no test prompt
     versions.record_metrics(version.version, measured.to_dict())

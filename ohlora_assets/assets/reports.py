@@ -179,7 +179,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         serving_folder = store.report_dir(samples_name) / compared.version if compared else None
         before = score_samples(task, serving_folder, train, settings) if serving_folder and has_samples(serving_folder) else None
         scored = {f"serving {compared.version}": before, f"candidate {version.version}": now} if before else {"candidate": now}
-        out = store.report_dir(name)
+        out = store.report_dir(name) / version.version  # per version: a refused candidate's never replaces another's
         plot = quality_plot(
             {k: s.metrics for k, s in scored.items()}, {k: s.flagged["latency_s"].tolist() for k, s in scored.items()}, name
         )

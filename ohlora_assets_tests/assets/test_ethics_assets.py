@@ -73,7 +73,7 @@ def test_report_has_metrics_confusion_histograms_and_misclassified(run):
     assert 0.0 <= metadata["accuracy"].value <= 1.0 and metadata["mse"].value >= 0.0
     assert "predicted \\ true" in metadata["confusion_matrix"].value and "precision" in metadata["confusion_matrix"].value
     assert metadata["histograms"].value.count("data:image/png;base64,") == 4
-    report_dir = resources["store"].report_dir("ethics_report")
+    report_dir = resources["store"].report_dir("ethics_report") / metadata["version"].value
     assert sorted(p.name for p in report_dir.glob("*.png")) == [
         "histogram_hate.png", "histogram_love.png", "histogram_paedrip.png", "histogram_politics.png",
     ]

@@ -9,6 +9,7 @@ import pytest
 from ohlora_assets.assets import base_models, data, models, reports, serving
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.lora import load_adapter
+from ohlora_assets.core.model_training import VERSION_KEY
 from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets_tests.conftest import smoke_materialization
 
@@ -69,7 +70,7 @@ def test_quality_reports_have_metrics_plot_and_evaluated_checks(pipeline):
         assert meta["latency_p95_s"].value >= meta["latency_mean_s"].value * 0.5
         # Nothing served when the first candidates were judged.
         assert "nothing serves yet" in meta["report"].value and "data:image/png;base64," in meta["plot"].value
-        assert (resources["store"].report_dir(name) / "quality.png").is_file()
+        assert (resources["store"].report_dir(name) / meta[VERSION_KEY].value / "quality.png").is_file()
     assert "copied_answer_rate" not in events["eyes_mouth_pose_quality_report"].metadata
     assert "format_valid_rate" in events["memory_quality_report"].metadata
     evaluations = {
