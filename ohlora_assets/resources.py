@@ -77,7 +77,8 @@ def flag(variable: str, value: str | None = None) -> bool:
     value = setting(variable) if value is None else value
     spelled = value.strip().lower()
     if spelled not in _ON + _OFF:
-        raise ValueError(f"{variable}={value!r}: expected on ({', '.join(_ON)}) or off ({', '.join(repr(v) for v in _OFF)})")
+        off = ", ".join(repr(v) for v in _OFF)
+        raise ValueError(f"{variable}={value!r}: expected on ({', '.join(_ON)}) or off ({off})")
     return spelled in _ON
 
 

@@ -85,7 +85,9 @@ raw_synonyms_json = _raw_source("raw_synonyms_json", "synonyms_json", "Synonym g
 
 
 class InputLimits(dg.Config):
-    max_cell_chars: int = Field(default=DEFAULT_MAX_CELL_CHARS, ge=1, description="longer cells (or synonyms) are rejected")
+    max_cell_chars: int = Field(
+        default=DEFAULT_MAX_CELL_CHARS, ge=1, description="longer cells (or synonyms) are rejected"
+    )
 
 
 Reader = Callable[[str, int], tuple[Any, list[DataIssue]]]

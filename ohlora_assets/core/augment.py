@@ -59,7 +59,8 @@ def read_synonym_groups(
         words = []
         for position, word in enumerate(group, 1):
             if not isinstance(word, str):
-                issue(f"{json.dumps(word, ensure_ascii=False)} is not a string", "put the word in double quotes", position)
+                as_written = json.dumps(word, ensure_ascii=False)
+                issue(f"{as_written} is not a string", "put the word in double quotes", position)
                 continue
             typed = word
             word, changes = clean_text(typed)
