@@ -2,8 +2,9 @@
 
 Prints one JSON object on stdout, whatever the input: either the decision (the normalized prompt, the
 five scores, allow, warn, block, or refused while a block is active, the sanctions logged this turn
-and the end of any block) or {"error": ...}. Exit status: 0 a decision was given, 1 the gate could not
-decide (model or sanction log missing or unusable), 2 usage error.
+and the end of any block) or {"error": ...}; only `--help` answers in text, for a person. Exit status: 0 a
+decision was given, 1 the gate could not decide (model or sanction log missing or unusable, or the answer
+could not be written to stdout), 2 usage error.
 
 Any argument that is not an option is the prompt, so prompts that start with `-` (`-_-`, `-.-`) need
 no quoting beyond the shell's; `--` ends the options for a prompt that is spelled like one. A user id

@@ -352,6 +352,15 @@ class ModelRegistry:
         if self.root.is_dir():
             remove_debris(self.root)
 
+def remove_version_reports(reports_root: str | Path, versions: list[str]) -> list[Path]:
+    """Delete what reports keep per version (`<reports_root>/<report asset>/<version id>/`) for pruned versions.
+    Ids are content hashes, so a folder of that name belongs to that version alone. Returns the folders removed."""
+    removed = [folder for version in versions for folder in Path(reports_root).glob(f"*/{version}") if folder.is_dir()]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     """A registry JSON file as a dict holding `required`, or RegistryError naming the file."""
     try:

@@ -14,7 +14,7 @@ import torch
 
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.crash_safety import CHECKPOINTS, KILL_ENV
-from ohlora_assets.core.registry import LEGACY, ModelRegistry, RegistryError, registries
+from ohlora_assets.core.registry import LEGACY, ModelRegistry, RegistryError, registries, remove_version_reports
 
 PROJECT = Path(__file__).resolve().parents[2]
 NAME = "adapter_output_message"
@@ -267,3 +267,17 @@ def test_a_kill_at_any_step_leaves_a_loadable_serving_model_and_the_next_run_cle
     registry.prune(keep=1)
     assert _assert_serving_loads(registry) == directory_hash(adapters[2])[:16]
     assert sorted(p.name for p in registry.root.iterdir()) == [".lock", "serving.json", "versions"]
+
+
+def test_the_report_folders_of_pruned_versions_go_with_them(tmp_path):
+    reports = tmp_path / "reports"
+    for asset, version in [("memory_inference_samples", "aaaa"), ("adapter_memory", "aaaa"), ("adapter_memory", "bbbb")]:
+        (reports / asset / version).mkdir(parents=True)
+        (reports / asset / version / "samples.parquet").write_bytes(b"x")
+    (reports / "ethics_report").mkdir()
+    (reports / "ethics_report" / "aaaa.png").write_bytes(b"x")  # a file, not a version's folder
+    removed = remove_version_reports(reports, ["aaaa", "cccc"])
+    assert sorted(p.relative_to(reports).as_posix() for p in removed) == ["adapter_memory/aaaa", "memory_inference_samples/aaaa"]
+    assert sorted(p.relative_to(reports).as_posix() for p in reports.rglob("*") if p.is_file()) == [
+        "adapter_memory/bbbb/samples.parquet", "ethics_report/aaaa.png",
+    ]
