@@ -46,11 +46,26 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # `--us` is a prompt, not --user
     )
     parser.add_argument("prompt", nargs="?", help="the user's prompt (put -- before one that looks like an option)")
-    parser.add_argument("--user", required=True, help="user id for the sanction log (--user=ID if it starts with -)")
-    parser.add_argument("--answer", default="", help="the model's answer (love/politics block only on 미안/부담)")
-    parser.add_argument("--model", help="sentence-transformers directory (default: the materialized ethics model)")
-    parser.add_argument("--log", help="sanction log SQLite file (default: in the artifact folder)")
+    # Each option once: a second --user would otherwise silently log the turn under another id.
+    parser.add_argument(
+        "--user", required=True, action=_Once, help="user id for the sanction log (--user=ID if it starts with -)"
+    )
+    parser.add_argument(
+        "--answer", default="", action=_Once, help="the model's answer (love/politics block only on 미안/부담)"
+    )
+    parser.add_argument(
+        "--model", action=_Once, help="sentence-transformers directory (default: the materialized ethics model)"
+    )
+    parser.add_argument("--log", action=_Once, help="sanction log SQLite file (default: in the artifact folder)")
     return parser
+
+
+class _Once(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_{self.dest}_given", False):
+            raise UsageError(f"{option_string} is given more than once")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -78,6 +78,8 @@ def test_a_user_id_that_is_not_utf8_is_a_usage_error(tmp_path):
         (["--user", "u"], "a prompt is required"),
         (["로라야", "사랑해", "--user", "u"], "unrecognized arguments: 사랑해"),
         (["안녕", "--user", "-_-"], "argument --user: expected one argument"),
+        (["안녕", "--user", "a", "--user", "b"], "--user is given more than once"),  # whose turn would it be?
+        (["안녕", "--user", "a", "--log=x", "--log=y"], "--log is given more than once"),
     ],
 )
 def test_usage_errors_are_json_with_exit_2(args, message, capsys):
