@@ -80,7 +80,7 @@ def _table(registry) -> str:
 
 
 def list_versions(args: argparse.Namespace) -> int:
-    from ohlora_assets.core.registry import registries
+    from ohlora_assets.core.registry import RegistryError, registries
 
     if args.asset:
         registry = _registry(args)
@@ -89,10 +89,13 @@ def list_versions(args: argparse.Namespace) -> int:
         found = [registry]
     else:
         found = registries(artifact_home(args.home) / "models")
-    if args.json:
-        print(json.dumps([_describe(r) for r in found], ensure_ascii=False, indent=2))
-    else:
-        print("\n\n".join(_table(r) for r in found) or "no models yet")
+    try:  # a damaged pointer or version record is named, as the gate and the chat name it
+        text = (json.dumps([_describe(r) for r in found], ensure_ascii=False, indent=2) if args.json
+                else "\n\n".join(_table(r) for r in found) or "no models yet")
+    except RegistryError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 

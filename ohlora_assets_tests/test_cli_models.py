@@ -67,6 +67,14 @@ def test_failures_exit_1_with_the_reason(home, capsys):
     assert "no model asset 'adapter_nothing'" in capsys.readouterr().err
 
 
+def test_a_damaged_serving_pointer_is_named_with_exit_1(home, capsys):
+    pointer = home / "models" / "adapter_memory" / "serving.json"
+    pointer.write_text('{"version": ', encoding="utf-8")  # cut short mid-write by hand or a full disk
+    for argv in (["models", "list"], ["models", "list", "adapter_memory", "--json"], ["models", "rollback", "adapter_memory"]):
+        assert _run(argv) == 1
+        assert f"{pointer}: unreadable" in capsys.readouterr().err
+
+
 def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exited:
         _run(["models", "promote", "adapter_memory"])
