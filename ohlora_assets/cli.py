@@ -52,9 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         from ohlora_assets.ethics_cli import main as ethics_check
 
         return ethics_check(argv[2:])
+    from ohlora_assets.resources import SettingsError
+
     args = build_parser().parse_args(argv)
+    try:
+        status = args.handler(args)
+    except SettingsError as error:  # a mistyped environment variable: its name and the fix, not a traceback
+        print(f"ohlora: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     # A handler's non-zero status is a failure whatever its number: 2 stays reserved for usage errors.
-    return EXIT_OK if args.handler(args) == 0 else EXIT_FAILURE
+    return EXIT_OK if status == 0 else EXIT_FAILURE
 
 
 if __name__ == "__main__":

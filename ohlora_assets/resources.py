@@ -71,6 +71,10 @@ def env_var_or_default(variable: str) -> str:
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
+class SettingsError(ValueError):
+    """An environment variable the project reads holds a value it cannot use; the message names it."""
+
+
 def flag(variable: str, value: str | None = None) -> bool:
     """An on/off variable (`value`, else its setting): one of the spellings of on or off, or ValueError naming
     it. A typo is not "on": `OHLORA_SMOKE=of` would open the promotion gate to smoke-trained models."""
@@ -78,7 +82,7 @@ def flag(variable: str, value: str | None = None) -> bool:
     spelled = value.strip().lower()
     if spelled not in _ON + _OFF:
         off = ", ".join(repr(v) for v in _OFF)
-        raise ValueError(f"{variable}={value!r}: expected on ({', '.join(_ON)}) or off ({off})")
+        raise SettingsError(f"{variable}={value!r}: expected on ({', '.join(_ON)}) or off ({off})")
     return spelled in _ON
 
 
@@ -100,7 +104,7 @@ def check_settings() -> None:
     problems += _problem(configured_threads)
     problems += _problem(_check_home, setting("OHLORA_HOME"))
     if problems:
-        raise ValueError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
+        raise SettingsError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
 
 
 def _problem(check, *args) -> list[str]:

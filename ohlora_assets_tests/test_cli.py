@@ -51,6 +51,15 @@ def test_usage_errors_exit_2_and_say_why(args):
     assert "usage: ohlora" in result.stderr and "error:" in result.stderr
 
 
+def test_a_mistyped_setting_is_named_with_exit_1_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from ohlora_assets.cli import main
+
+    monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
+    monkeypatch.setenv("OHLORA_SMOKE", "of")  # not "off": it used to read as on
+    assert main(["chat", "--once", "안녕", "--user", "u"]) == 1
+    assert capsys.readouterr().err.startswith("ohlora: OHLORA_SMOKE='of': expected on")
+
+
 def test_bench_help_lists_every_benchmark_with_only_its_options():
     result = ohlora("bench", "--help")
     assert result.returncode == 0
