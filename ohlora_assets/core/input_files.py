@@ -35,7 +35,7 @@ DEFAULT_MAX_CELL_CHARS = 5_000
 _CONFLICT_EDGE = re.compile(r"^(?:<{7}|>{7})(?: .*)?$", re.MULTILINE)
 _CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7})(?: .*)?$|^={7}$", re.MULTILINE)
 # The line Excel reads as "cells are separated by X" (and hides) when it is the first line of a CSV.
-_SEPARATOR_HINT = re.compile(r"sep=(.)")
+_SEPARATOR_HINT = re.compile(r"sep=.")
 # A word of two or more question marks, bracketed or punctuated at most: what an "ANSI" save on a Windows
 # without the Korean code page leaves of each Hangul word.
 _QUESTION_MARK_WORD = re.compile(r"(?:^|(?<=[\s(\[]))\?{2,}(?=[\s)\].,!:~]|$)")
@@ -120,7 +120,7 @@ _OTHER_FORMATS = {
     b"version https://git-lfs.github.com/spec/": ("a Git LFS pointer: the file's content was never downloaded",
                                                   "run `git lfs pull` in the repository that holds it"),
 }
-# How each kind of text file is saved again as UTF-8, and what its line numbers are called.
+# How each kind of text file is saved again as UTF-8.
 _SAVE_AS_UTF8 = {"CSV": 'export it again as "CSV UTF-8"', "JSON": "save it again as UTF-8 JSON"}
 _NUL_RUN = bytes(16)  # UTF-16 text has no run of zero bytes this long; a file cut short by a crash does
 
@@ -140,7 +140,7 @@ def decode_utf8(raw: bytes, name: str, kind: str = "CSV") -> str:
         line, row = _line_and_row(raw, damaged, kind)
         raise _file_issue(name, f"from {_where(line, row)} on, the file holds NUL bytes instead of text: it was "
                           "damaged or not fully written (a crash or a full disk while it was saved)",
-                          "restore it from a backup, or export it again", row=row if kind == "CSV" else None)
+                          "restore it from a backup, or export it again", row=row)
     if _looks_utf16(raw):
         raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
     try:
@@ -157,20 +157,21 @@ def decode_utf8(raw: bytes, name: str, kind: str = "CSV") -> str:
         elif _decodes(raw[line_start:line_end], "cp949"):
             problem = (f"the file is UTF-8, but {where} is cp949/EUC-KR (Windows Korean) text: it was pasted from "
                        "another export")
-        raise _file_issue(name, problem, export, row=row if kind == "CSV" else None) from None
+        raise _file_issue(name, problem, export, row=row) from None
 
 
-def _line_and_row(raw: bytes, position: int, kind: str) -> tuple[int, int]:
-    """(line, spreadsheet row) of byte `position`: lines end in LF, CRLF or CR alone (a Mac-format CSV)."""
+def _line_and_row(raw: bytes, position: int, kind: str) -> tuple[int, int | None]:
+    """(line, spreadsheet row) of byte `position`: lines end in LF, CRLF or CR alone (a Mac-format CSV).
+    A JSON file has lines only: its row is None."""
     before = raw[:position]
     line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
     if kind != "CSV":
-        return line, line
+        return line, None
     return line, _row_of(before.decode("utf-8", errors="replace"), line)
 
 
-def _where(line: int, row: int) -> str:
-    return f"line {line}" + (f", spreadsheet row {row}" if row != line else "")
+def _where(line: int, row: int | None) -> str:
+    return f"line {line}" + (f", spreadsheet row {row}" if row not in (None, line) else "")
 
 
 def _looks_utf16(raw: bytes) -> bool:
@@ -353,13 +354,12 @@ def read_csv_strict(
     if not text.strip():
         raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
     notes: list[DataIssue] = []
-    first_line = io.StringIO(text, newline="").readline().rstrip("\r\n")
-    if _SEPARATOR_HINT.fullmatch(first_line.strip()):
-        text = _without_first_line(text, first_line)
-        notes.append(DataIssue(name, None, None, f"the first line {first_line.strip()!r} (Excel's separator hint) "
+    hint = _first_line(text)
+    if _SEPARATOR_HINT.fullmatch(hint.strip()):
+        text = _without_first_line(text, hint)
+        notes.append(DataIssue(name, None, None, f"the first line {hint.strip()!r} (Excel's separator hint) "
                                "was skipped: the column names are on the line after it", "none needed"))
-        first_line = io.StringIO(text, newline="").readline().rstrip("\r\n")
-    separator = _other_separator(first_line, required_columns)
+    separator = _other_separator(_first_line(text), required_columns)
     if separator:
         raise _file_issue(name, f"the cells are separated by {separator}, not commas",
                           'export it again as "CSV UTF-8 (comma delimited)"', row=1)
@@ -427,6 +427,11 @@ def read_csv_strict(
 
 
 _SEPARATORS = {";": "semicolons (;), as a spreadsheet in a European locale writes", "\t": "tabs", "|": "bars (|)"}
+
+
+def _first_line(text: str) -> str:
+    """The first line without its ending (LF, CRLF or CR alone)."""
+    return io.StringIO(text, newline="").readline().rstrip("\r\n")
 
 
 def _without_first_line(text: str, first_line: str) -> str:
