@@ -71,8 +71,8 @@ class _Once(argparse.Action):
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The options, and as the prompt the one argument that is not an option (even if it starts with -).
 
-    Raises UsageError. The user id is stripped; it must be non-empty and valid UTF-8 (argv bytes that
-    are not arrive as surrogate escapes): two different undecodable ids must not share one log entry.
+    Raises UsageError. The user id is the sanction log's key (`user_key`: NFC, stripped, non-empty, valid
+    UTF-8; argv bytes that are not arrive as surrogate escapes, and two such ids must not share one entry).
     """
     args, rest = _parser().parse_known_args(list(argv))
     if args.prompt is None and len(rest) == 1:
@@ -84,13 +84,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         )
     if args.prompt is None:
         raise UsageError("a prompt is required")
-    args.user = args.user.strip()
-    if not args.user:
-        raise UsageError("--user must not be empty: sanctions are logged per user id")
+    from ohlora_assets.core.ethics.sanctions import user_key
+
     try:
-        args.user.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError("--user is not valid UTF-8 text") from None
+        args.user = user_key(args.user)  # the log's own rule for an id, said of the option
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
     return args
 
 

@@ -68,7 +68,7 @@ def user_key(user: object) -> str:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("user is not valid text (it holds a lone surrogate)") from None
+        raise ValueError("user is not valid UTF-8 text") from None
     return key
 
 
