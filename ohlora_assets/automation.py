@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import dagster as dg
 
-from ohlora_assets.resources import flag
+from ohlora_assets.resources import SettingsError, flag
 
 AC = dg.AutomationCondition
 
@@ -54,7 +54,7 @@ def _observe_tick(cron: str) -> dg.AutomationCondition:
     try:
         return AC.cron_tick_passed(cron)
     except Exception as error:  # dagster's check error names neither the variable nor the form
-        raise ValueError(f"OHLORA_OBSERVE_CRON={cron!r}: not a cron schedule (five fields, e.g. '*/5 * * * *'): "
+        raise SettingsError(f"OHLORA_OBSERVE_CRON={cron!r}: not a cron schedule (five fields, e.g. '*/5 * * * *'): "
                          f"{error}") from None
 
 

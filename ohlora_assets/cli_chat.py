@@ -22,9 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat.add_argument("--once", metavar="TEXT", help="answer one message and print the turn as JSON")
     chat.add_argument("--home", help="artifact folder (default: the pipeline's, OHLORA_HOME)")
     chat.add_argument("--log", help="sanction log SQLite file (default: <home>/ethics/sanctions.sqlite)")
-    chat.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    chat.add_argument("--device", default="cpu", type=_device_name, help="cpu | cuda | cuda:N | auto")
     chat.add_argument("--max-new-tokens", type=int, default=80, help="per generated part")
     chat.set_defaults(handler=run)
+
+
+def _device_name(value: str) -> str:
+    from ohlora_assets.core.device import check_device_name
+
+    try:
+        return check_device_name(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
 def _line(turn: dict) -> str:

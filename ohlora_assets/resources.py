@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from ohlora_assets.core.settings import SettingsError
 from ohlora_assets.io_manager import AtomicFilesystemIOManager
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +72,6 @@ def env_var_or_default(variable: str) -> str:
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
-class SettingsError(ValueError):
-    """An environment variable the project reads holds a value it cannot use; the message names it."""
-
-
 def flag(variable: str, value: str | None = None) -> bool:
     """An on/off variable (`value`, else its setting): one of the spellings of on or off, or ValueError naming
     it. A typo is not "on": `OHLORA_SMOKE=of` would open the promotion gate to smoke-trained models."""
@@ -117,11 +114,11 @@ def _problem(check, *args) -> list[str]:
 
 def _check_home(home: str) -> None:
     if not home.strip():
-        raise ValueError("OHLORA_HOME='': expected a folder (unset: the default); empty would write into the "
+        raise SettingsError("OHLORA_HOME='': expected a folder (unset: the default); empty would write into the "
                          "current directory")
     for folder in (Path(home), *Path(home).parents):
         if folder.exists() and not folder.is_dir():
-            raise ValueError(f"OHLORA_HOME={home!r}: {folder} is a file, not a folder")
+            raise SettingsError(f"OHLORA_HOME={home!r}: {folder} is a file, not a folder")
 
 
 def parse_base_models(text: str) -> dict[str, str]:
@@ -133,15 +130,16 @@ def parse_base_models(text: str) -> dict[str, str]:
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"OHLORA_BASE_MODELS (base models): not a JSON object ({error}): {text!r}") from None
+            raise SettingsError(f"OHLORA_BASE_MODELS (base models): not a JSON object ({error}): {text!r}") from None
         if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise ValueError(f"OHLORA_BASE_MODELS (base models): expected a JSON object of task -> model, got {text!r}")
+            raise SettingsError(
+                f"OHLORA_BASE_MODELS (base models): expected a JSON object of task -> model, got {text!r}")
         return parsed
     overrides = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         task, sep, model = item.partition("=")
         if not sep or not task.strip() or not model.strip():
-            raise ValueError(f"OHLORA_BASE_MODELS (base models): expected task=model, got {item!r} in {text!r}")
+            raise SettingsError(f"OHLORA_BASE_MODELS (base models): expected task=model, got {item!r} in {text!r}")
         overrides[task.strip()] = model.strip()
     return overrides
 

@@ -156,6 +156,16 @@ def test_sensors_start_stopped_unless_automation_is_turned_on():
     assert set(_sensor_statuses({"OHLORA_AUTOMATION": "on"}).values()) == {"RUNNING"}
 
 
+def test_a_cron_typo_fails_the_load_naming_the_variable():
+    environment = {**os.environ, "OHLORA_OBSERVE_CRON": "every 5 minutes"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), environment.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", "import ohlora_assets.automation"],
+                            env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert ("ohlora_assets.core.settings.SettingsError: OHLORA_OBSERVE_CRON='every 5 minutes': "
+            "not a cron schedule") in result.stderr
+
+
 # --- automation on the real data group -------------------------------------------------------
 
 

@@ -60,6 +60,22 @@ def test_a_mistyped_setting_is_named_with_exit_1_not_a_traceback(tmp_path, monke
     assert capsys.readouterr().err.startswith("ohlora: OHLORA_SMOKE='of': expected on")
 
 
+def test_a_setting_read_at_run_time_is_named_too(tmp_path, monkeypatch, capsys):
+    """OHLORA_TORCH_THREADS is read by core code when torch work starts, after the definitions' check."""
+    from ohlora_assets.cli import main
+
+    monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "two")
+    assert main(["chat", "--once", "안녕", "--user", "u"]) == 1
+    assert capsys.readouterr().err.startswith("ohlora: OHLORA_TORCH_THREADS='two': expected a whole number")
+
+
+def test_chat_device_names_are_checked_as_usage():
+    result = ohlora("chat", "--user", "u", "--once", "안녕", "--device", "gpu")
+    assert result.returncode == 2
+    assert "argument --device: 'gpu': expected auto, cpu, cuda or cuda:N" in result.stderr
+
+
 def test_bench_help_lists_every_benchmark_with_only_its_options():
     result = ohlora("bench", "--help")
     assert result.returncode == 0

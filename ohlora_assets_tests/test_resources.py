@@ -14,6 +14,7 @@ from ohlora_assets.resources import (
     ArtifactStore,
     DataPaths,
     ModelProfile,
+    SettingsError,
     check_settings,
     default_resources,
     flag,
@@ -185,5 +186,5 @@ def test_a_cuda_device_this_machine_lacks_is_named(clean_env):
     from ohlora_assets.core.device import resolve_device
 
     present = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with pytest.raises(ValueError, match=f"OHLORA_DEVICE='cuda:{present}', but this machine has {present} CUDA"):
+    with pytest.raises(SettingsError, match=f"device 'cuda:{present}' \\(OHLORA_DEVICE.*has {present} CUDA"):
         resolve_device(f"cuda:{present}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.recipes import FULL_BASE_MODELS
+from ohlora_assets.core.settings import SettingsError
 
 # The embedded profile's pretrained base, and the small profile's converted Gemma, live in these folders of a
 # base_models version.
@@ -60,10 +61,10 @@ def base_model_revision(base: BaseModelRef) -> str:
 
 
 def check_override_tasks(overrides: Mapping[str, str]) -> None:
-    """ValueError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model)."""
+    """SettingsError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model)."""
     unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"OHLORA_BASE_MODELS (base_model_overrides) names unknown tasks {sorted(unknown)}; "
             f"tasks are {[*TASKS, ETHICS_OVERRIDE]}"
         )

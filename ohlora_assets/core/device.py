@@ -8,6 +8,8 @@ import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ohlora_assets.core.settings import SettingsError
+
 # OpenMP threads that wait passively (sleep) at the end of a parallel region instead of spinning: on a CPU
 # shared with other work, a spinning thread burns the core its sibling needs, and every barrier waits for a
 # descheduled thread. Measured on the 2-core machine at load 5-6, one pretraining step with 2 threads: 2.44 s
@@ -30,8 +32,8 @@ def resolve_device(device: str = "auto") -> str:
         present = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(device.partition(":")[2] or 0)
         if index >= present:
-            raise ValueError(f"OHLORA_DEVICE={device!r}, but this machine has {present} CUDA device(s) (torch "
-                             f"{torch.__version__}): use auto or cpu")
+            raise SettingsError(f"device {device!r} (OHLORA_DEVICE, or `ohlora chat --device`): this machine has "
+                                f"{present} CUDA device(s) (torch {torch.__version__}); use auto or cpu")
     return device
 
 
@@ -61,21 +63,21 @@ def usable_cores() -> int:
 
 
 def configured_threads() -> int | None:
-    """OHLORA_TORCH_THREADS as a number; None when unset or empty; ValueError naming it otherwise."""
+    """OHLORA_TORCH_THREADS as a number; None when unset or empty; SettingsError naming it otherwise."""
     value = os.environ.get("OHLORA_TORCH_THREADS", "").strip()
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"OHLORA_TORCH_THREADS={value!r}: expected a whole number of threads, 1 or more "
+        raise SettingsError(f"OHLORA_TORCH_THREADS={value!r}: expected a whole number of threads, 1 or more "
                          "(unset: the cores this process may use)")
     return int(value)
 
 
 def check_device_name(device: str) -> str:
     """`device` when it names a device this project can place work on (auto | cpu | cuda | cuda:N); else
-    ValueError naming OHLORA_DEVICE. Whether CUDA is there is `resolve_device`'s question (it imports torch)."""
+    SettingsError naming OHLORA_DEVICE. Whether CUDA is there is `resolve_device`'s question (it imports torch)."""
     if not _DEVICE_NAME.fullmatch(device):
-        raise ValueError(f"OHLORA_DEVICE={device!r}: expected auto, cpu, cuda or cuda:N")
+        raise SettingsError(f"OHLORA_DEVICE={device!r}: expected auto, cpu, cuda or cuda:N")
     return device
 
 
