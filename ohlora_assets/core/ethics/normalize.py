@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ohlora_assets.core import hangul
+
 # The encoder reads 64 tokens, about 64-80 characters of Korean, so a longer prompt is scored in windows of
 # WINDOW_CHARS, half a window apart: every stretch of up to half a window (each training prompt is shorter)
 # lies whole in one, and a harmful sentence after a page of greetings is read. Up to MAX_CHARS are scored;
@@ -17,9 +19,8 @@ import unicodedata
 WINDOW_CHARS = 64
 MAX_CHARS = 1024
 
-_HANGUL = "가-힣ㄱ-ㅎㅏ-ㅣ"
 # 1-2 characters that are neither Hangul, Latin, nor space, wedged between two Hangul syllables.
-_NOISE_IN_WORD = re.compile(rf"(?<=[가-힣])[^{_HANGUL}A-Za-z\s]{{1,2}}(?=[가-힣])")
+_NOISE_IN_WORD = re.compile(rf"(?<=[가-힣])[^{hangul.LETTERS}A-Za-z\s]{{1,2}}(?=[가-힣])")
 # Three or more single syllables separated by single spaces: `사 랑 해` -> `사랑해`.
 _SPACED_SYLLABLES = re.compile(r"(?<![가-힣])[가-힣](?: [가-힣](?![가-힣])){2,}")
 _REPEATS = re.compile(r"(.)\1{3,}")
