@@ -24,7 +24,9 @@ from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.core import schemas
 from ohlora_assets.core.augment import SynonymGroups, SynonymSwapper, read_synonym_groups
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
-from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, DataIssue, DataValidationError, path_problem
+from ohlora_assets.core.data_issues import DataIssue, DataValidationError
+from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
+from ohlora_assets.core.text_decoding import path_problem
 from ohlora_assets.core.io import content_hash
 from ohlora_assets.resources import DataPaths
 

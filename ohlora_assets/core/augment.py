@@ -8,14 +8,9 @@ import re
 from pathlib import Path
 
 from ohlora_assets.core.cell_text import cell_problem, clean_text
-from ohlora_assets.core.input_files import (
-    DEFAULT_MAX_CELL_CHARS,
-    DataIssue,
-    DataValidationError,
-    change_notes,
-    decode_utf8,
-    read_input_bytes,
-)
+from ohlora_assets.core.data_issues import DataIssue, DataValidationError, change_notes
+from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
+from ohlora_assets.core.text_decoding import decode_utf8, read_input_bytes
 
 SynonymGroups = list[list[str]]
 

@@ -1,4 +1,5 @@
-"""Reading the files a user edits (CSV, JSON) without altering them silently.
+"""Reading the CSV files a user edits without altering them silently (their bytes are decoded by
+core/text_decoding.py; the JSON synonyms file is read by core/augment.py).
 
 Every problem becomes a DataIssue located by file, row and column, with a plain fix; all of them are
 collected before one DataValidationError is raised. The few changes made on the way in are the same
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import re
 from dataclasses import dataclass, field
@@ -27,8 +27,9 @@ from ohlora_assets.core.cell_text import (
     spreadsheet_error,
     unify_line_breaks,
 )
+from ohlora_assets.core.data_issues import DataIssue, DataValidationError, change_notes, file_issue
+from ohlora_assets.core.text_decoding import decode_utf8, read_input_bytes
 
-UTF8_BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_CELL_CHARS = 5_000
 
 # The lines git writes around the two sides of a merge conflict, inside a cell or as a row of their own. The
@@ -43,185 +44,12 @@ _QUESTION_MARK_WORD = re.compile(r"(?:^|(?<=[\s(\[]))\?{2,}(?=[\s)\].,!:~]|$)")
 _HANGUL = re.compile(f"[{hangul.LETTERS}]")
 
 
-@dataclass(frozen=True)
-class DataIssue:
-    """One problem (or note) in an input file, located the way a spreadsheet user finds it.
-
-    `row` is the spreadsheet row number (the header is row 1, the first record row 2), or the
-    1-based group number of a JSON file (`unit="group"`); None means the whole file.
-    """
-
-    file: str
-    row: int | None
-    column: str | None
-    message: str
-    fix: str = ""
-    unit: str = "row"
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f", {self.unit} {self.row}"
-        if self.column is not None:
-            where += f", column '{self.column}'"
-        fix = f" (fix: {self.fix})" if self.fix else ""
-        return f"{where}: {self.message}{fix}"
-
-
-class DataValidationError(ValueError):
-    """Raised with every issue found, not only the first."""
-
-    def __init__(self, issues: list[DataIssue]):
-        self.issues = issues
-        shown = "\n".join(f"  - {issue}" for issue in issues[:50])
-        more = f"\n  ... and {len(issues) - 50} more" if len(issues) > 50 else ""
-        super().__init__(f"{len(issues)} problem(s) in input data:\n{shown}{more}")
-
-
 @dataclass
 class CsvTable:
     """A CSV read as strings: `frame` is indexed by spreadsheet row; `notes` are accepted oddities."""
 
     frame: pd.DataFrame
     notes: list[DataIssue] = field(default_factory=list)
-
-
-def read_input_bytes(path: str | Path) -> bytes:
-    """The file's bytes, or a DataValidationError saying what the path really is."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise _file_issue(str(path), *path_problem(err, Path(path))) from None
-
-
-def path_problem(err: OSError, path: Path) -> tuple[str, str]:
-    """(problem, fix) for a path that could not be read: a directory is not "not found"."""
-    if isinstance(err, IsADirectoryError):
-        return "this path is a directory, not a file", "point the path setting at the file inside it"
-    if isinstance(err, FileNotFoundError):
-        if path.is_symlink():
-            return "this is a symbolic link to a file that does not exist", "re-create the link"
-        return "file not found", "set the path in the `paths` resource or its environment variable"
-    if isinstance(err, PermissionError):
-        return "the file cannot be read (permission denied)", "make it readable: chmod a+r"
-    if err.errno == errno.ELOOP:
-        return "symbolic link loop: the link points back to itself", "re-create the link"
-    return f"the file cannot be read: {err.strerror}", "check the disk and the path"
-
-
-# Files that are not CSV at all, by how they begin (lower-cased, after a BOM and leading blanks): a
-# signature or a tuple of them, as `bytes.startswith` takes.
-_OTHER_FORMATS = {
-    b"pk\x03\x04": ("a zipped workbook (Excel .xlsx, LibreOffice .ods or Numbers)", ""),
-    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls)", ""),
-    b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the file inside"),
-    b"%pdf-": ("a PDF document", ""),
-    (b"<!doctype html", b"<html"): ("a web page (HTML), as a browser saves a sign-in or preview page",
-                                    "download the file itself, not the page that shows it"),
-    b"version https://git-lfs.github.com/spec/": ("a Git LFS pointer: the file's content was never downloaded",
-                                                  "run `git lfs pull` in the repository that holds it"),
-}
-# How each kind of text file is saved again as UTF-8.
-_SAVE_AS_UTF8 = {"CSV": 'export it again as "CSV UTF-8"', "JSON": "save it again as UTF-8 JSON"}
-_NUL_RUN = bytes(16)  # UTF-16 text has no run of zero bytes this long; a file cut short by a crash does
-
-
-def decode_utf8(raw: bytes, name: str, kind: str = "CSV") -> str:
-    """UTF-8 text (a leading BOM, as spreadsheets write it, is dropped); other formats are named.
-    `kind` is CSV or JSON: how the fixes are worded, and whether a spreadsheet row is named beside the line."""
-    export = _SAVE_AS_UTF8[kind]
-    head = raw[:1024].removeprefix(UTF8_BOM).lstrip()[:64].lower()  # no copy of a large file
-    for signature, (what, fix) in _OTHER_FORMATS.items():
-        if head.startswith(signature):
-            raise _file_issue(name, f"this is {what}, not {kind} text", fix or export)
-    bom = raw.startswith(UTF8_BOM)
-    raw = raw.removeprefix(UTF8_BOM)
-    damaged = raw.find(_NUL_RUN)
-    if damaged >= 0:
-        line, row = _line_and_row(raw, damaged, kind)
-        raise _file_issue(name, f"from {_where(line, row)} on, the file holds NUL bytes instead of text: it was "
-                          "damaged or not fully written (a crash or a full disk while it was saved)",
-                          "restore it from a backup, or export it again", row=row)
-    if _looks_utf16(raw):
-        raise _file_issue(name, 'the file is UTF-16 text ("Unicode text" export), not UTF-8', export)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line, row = _line_and_row(raw, err.start, kind)
-        where = _where(line, row)
-        offset = err.start + (len(UTF8_BOM) if bom else 0)
-        problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {offset} of the file)"
-        line_start = max(raw.rfind(b"\n", 0, err.start), raw.rfind(b"\r", 0, err.start)) + 1
-        line_end = min((i for i in (raw.find(b"\n", err.start), raw.find(b"\r", err.start)) if i >= 0), default=len(raw))
-        if _decodes(raw, "cp949"):
-            problem = f"the file is not valid UTF-8: it is cp949/EUC-KR (Windows Korean) text (from {where})"
-        elif _decodes(raw[line_start:line_end], "cp949"):
-            problem = (f"the file is UTF-8, but {where} is cp949/EUC-KR (Windows Korean) text: it was pasted from "
-                       "another export")
-        raise _file_issue(name, problem, export, row=row) from None
-
-
-def _line_and_row(raw: bytes, position: int, kind: str) -> tuple[int, int | None]:
-    """(line, spreadsheet row) of byte `position`: lines end in LF, CRLF or CR alone (a Mac-format CSV).
-    A JSON file has lines only: its row is None."""
-    before = raw[:position]
-    line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
-    if kind != "CSV":
-        return line, None
-    return line, _row_of(before.decode("utf-8", errors="replace"), line)
-
-
-def _where(line: int, row: int | None) -> str:
-    return f"line {line}" + (f", spreadsheet row {row}" if row not in (None, line) else "")
-
-
-def _looks_utf16(raw: bytes) -> bool:
-    """A byte-order mark, or without one a zero byte beside every ASCII letter of the header."""
-    head = raw[:64]
-    zeros = max(head[0::2].count(0), head[1::2].count(0))
-    return raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 8 and zeros >= len(head) // 4)
-
-
-def _decodes(raw: bytes, encoding: str) -> bool:
-    try:
-        raw.decode(encoding)
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-def _row_of(prefix: str, line: int) -> int:
-    """The spreadsheet row (header = 1) of the record that the text after `prefix` belongs to: `line`
-    unless a cell above spans lines."""
-    try:
-        # One character after the prefix, so that a prefix ending a line counts the record that follows.
-        return sum(1 for _ in csv.reader(io.StringIO(prefix + "x", newline="")))
-    except csv.Error:
-        return line
-
-
-def _file_issue(name: str, problem: str, fix: str, row: int | None = None) -> DataValidationError:
-    return DataValidationError([DataIssue(name, row, None, problem, fix)])
-
-
-
-_CHANGE_NOTES = {
-    "nfc": ("cells were in decomposed Unicode (NFD, as macOS writes Hangul) and were normalized to NFC",
-            "none needed; save as NFC to silence this note"),
-    "invisible": ("cells held invisible characters (zero-width space, word joiner, Hangul filler, ...): removed",
-                  "none needed; delete them in the file to silence this note"),
-}
-
-
-def change_notes(name: str, first_change: dict[str, tuple[int | None, str | None]], counts: dict[str, int],
-                 unit: str = "row") -> list[DataIssue]:
-    """One note per kind of change made by clean_text, located at its first occurrence."""
-    notes = []
-    for change, count in counts.items():
-        message, fix = _CHANGE_NOTES[change]
-        row, column = first_change[change]
-        notes.append(DataIssue(name, row, column, f"{count} {message}", fix, unit))
-    return notes
 
 
 def _quote_problem(record_text: str, header: list[str]) -> tuple[str | None, str]:
@@ -353,7 +181,7 @@ def read_csv_strict(
     name = str(path)
     text = decode_utf8(read_input_bytes(path), name)
     if not text.strip():
-        raise _file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
+        raise file_issue(name, "the file is empty", "export the sheet again; the first line must be the column names")
     notes: list[DataIssue] = []
     hint = _first_line(text)
     if _SEPARATOR_HINT.fullmatch(hint.strip()):
@@ -362,18 +190,18 @@ def read_csv_strict(
                                "was skipped: the column names are on the line after it", "none needed"))
     separator = _other_separator(_first_line(text), required_columns)
     if separator:
-        raise _file_issue(name, f"the cells are separated by {separator}, not commas",
+        raise file_issue(name, f"the cells are separated by {separator}, not commas",
                           'export it again as "CSV UTF-8 (comma delimited)"', row=1)
     with _csv_field_limit(max_cell_chars):
         header, rows, records, issues = _parse(text, name)
     if issues and not header:  # the header itself is broken: nothing below can be named
         raise DataValidationError(issues)
     if not any(header):
-        raise _file_issue(name, "the first line is empty: the column names must be on it",
+        raise file_issue(name, "the first line is empty: the column names must be on it",
                           "delete the empty line(s) above the column names", row=1)
     issues += _header_issues(name, header, required_columns, optional_columns, notes)
     if not issues and not records:
-        raise _file_issue(name, "the file has column names but no rows",
+        raise file_issue(name, "the file has column names but no rows",
                           "add rows below the header, or point the path at the right file")
 
     known = set(required_columns) | set(optional_columns)

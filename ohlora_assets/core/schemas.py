@@ -25,13 +25,8 @@ from ohlora_assets.core.formats import (
     POSE,
     eyes_mouth_pose_text,
 )
-from ohlora_assets.core.input_files import (
-    DEFAULT_MAX_CELL_CHARS,
-    CsvTable,
-    DataIssue,
-    DataValidationError,
-    read_csv_strict,
-)
+from ohlora_assets.core.data_issues import DataIssue, DataValidationError
+from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, CsvTable, read_csv_strict
 
 
 DIALOGUE_COLUMNS = [

@@ -4,7 +4,7 @@ import unicodedata
 import pytest
 
 from ohlora_assets.core.augment import SynonymSwapper, load_synonym_groups, read_synonym_groups
-from ohlora_assets.core.input_files import DataValidationError
+from ohlora_assets.core.data_issues import DataValidationError
 from ohlora_assets_tests.conftest import sample_paths
 
 

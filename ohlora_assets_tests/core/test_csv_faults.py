@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.core import schemas
-from ohlora_assets.core.input_files import DataValidationError
+from ohlora_assets.core.data_issues import DataValidationError
 from ohlora_assets_tests.conftest import sample_paths
 
 HEADER = "type,user_prompt,category\n"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ohlora_assets.core import schemas
 from ohlora_assets.core.augment import read_synonym_groups
-from ohlora_assets.core.input_files import DataValidationError
+from ohlora_assets.core.data_issues import DataValidationError
 from ohlora_assets_tests.conftest import sample_paths
 
 INSERTIONS = ['"', ",", "\n", "\r", "\r\n", "\x00", "\x07", "\u200b", "\u3164", "\ufeff", "\u200d", "  ", '""', "\xa0"]
