@@ -89,6 +89,7 @@ def check_settings() -> None:
     from ohlora_assets.core.base_models import check_override_tasks
     from ohlora_assets.core.device import check_device_name, configured_threads
     from ohlora_assets.core.recipes import PROFILES
+    from ohlora_assets.core.tracking import check_tracking_settings
 
     problems = []
     for variable in ("OHLORA_SMOKE", "OHLORA_TRUST_REMOTE_CODE"):
@@ -100,6 +101,7 @@ def check_settings() -> None:
     problems += _problem(lambda: check_override_tasks(parse_base_models(setting("OHLORA_BASE_MODELS"))))
     problems += _problem(configured_threads)
     problems += _problem(_check_home, setting("OHLORA_HOME"))
+    problems += _problem(check_tracking_settings)
     if problems:
         raise SettingsError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
 

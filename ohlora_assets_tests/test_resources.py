@@ -24,7 +24,7 @@ from ohlora_assets.resources import (
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for variable in SETTINGS:
+    for variable in [*SETTINGS, "OHLORA_MLFLOW_URI", "MLFLOW_TRACKING_URI"]:
         monkeypatch.delenv(variable, raising=False)
     return monkeypatch
 
@@ -162,6 +162,8 @@ def test_an_on_off_setting_with_a_typo_is_refused_not_taken_for_on(clean_env, ty
         ("OHLORA_HOME", "", "empty would write into the current directory"),
         ("OHLORA_HOME", "/etc/passwd/x", "/etc/passwd is a file"),
         ("OHLORA_TRUST_REMOTE_CODE", "nope", "expected on"),
+        ("OHLORA_MLFLOW_URI", "htp://127.0.0.1:5000", "no MLflow tracking store has the scheme 'htp'"),
+        ("MLFLOW_TRACKING_URI", "s3://bucket/runs", "no MLflow tracking store has the scheme 's3'"),
     ],
 )
 def test_a_bad_setting_fails_the_definitions_load_naming_the_variable(clean_env, variable, value, expected):
@@ -170,6 +172,13 @@ def test_a_bad_setting_fails_the_definitions_load_naming_the_variable(clean_env,
         default_resources()
     assert f"{variable}=" in str(caught.value) or variable in str(caught.value)
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "/srv/mlruns", "sqlite:///runs.db",
+                                 "postgresql+psycopg2://ohlora@db/mlflow", "databricks"])
+def test_tracking_uris_mlflow_opens_pass_the_check(clean_env, uri):
+    clean_env.setenv("OHLORA_MLFLOW_URI", uri)
+    check_settings()
 
 
 def test_every_problem_is_named_at_once(clean_env):

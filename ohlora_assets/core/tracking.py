@@ -25,10 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ohlora_assets.core.progress import Progress, ProgressEvent
+from ohlora_assets.core.settings import SettingsError
 
 URI_VARIABLES = ("OHLORA_MLFLOW_URI", "MLFLOW_TRACKING_URI")
 EXPERIMENT_VARIABLE = "OHLORA_MLFLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "ohlora"
+# The tracking stores MLflow 3 opens by URI scheme (a database scheme may name its driver: `postgresql+psycopg2`);
+# no scheme is a local folder.
+_STORE_SCHEMES = {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
 
 
 def tracking_uri() -> str | None:
@@ -37,6 +41,25 @@ def tracking_uri() -> str | None:
         if value := os.environ.get(variable, "").strip():
             return value
     return None
+
+
+def check_tracking_settings() -> None:
+    """SettingsError naming the variable when tracking is configured but cannot work: mlflow missing, or a URI
+    scheme no MLflow store has (`htp://`). Checked when the definitions load, not after a training's first step."""
+    import importlib.util
+    from urllib.parse import urlsplit
+
+    uri = tracking_uri()
+    if uri is None:
+        return
+    variable = next(v for v in URI_VARIABLES if os.environ.get(v, "").strip())
+    if importlib.util.find_spec("mlflow") is None:
+        raise SettingsError(f"{variable}={uri!r}: tracking is on but mlflow is not installed: "
+                            "pip install 'ohlora-assets[mlflow]' (or unset it)")
+    scheme = urlsplit(uri).scheme.partition("+")[0]
+    if scheme not in _STORE_SCHEMES:
+        raise SettingsError(f"{variable}={uri!r}: no MLflow tracking store has the scheme {scheme!r}: use "
+                            "http(s)://host:port, a folder, file:, sqlite:, postgresql:, mysql: or databricks")
 
 
 class TrackingRun:
