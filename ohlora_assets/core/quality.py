@@ -1,6 +1,6 @@
 """Inference-quality metrics of generated answers: the failure modes seen in the original system.
 
-- numbered prefix: the answer starts with an enumeration (`1.`, `2)`, `5. 혜나!`), a habit the model
+- numbered prefix: the answer starts with an enumeration (`1.`, `2)`, `(3)`, `①`, `5. 혜나!`), a habit the model
   picks up from list-like training answers; a number word (`2003년생`, `22살`, `3.5배`) is not one.
 - copied answer: the answer is near-identical to a training answer whose training prompt is
   unrelated to this prompt, i.e. the model recited some other row instead of answering.
@@ -21,7 +21,10 @@ import pandas as pd
 from ohlora_assets.core.formats import ANSWER_VALIDATORS, STRUCTURED_TASKS, TASK_FORMATS, core_question
 from ohlora_assets.core.render import figure_png, subplots
 
-NUMBERED_PREFIX = re.compile(r"^\s*\d+\s*[.)](?!\d)")  # `(?!\d)`: `3.5배` is a decimal, not item 3
+# `1.`, `2)`, `(3)`, full-width `４．`, circled `①`/`❶`, keycap `1️⃣`; `(?!\d)`: `3.5배` is a decimal, not item 3.
+NUMBERED_PREFIX = re.compile(
+    r"^\s*(?:\d+\s*[.)．）](?!\d)|[(（]\s*\d+\s*[)）]|[\u2460-\u2473\u2776-\u2793]|\d\ufe0f?\u20e3)"
+)
 _NOT_WORD = re.compile(r"[\W_]+")
 
 # Tasks whose answers are free text, where "copied from an unrelated row" is meaningful. An

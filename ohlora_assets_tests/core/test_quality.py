@@ -20,12 +20,14 @@ from ohlora_assets.core.quality import (
 )
 
 
-@pytest.mark.parametrize("answer", ["1. 안녕!", "2) 좋아", "5. 혜나!", "  3 . 그건 말이야", "10)괜찮아"])
+@pytest.mark.parametrize("answer", ["1. 안녕!", "2) 좋아", "5. 혜나!", "  3 . 그건 말이야", "10)괜찮아", "(1) 혜나!",
+                                    "１．안녕", "２）좋아", "① 맞아", "❷ 응", "1\ufe0f\u20e3 오늘은"])
 def test_enumerations_are_numbered_prefixes(answer):
     assert has_numbered_prefix(answer)
 
 
-@pytest.mark.parametrize("answer", ["2003년생이야!", "22살이야", "3.5배 더 좋아", "오늘 1. 했어", "", "일. 이런 거"])
+@pytest.mark.parametrize("answer", ["2003년생이야!", "22살이야", "3.5배 더 좋아", "오늘 1. 했어", "", "일. 이런 거",
+                                    "３．５배 더 좋아", "(1/3) 진행 중이야", "(웃음) 좋아", "10:30에 만나", "1위 했어!"])
 def test_number_words_and_decimals_are_not(answer):
     assert not has_numbered_prefix(answer)
 
