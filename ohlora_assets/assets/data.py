@@ -224,18 +224,23 @@ class AugmentationConfig(dg.Config):
     seed: int = Field(default=0, ge=0)
 
 
-@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="2")
+@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3")
 def augmented_output_message_train(
     config: AugmentationConfig, dialogue_dataset: pd.DataFrame, synonym_groups: SynonymGroups
 ) -> dg.Output:
     """A seeded synonym-swapped variant of the output_message train split per epoch.
 
-    Only the user's input is augmented; the answer the model learns stays as written."""
+    Only the user's own words are augmented (not the time tag, memory prefix or summary wrapper); the answer the
+    model learns stays as written, and no variant reads as a validation input."""
     swapper = SynonymSwapper(synonym_groups)
-    train = dialogue_dataset[dialogue_dataset["data_type"].isin(TASK_FORMATS["output_message"].train_types)]
+    fmt = TASK_FORMATS["output_message"]
+    train = dialogue_dataset[dialogue_dataset["data_type"].isin(fmt.train_types)]
+    valid = dialogue_dataset[dialogue_dataset["data_type"].isin(fmt.valid_types)]
+    held_out = frozenset(" ".join(text.split()) for text in valid["input_data"])
     variants = []
     for epoch in range(config.epochs):
-        augmented = pd.Series(swapper.variant(train["input_data"].tolist(), config.seed, epoch), index=train.index)
+        inputs = swapper.variant(train["input_data"].tolist(), config.seed, epoch, held_out)
+        augmented = pd.Series(inputs, index=train.index)
         split = task_split(dialogue_dataset, "output_message", "train", input_data=augmented)
         variants.append(split.assign(epoch=epoch)[["epoch", "source_row", "prompt", "completion"]])
     frame = pd.concat(variants, ignore_index=True)

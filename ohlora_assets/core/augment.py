@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ohlora_assets.core.cell_text import cell_problem, clean_text
 from ohlora_assets.core.data_issues import DataIssue, DataValidationError, change_notes
+from ohlora_assets.core.formats import question_start
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
 from ohlora_assets.core.text_decoding import decode_utf8, read_input_bytes
 
@@ -87,7 +88,9 @@ def load_synonym_groups(path: str | Path) -> SynonymGroups:
 
 
 class SynonymSwapper:
-    """Replaces each occurrence of any group member with a random member of the same group."""
+    """Replaces each occurrence of any group member in the user's own words with a random member of the same
+    group. The time tag, memory prefix and summary wrapper stay as written: `(지금은 토요일 오전)` is a format the
+    chat writes, not words a user chose, and a group such as ["오전", "아침"] must not break it."""
 
     def __init__(self, groups: SynonymGroups):
         self.group_of = {word: group for group in groups for word in group}
@@ -96,8 +99,15 @@ class SynonymSwapper:
         self.pattern = re.compile("|".join(re.escape(word) for word in alternatives))
 
     def swap(self, text: str, rng: random.Random) -> str:
-        return self.pattern.sub(lambda match: rng.choice(self.group_of[match.group(0)]), text)
+        start = question_start(text)
+        return text[:start] + self.pattern.sub(lambda match: rng.choice(self.group_of[match.group(0)]), text[start:])
 
-    def variant(self, texts: list[str], seed: int, epoch: int) -> list[str]:
-        """The epoch's augmented copy of `texts`; row i depends only on (seed, epoch, i)."""
-        return [self.swap(text, random.Random(f"{seed}:{epoch}:{i}")) for i, text in enumerate(texts)]
+    def variant(self, texts: list[str], seed: int, epoch: int, held_out: frozenset[str] = frozenset()) -> list[str]:
+        """The epoch's augmented copy of `texts`; row i depends only on (seed, epoch, i). A variant that reads
+        as one of `held_out` (the validation inputs, spacing aside) keeps its row's own words: training on it
+        would put a validation prompt into the training data."""
+        variants = []
+        for i, text in enumerate(texts):
+            swapped = self.swap(text, random.Random(f"{seed}:{epoch}:{i}"))
+            variants.append(text if " ".join(swapped.split()) in held_out else swapped)
+        return variants

@@ -102,6 +102,19 @@ def core_question(input_data: str) -> str:
     return MEMORY_PREFIX_PATTERN.sub("", text).strip()
 
 
+_LEADING_TAG = re.compile(rf"\s*(?:{TIME_TAG_PATTERN.pattern}|\[[^\[\]]*\]\s*)")
+
+
+def question_start(input_data: str) -> int:
+    """Where the user's own words begin: after the summary wrapper, time tag and memory prefix in front of them
+    (the parts a v4 prompt's format gives, which augmentation must leave as written)."""
+    wrapper = SUMMARY_WRAPPER_PATTERN.match(input_data)
+    position = wrapper.end() if wrapper else 0
+    while (tag := _LEADING_TAG.match(input_data, position)) and tag.end() > position:
+        position = tag.end()
+    return position
+
+
 SPLIT_COLUMNS = ["source_row", "prompt", "completion", "has_label"]
 
 

@@ -31,6 +31,29 @@ def test_swaps_stay_within_the_group(swapper):
     assert spaced == {f"사실{a}{b}이야" for a in [" 나는 ", " 난 "] for b in ["인공지능 ", "AI "]}
 
 
+def test_only_the_users_own_words_are_swapped():
+    import random
+
+    swapper = SynonymSwapper([["오전", "아침"], ["요약", "정리"], ["질문", "물음"], ["AI", "인공지능"]])
+    text = "(오로라 답변 요약) AI 이야기에 답함 (사용자 질문) (지금은 토요일 오전) [사용자 전공: AI] 오전에 AI 질문 있어"
+    prefix = "(오로라 답변 요약) AI 이야기에 답함 (사용자 질문) (지금은 토요일 오전) [사용자 전공: AI] "
+    variants = {swapper.swap(text, random.Random(i)) for i in range(40)}
+    assert all(v.startswith(prefix) for v in variants)
+    assert {v.removeprefix(prefix) for v in variants} == {
+        f"{time} {ai} {question} 있어" for time in ("오전에", "아침에") for ai in ("AI", "인공지능")
+        for question in ("질문", "물음")
+    }
+
+
+def test_a_variant_that_reads_as_a_validation_input_keeps_its_own_words():
+    swapper = SynonymSwapper([["오!", "우와!"]])
+    texts = ["오! 대박"] * 12
+    free = [swapper.variant(texts, seed=1, epoch=e) for e in range(4)]
+    assert any("우와! 대박" in v for v in free)
+    guarded = [swapper.variant(texts, seed=1, epoch=e, held_out=frozenset({"우와! 대박"})) for e in range(4)]
+    assert all(v == texts for v in guarded)
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
