@@ -38,6 +38,13 @@ def _test_scores(ethics_dataset: pd.DataFrame, model_dir, profile: ModelProfile)
     return test, scorer.score(test["user_prompt"].tolist())
 
 
+def _metrics(evaluation):
+    """The gate's figures of one evaluation; a category without test prompts (recall NaN) has none."""
+    from ohlora_assets.core.promotion import EthicsMetrics
+
+    return EthicsMetrics(evaluation.accuracy, {c: r for c, r in evaluation.recall.items() if r == r})
+
+
 @dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="1")
 def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame) -> pd.DataFrame:
     """Every prompt with each of the five category names; label 1.0 for its own category, else 0.0."""
@@ -114,7 +121,7 @@ class EthicsReportConfig(GateConfig):
 
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-    code_version="2",
+    code_version="3",
     deps=[ethics_sbert_model],
     check_specs=[
         dg.AssetCheckSpec(
@@ -142,7 +149,7 @@ def ethics_report(
     """Test-set quality of the candidate beside the serving version: accuracy and recall per category, MSE/MAE/
     correlation, confusion matrix, per-category histograms, misclassified prompts."""
     from ohlora_assets.core.ethics.evaluation import build_report, evaluate
-    from ohlora_assets.core.promotion import EthicsMetrics, ethics_gate
+    from ohlora_assets.core.promotion import EthicsMetrics, ethics_gate, with_baseline
 
     versions = registry(store, ETHICS_MODEL)
     version, serving = candidate(context.instance, store, ETHICS_MODEL), versions.serving()
@@ -150,19 +157,22 @@ def ethics_report(
     # Per version, as every report: a candidate the gate refuses never replaces the serving version's files.
     report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report") / version.version)
     evaluation = report.evaluation
-    measured = EthicsMetrics(evaluation.accuracy, {c: r for c, r in evaluation.recall.items() if r == r})  # NaN: no test prompt
-    versions.record_metrics(version.version, measured.to_dict())
+    measured = _metrics(evaluation)
     compared = serving if serving is not None and serving.version != version.version else None
     columns = {f"candidate {version.version}": evaluation}
+    baseline = None  # the serving version on today's test prompts: the gate compares like with like
     if compared is not None:
         _, serving_scores = _test_scores(ethics_dataset, compared.path, profile)
         columns[f"serving {compared.version}"] = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), serving_scores)
+        baseline = _metrics(columns[f"serving {compared.version}"])
+    versions.record_metrics(version.version, with_baseline(
+        measured.to_dict(), compared.version if compared else None, baseline.to_dict() if baseline else None
+    ))
     side_by_side = md_table(
         [{"metric": "accuracy", **{name: e.accuracy for name, e in columns.items()}}]
         + [{"metric": f"recall {c}", **{name: e.recall[c] for name, e in columns.items()}} for c in evaluation.recall]
     )
-    decision = ethics_gate(measured, EthicsMetrics.from_dict(compared.metrics) if compared else None,
-                           config.tolerances(profile.smoke))
+    decision = ethics_gate(measured, baseline, config.tolerances(profile.smoke))
     histograms = "\n\n".join(
         f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
     )

@@ -144,7 +144,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-        code_version="2",
+        code_version="3",
         deps=[samples_name],
         ins={"split": dg.AssetIn(f"{task}_split")},
         description=(
@@ -164,7 +164,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         split: pd.DataFrame,
     ):
         from ohlora_assets.core.io import atomic_write_bytes
-        from ohlora_assets.core.promotion import QUALITY_RATES, AdapterMetrics, adapter_gate
+        from ohlora_assets.core.promotion import AdapterMetrics, adapter_gate, measured_rates, with_baseline
         from ohlora_assets.core.quality import comparison_markdown, flagged_examples_markdown, quality_plot
         from ohlora_assets.core.samples import has_samples, score_samples
 
@@ -172,12 +172,18 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         train = split[split["split"] == "train"]
         versions = registry(store, adapter)
         version, serving = candidate(context.instance, store, adapter), versions.serving()
+        rates = measured_rates(task)
         now = score_samples(task, store.report_dir(samples_name) / version.version, train, settings)
-        versions.record_metrics(version.version, {rate: now.metrics.get(rate) for rate in QUALITY_RATES})
-        version = versions.get(version.version)
         compared = serving if serving is not None and serving.version != version.version else None
         serving_folder = store.report_dir(samples_name) / compared.version if compared else None
         before = score_samples(task, serving_folder, train, settings) if serving_folder and has_samples(serving_folder) else None
+        # The serving version's rates by today's rules when its samples are kept, else as recorded when it served.
+        baseline = (before.metrics if before else compared.metrics) if compared else None
+        versions.record_metrics(version.version, with_baseline(
+            {rate: now.metrics.get(rate) for rate in rates}, compared.version if compared else None,
+            {rate: baseline.get(rate) for rate in rates} if baseline else None,
+        ))
+        version = versions.get(version.version)
         scored = {f"serving {compared.version}": before, f"candidate {version.version}": now} if before else {"candidate": now}
         out = store.report_dir(name) / version.version  # per version: a refused candidate's never replaces another's
         plot = quality_plot(
@@ -190,8 +196,8 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         gate_checks = [
             check
             for check in adapter_gate(
-                AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(compared.metrics) if compared else None,
-                config.tolerances(profile.smoke),
+                AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(baseline) if baseline else None,
+                config.tolerances(profile.smoke), rates,
             ).checks
             if check.name.endswith("_not_worse")
         ]

@@ -27,7 +27,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"serving_{model}",
         group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-        code_version="1",
+        code_version="2",
         deps=[model, evaluated_by],
         description=(
             f"Promotes the candidate version of `{model}` when every gate check passed (checked by `{model}` and "
@@ -40,9 +40,12 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         from ohlora_assets.core.promotion import (
             AdapterMetrics,
             EthicsMetrics,
+            GateDecision,
             adapter_gate,
             ethics_gate,
+            measured_rates,
             promote_if_passed,
+            recorded_baseline,
             versions_table,
         )
 
@@ -50,20 +53,24 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         version, serving = candidate(context.instance, store, model), versions.serving()
         compared = serving if serving is not None and serving.version != version.version else None
         tolerances = config.tolerances(profile.smoke)
-        if model == ETHICS_MODEL:
-            if "accuracy" not in version.metrics:
-                raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
-            decision = ethics_gate(
-                EthicsMetrics.from_dict(version.metrics), EthicsMetrics.from_dict(compared.metrics) if compared else None,
-                tolerances,
-            )
+        # The serving figures this candidate's report measured beside it; if another version serves by now, the
+        # comparison is stale and the candidate waits for a new report.
+        baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, evaluated_by)
+        if model == ETHICS_MODEL and "accuracy" not in version.metrics:
+            raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
+        if stale is not None:
+            decision = GateDecision((stale,))
+        elif model == ETHICS_MODEL:
+            decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
+                                   EthicsMetrics.from_dict(baseline) if baseline else None, tolerances)
         else:
-            decision = adapter_gate(
-                AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(compared.metrics) if compared else None,
-                tolerances,
-            )
+            decision = adapter_gate(AdapterMetrics.from_dict(version.metrics),
+                                    AdapterMetrics.from_dict(baseline) if baseline else None, tolerances,
+                                    measured_rates(model.removeprefix("adapter_")))
         promoted, message = promote_if_passed(versions, version.version, decision)
-        pruned = versions.prune(config.keep_versions)
+        # The candidate is kept whatever its age says (a clock set back would sort it oldest): a refused one
+        # stays for `ohlora models promote`.
+        pruned = versions.prune(config.keep_versions, protected={version.version})
         remove_version_reports(store.path("reports"), pruned)
         context.log.info(f"{model}: {message}")
         return dg.MaterializeResult(

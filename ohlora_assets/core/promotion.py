@@ -2,8 +2,9 @@
 
 In the lifecycle train -> check -> promote -> serve -> roll back, this is "check": the blocking checks
 measure a candidate (core/registry.py stores the figures), and these functions compare it with the serving
-version's figures. A first version (no serving figures) has only the absolute checks; the comparisons then
-pass, saying why. Every check answers with a reason a person can read in the run.
+version's figures, as the candidate's report measured them beside its own (`BASELINE_KEY`). A first version
+(no serving version) has only the absolute checks; the comparisons then pass, saying why. A figure the candidate
+lacks (its report never ran for it) fails: a candidate nobody compared must not serve. Every check answers with a reason a person can read in the run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any, Mapping
 
 # Failure-mode rates of generated answers (core/quality.py); lower is better.
 QUALITY_RATES = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
+# Where a candidate's evaluation records the serving version's figures it was compared with, measured the same day
+# on the same data and rules: the promotion step decides with exactly these, not with figures the serving version
+# got on an older test set.
+BASELINE_KEY = "gate_baseline"
 # Columns of the versions table, first when present; other numeric metrics follow by name.
 KEY_METRICS = ("final_train_loss", "final_valid_loss", "end_mark_rate", *QUALITY_RATES, "accuracy")
 
@@ -109,12 +114,42 @@ class EthicsMetrics:
         return {"accuracy": self.accuracy, "recall": dict(self.recall)}
 
 
+def measured_rates(task: str) -> tuple[str, ...]:
+    """The quality rates the task's report measures (a copy is meaningless among 36 eyes/mouth/pose answers)."""
+    from ohlora_assets.core.quality import COPY_TASKS
+
+    return tuple(rate for rate in QUALITY_RATES if rate != "copied_answer_rate" or task in COPY_TASKS)
+
+
+def with_baseline(measured: Mapping[str, Any], serving_version: str | None,
+                  serving_figures: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A candidate's figures for `record_metrics`, with the serving figures the report compared them with."""
+    baseline = None if serving_version is None else {"version": serving_version, **(serving_figures or {})}
+    return {**measured, BASELINE_KEY: baseline}
+
+
+def recorded_baseline(metrics: Mapping[str, Any], serving_version: str | None,
+                      evaluated_by: str) -> tuple[Mapping[str, Any] | None, CheckOutcome | None]:
+    """(serving figures to decide with, None), or (None, a failed check) when the candidate's report compared it
+    with another version than the one serving now (or never ran): a promotion decides on what was measured."""
+    if serving_version is None:
+        return None, None
+    recorded = metrics.get(BASELINE_KEY)
+    compared = recorded.get("version") if isinstance(recorded, Mapping) else None
+    if compared != serving_version:
+        seen = f"with {compared}" if compared else "with no serving version" if BASELINE_KEY in metrics else "never"
+        return None, CheckOutcome("compared_with_serving", False,
+                                  f"its report compared it {seen}, but {serving_version} serves now: materialize "
+                                  f"{evaluated_by} again")
+    return recorded, None
+
+
 def _not_worse(name: str, candidate: float | None, serving: float | None, tolerance: float,
                higher_is_better: bool) -> CheckOutcome:
-    """Candidate within `tolerance` of serving, in the direction that matters."""
-    if candidate is None:
-        return CheckOutcome(name, True, "not measured for this model", None, serving)
-    if serving is None:
+    """Candidate within `tolerance` of serving, in the direction that matters; a figure the candidate lacks fails."""
+    if candidate is None or candidate != candidate:
+        return CheckOutcome(name, False, "not measured for this candidate", None, serving)
+    if serving is None or serving != serving:
         return CheckOutcome(name, True, "no serving figure to compare with (first version)", candidate, None)
     bound = serving - tolerance if higher_is_better else serving + tolerance
     ok = candidate >= bound if higher_is_better else candidate <= bound
@@ -125,13 +160,16 @@ def _not_worse(name: str, candidate: float | None, serving: float | None, tolera
 
 
 def _floor(name: str, value: float, floor: float) -> CheckOutcome:
+    if value != value:
+        return CheckOutcome(name, False, "not measurable: no test prompt of it", None, None)
     ok = value >= floor
     return CheckOutcome(name, ok, f"{value:.4f} {'>=' if ok else 'below the floor'} {floor}", value, None)
 
 
 def adapter_gate(candidate: AdapterMetrics, serving: AdapterMetrics | None,
-                 tolerances: Tolerances = Tolerances()) -> GateDecision:
-    """Loads with plain PEFT, stops at its end mark, lost loss in training, rates not worse than serving."""
+                 tolerances: Tolerances = Tolerances(), rates: tuple[str, ...] = QUALITY_RATES) -> GateDecision:
+    """Loads with plain PEFT, stops at its end mark, lost loss in training, and each of `rates` (the task's,
+    `measured_rates`) measured and not worse than serving; a rate the task does not measure passes, saying so."""
     checks = [
         CheckOutcome("loads_with_peft", candidate.loads,
                      "loaded with plain PEFT" if candidate.loads else "did not load with plain PEFT"),
@@ -152,6 +190,9 @@ def adapter_gate(candidate: AdapterMetrics, serving: AdapterMetrics | None,
                                    f"train loss {first:.4f} -> {final:.4f}" + ("" if decreased else ": did not decrease"),
                                    final, first))
     for rate in QUALITY_RATES:
+        if rate not in rates:
+            checks.append(CheckOutcome(f"{rate}_not_worse", True, "not measured for this task"))
+            continue
         checks.append(_not_worse(f"{rate}_not_worse", candidate.quality.get(rate),
                                  serving.quality.get(rate) if serving else None, tolerances.quality_rate,
                                  higher_is_better=False))
@@ -164,7 +205,9 @@ def ethics_gate(candidate: EthicsMetrics, serving: EthicsMetrics | None,
     checks = [_floor("accuracy_floor", candidate.accuracy, tolerances.accuracy_floor),
               _not_worse("accuracy_not_worse", candidate.accuracy, serving.accuracy if serving else None,
                          tolerances.ethics_accuracy, higher_is_better=True)]
-    for category, recall in candidate.recall.items():
+    categories = [*candidate.recall, *(c for c in (serving.recall if serving else {}) if c not in candidate.recall)]
+    for category in categories:
+        recall = candidate.recall.get(category, float("nan"))
         checks.append(_floor(f"recall_floor[{category}]", recall, tolerances.recall_floor))
         checks.append(_not_worse(f"recall_not_worse[{category}]", recall,
                                  serving.recall.get(category) if serving else None, tolerances.ethics_recall,
@@ -189,6 +232,8 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Numeric metrics, one level of dicts flattened (`recall` -> `recall[category]`)."""
     flat: dict[str, float] = {}
     for key, value in metrics.items():
+        if key == BASELINE_KEY:  # another version's figures
+            continue
         if isinstance(value, Mapping):
             flat.update({f"{key}[{inner}]": v for inner, v in value.items() if isinstance(v, (int, float))})
         elif isinstance(value, (int, float)) and not isinstance(value, bool):

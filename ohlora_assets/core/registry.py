@@ -168,8 +168,10 @@ class ModelRegistry:
             return directory_hash(directory)
         return directory_hash(directory, suffixes=tuple({p.suffix for p in directory.rglob("*") if p.is_file()}))
 
+    @exclusive
     def record_metrics(self, version: str, metrics: dict[str, Any]) -> None:
-        """Merge measured figures (the checks') into the version's evaluation record; the version stays as written."""
+        """Merge measured figures (the checks') into the version's evaluation record; the version stays as written.
+        Under the lock: two checks recording at once must not each write back the record without the other's."""
         self.get(version)
         path = self.root / EVALUATIONS / f"{version}.json"
         current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -193,6 +195,9 @@ class ModelRegistry:
     def _load(self, version: str) -> ModelVersion:
         path = self.versions_dir / version
         description = _read_record(path / VERSION_FILE, ("created_at", "data_version"))
+        if not (isinstance(description["created_at"], str) and isinstance(description.get("metrics", {}), dict)):
+            raise RegistryError(f"{path / VERSION_FILE}: not a version record (created_at must be an ISO time "
+                                "string, metrics an object); restore it or delete the version folder")
         evaluation = self.root / EVALUATIONS / f"{version}.json"
         measured = _read_record(evaluation, ()) if evaluation.exists() else {}
         return ModelVersion(
@@ -203,6 +208,12 @@ class ModelRegistry:
             metrics={**description.get("metrics", {}), **measured},
             notes=description.get("notes", ""),
         )
+
+    def _load_or_none(self, version: str) -> ModelVersion | None:
+        try:
+            return self._load(version)
+        except RegistryError:
+            return None
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first."""
@@ -316,7 +327,8 @@ class ModelRegistry:
         if state is not None:
             kept.add(state["version"])
             kept.update(state["stack"][-2:])
-        ordered = self.versions()
+        # A version whose record cannot be read has no age to rank: it is left for a person (models list names it).
+        ordered = sorted(filter(None, map(self._load_or_none, self._ids())), key=lambda v: (v.created_at, v.version))
         kept.update(v.version for v in ordered[len(ordered) - keep :] if keep > 0)
         deleted = []
         for version in ordered:

@@ -159,3 +159,22 @@ def test_a_worse_candidate_is_refused_and_the_serving_version_keeps_serving(pipe
     assert events["adapter_summary"].metadata["version"].value != serving
     assert registry.serving_label() == serving
     load_adapter(registry.serving_path())
+
+
+def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone(pipeline):
+    """Retrained, checked, then promoted without its report (a partial selection, or another run's candidate):
+    nothing compared it with the serving version, so it must not serve."""
+    _, instance, resources = pipeline
+    registry = _registry(resources, "adapter_memory")
+    serving = registry.serving_label()
+    trained = dg.materialize(
+        ALL, selection=["adapter_memory"], resources=resources, instance=instance, raise_on_error=False,
+        run_config={"ops": {"adapter_memory": {"config": {"seed": 1, "max_length": 96}}}},
+    )
+    candidate = _materializations(trained)["adapter_memory"].metadata["version"].value
+    assert candidate != serving
+    alone = dg.materialize(ALL, selection=["serving_adapter_memory"], resources=resources, instance=instance)
+    meta = _materializations(alone)["serving_adapter_memory"].metadata
+    assert meta["promoted"].value is False and registry.serving_label() == serving
+    assert f"its report compared it never, but {serving} serves now" in meta["decision"].value
+    assert candidate in {v.version for v in registry.versions()}  # kept for a report, or a manual promote

@@ -6,10 +6,14 @@ from ohlora_assets.core.promotion import (
     AdapterMetrics,
     EthicsMetrics,
     Tolerances,
+    BASELINE_KEY,
     adapter_gate,
     ethics_gate,
+    measured_rates,
     promote_if_passed,
+    recorded_baseline,
     versions_table,
+    with_baseline,
 )
 from ohlora_assets.core.registry import ModelRegistry
 
@@ -51,10 +55,46 @@ def test_quality_rates_may_be_worse_only_within_the_tolerance():
     assert adapter_gate(worse, GOOD, Tolerances(quality_rate=0.1)).promote
 
 
-def test_a_rate_not_measured_for_the_task_passes_and_says_so():
+def test_a_rate_the_task_does_not_measure_passes_and_says_so():
     no_copies = AdapterMetrics(**{**GOOD.__dict__, "quality": {**GOOD.quality, "copied_answer_rate": None}})
-    reasons = {c.name: c.reason for c in adapter_gate(no_copies, GOOD).checks}
-    assert reasons["copied_answer_rate_not_worse"] == "not measured for this model"
+    decision = adapter_gate(no_copies, GOOD, rates=measured_rates("eyes_mouth_pose"))
+    assert decision.promote
+    assert {c.name: c.reason for c in decision.checks}["copied_answer_rate_not_worse"] == "not measured for this task"
+    assert measured_rates("summary") == ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
+
+
+@pytest.mark.parametrize("serving", [GOOD, None])
+def test_a_candidate_whose_report_never_ran_is_refused(serving):
+    """Trained and checked, but no quality report measured it: nothing compared it with what serves."""
+    unreported = AdapterMetrics(True, 1.0, 3.0, 1.2)
+    decision = adapter_gate(unreported, serving, rates=measured_rates("memory"))
+    assert _failed(decision) == [f"{rate}_not_worse" for rate in measured_rates("memory")]
+    assert decision.failed[0].reason == "not measured for this candidate"
+
+
+def test_the_promotion_decides_with_the_serving_figures_its_report_measured():
+    recorded = with_baseline({"accuracy": 0.81}, "aaaa", {"accuracy": 0.97, "recall": RECALL})
+    baseline, stale = recorded_baseline(recorded, "aaaa", "ethics_report")
+    assert stale is None and baseline["accuracy"] == 0.97  # today's figure for the serving version, not its old one
+    assert _failed(ethics_gate(EthicsMetrics(0.81, RECALL), EthicsMetrics.from_dict(baseline))) == [
+        "accuracy_not_worse"
+    ]
+    _, stale = recorded_baseline(recorded, "bbbb", "ethics_report")  # another version serves by now
+    assert not stale.passed
+    assert stale.reason == "its report compared it with aaaa, but bbbb serves now: materialize ethics_report again"
+    _, never = recorded_baseline({"accuracy": 0.9}, "bbbb", "ethics_report")
+    assert never.reason.startswith("its report compared it never")
+    assert recorded_baseline(with_baseline({"accuracy": 0.9}, None, None), None, "ethics_report") == (None, None)
+
+
+def test_a_category_without_test_prompts_is_named_not_compared_as_nan():
+    serving = EthicsMetrics(0.91, RECALL)
+    missing = EthicsMetrics(0.93, {c: r for c, r in RECALL.items() if c != "정치"})
+    decision = ethics_gate(missing, serving)
+    assert _failed(decision) == ["recall_floor[정치]", "recall_not_worse[정치]"]
+    assert decision.failed[0].reason == "not measurable: no test prompt of it"
+    nan = ethics_gate(EthicsMetrics(0.93, {**RECALL, "정치": float("nan")}), None)
+    assert _failed(nan) == ["recall_floor[정치]", "recall_not_worse[정치]"]  # never compared as a number
 
 
 def test_adapter_metrics_round_trip_through_a_registry_dict():
@@ -98,6 +138,9 @@ def test_versions_table_puts_key_metrics_first_and_flattens_recall(tmp_path):
         with registry.write_version(metrics=metrics, data_version=f"{i + 1:x}" * 16) as pending:
             (pending.path / "model.safetensors").write_bytes(b"x")
     registry.promote("1111111111111111", "first version")
+    # the serving figures a report compared the candidate with are not the candidate's own
+    registry.record_metrics("2222222222222222", with_baseline({}, "1111111111111111", {"accuracy": 0.97}))
+    assert registry.get("2222222222222222").metrics[BASELINE_KEY]["accuracy"] == 0.97
     rows = versions_table(registry)
     assert [list(row) for row in rows] == [["serving", "version", "created", "accuracy", "epochs", "recall[정치]"]] * 2
     assert [(row["serving"], row["version"], row["accuracy"], row["recall[정치]"]) for row in rows] == [

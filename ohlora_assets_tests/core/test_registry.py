@@ -3,6 +3,7 @@
 The artifacts are real tiny PEFT adapters (safetensors) on a real tiny Llama, loaded back with plain PEFT.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -222,6 +223,38 @@ def test_concurrent_promotions_queue_on_the_lock_and_none_is_lost(tmp_path):
     history = registry.state()["history"]
     assert sorted(entry["version"] for entry in history) == sorted(ids)
     assert [entry["previous"] for entry in history[1:]] == [entry["version"] for entry in history[:-1]]
+
+
+def test_checks_recording_at_once_keep_every_figure(tmp_path):
+    """Two processes merge figures into one evaluation record: neither writes back a record without the other's."""
+    registry = ModelRegistry(tmp_path, NAME)
+    with registry.write_version() as pending:
+        (pending.path / "weights.txt").write_text("w")
+    script = (
+        "import sys; from pathlib import Path; from ohlora_assets.core.registry import ModelRegistry\n"
+        "registry = ModelRegistry(Path(sys.argv[1]), sys.argv[2])\n"
+        "for i in range(150): registry.record_metrics(sys.argv[3], {f'{sys.argv[4]}{i}': i})\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), NAME, pending.version, prefix])
+               for prefix in ("a", "b")]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    assert len(registry.get(pending.version).metrics) == 300
+
+
+def test_a_hand_edited_version_record_is_named_and_prune_leaves_it_alone(tmp_path):
+    registry = ModelRegistry(tmp_path, NAME)
+    ids = []
+    for i in range(3):
+        with registry.write_version(data_version=f"{i + 1:016x}") as pending:
+            (pending.path / "weights.txt").write_text(str(i))
+        ids.append(pending.version)
+    record = registry.versions_dir / ids[0] / "version.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "created_at": 1700000000}))
+    registry.promote(ids[2], "checks passed")
+    with pytest.raises(RegistryError, match=f"{record}: not a version record"):
+        registry.versions()
+    assert registry.prune(keep=1) == [ids[1]]  # no TypeError after the pointer moved; the edited one stays
+    assert (registry.versions_dir / ids[0]).is_dir()
 
 
 # --- kills ----------------------------------------------------------------------------------
