@@ -111,6 +111,9 @@ def _move_pointer(args: argparse.Namespace, move, done: str) -> int:
     except RegistryError as error:
         print(error, file=sys.stderr)
         return 1
+    except OSError as error:  # a read-only or full disk: the pointer was not moved
+        print(f"{registry.name}: the serving pointer was not moved: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 1
     print(f"{registry.name}: {done}{version.version} serves")
     return 0
 

@@ -79,3 +79,13 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exited:
         _run(["models", "promote", "adapter_memory"])
     assert exited.value.code == 2
+
+
+def test_a_registry_that_cannot_be_written_is_named_with_exit_1(home, capsys):
+    registry = ModelRegistry(home / "models", "adapter_memory")
+    (registry.root / ".lock").unlink()
+    (registry.root / ".lock").mkdir()  # stands in for a read-only disk (root writes through chmod)
+    assert _run(["models", "promote", "adapter_memory", "2222"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("adapter_memory: the serving pointer was not moved: Is a directory: ")
+    assert registry.serving_label() == "1111111111111111"
