@@ -242,7 +242,13 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
         severity = dg.AssetCheckSeverity(config.severity)
         for check in context.selected_asset_check_keys:
             field, at_most = CHECKS[check.name]
-            value, threshold = metrics[check.name], getattr(config, field)
+            value, threshold = metrics.get(check.name), getattr(config, field)
+            if value is None:  # the report rated no answers (no validation prompts): nothing passed
+                yield dg.AssetCheckResult(
+                    asset_key=key, check_name=check.name, passed=False, severity=severity,
+                    metadata={"reason": f"not measured: {report_name} rated no answers", "report_run_id": run_id},
+                )
+                continue
             yield dg.AssetCheckResult(
                 asset_key=key,
                 check_name=check.name,

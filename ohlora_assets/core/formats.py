@@ -61,6 +61,13 @@ TASK_FORMATS: dict[str, TaskFormat] = {
     )
 }
 TASKS = tuple(TASK_FORMATS)
+# The marks the prompt formats write around the user's text: in a training cell, an end mark teaches the model to
+# stop mid-answer and a start mark or `### 답변:` makes a prompt read as two.
+FORMAT_MARKERS = tuple(dict.fromkeys(
+    mark
+    for fmt in TASK_FORMATS.values()
+    for mark in (*re.findall(r"\([^(){}]*\)", fmt.prompt_template), fmt.end_mark, ANSWER_MARK)
+))
 
 
 def eyes_mouth_pose_text(eyes: str, mouth: str, pose: str) -> str:
@@ -131,10 +138,10 @@ def task_split(dialogue: pd.DataFrame, task: str, split: str, input_data: pd.Ser
     if input_data is not None:
         rows = rows.assign(input_data=input_data.loc[rows.index])
     # A prompt built from an empty column is no prompt (e.g. valid_msg rows have no output_message).
-    rows = rows[(rows[list(fmt.prompt_columns)] != "").all(axis=1)]
+    rows = rows[(rows[list(fmt.prompt_columns)].apply(lambda column: column.str.strip()) != "").all(axis=1)]
     answers = rows[fmt.answer_column]
     # An empty memory on a train row is a real label: "nothing worth remembering".
-    has_label = pd.Series(split == "train", index=rows.index) if task == "memory" else answers != ""
+    has_label = pd.Series(split == "train", index=rows.index) if task == "memory" else answers.str.strip() != ""
     records = rows.to_dict("records")
     return pd.DataFrame(
         {

@@ -120,22 +120,23 @@ def score_answers(
 
 
 def quality_metrics(task: str, flagged: pd.DataFrame, wall_s: float, generated_tokens: int) -> dict[str, float | None]:
-    """The report's numbers; None where a metric does not apply to the task."""
+    """The report's numbers; None where a metric does not apply to the task, and every share and latency None
+    when there are no answers (no answers is not a rate of 0: a gate would read it as perfect)."""
     n = len(flagged)
     latency = flagged["latency_s"].to_numpy(dtype=float)
     return {
         "prompts": float(flagged["prompt_index"].nunique()),
         "answers": float(n),
-        "numbered_prefix_rate": float(flagged["numbered_prefix"].mean()) if n else 0.0,
+        "numbered_prefix_rate": float(flagged["numbered_prefix"].mean()) if n else None,
         "copied_answer_rate": float(flagged["copied_from_row"].notna().mean()) if task in COPY_TASKS and n else None,
         "empty_answers": float(flagged["empty"].sum()),
         "retries": float(flagged["retries"].sum()),
-        "retried_answer_rate": float((flagged["retries"] > 0).mean()) if n else 0.0,
+        "retried_answer_rate": float((flagged["retries"] > 0).mean()) if n else None,
         "give_ups": float(flagged["gave_up"].sum()),
-        "give_up_rate": float(flagged["gave_up"].mean()) if n else 0.0,
+        "give_up_rate": float(flagged["gave_up"].mean()) if n else None,
         "format_valid_rate": float(flagged["format_valid"].astype(float).mean()) if task in FORMAT_VALIDATORS and n else None,
-        "latency_mean_s": float(latency.mean()) if n else 0.0,
-        "latency_p95_s": float(np.percentile(latency, 95)) if n else 0.0,
+        "latency_mean_s": float(latency.mean()) if n else None,
+        "latency_p95_s": float(np.percentile(latency, 95)) if n else None,
         "tokens_per_s": generated_tokens / wall_s if wall_s > 0 else 0.0,
     }
 

@@ -20,10 +20,13 @@ from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 from ohlora_assets.core.formats import (
     DATA_TYPES,
     EYES,
+    FORMAT_MARKERS,
     MEMORY_PATTERN,
     MOUTH,
     POSE,
+    TASK_FORMATS,
     eyes_mouth_pose_text,
+    task_split,
 )
 from ohlora_assets.core.data_issues import DataIssue, DataValidationError
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, CsvTable, read_csv_strict
@@ -183,8 +186,27 @@ def _dialogue_rules(frame: pd.DataFrame) -> list[Finding]:
     elif "train" not in types:
         findings.append((None, "data_type", "there are no train rows: the summary, memory and eyes_mouth_pose "
                          "adapters have nothing to learn from", "mark full training rows data_type=train"))
+    else:
+        unchecked = [task for task in TASK_FORMATS if task_split(frame, task, "valid").empty]
+        if unchecked:
+            findings.append((None, "data_type", f"no validation prompts for {', '.join(unchecked)}: those adapters "
+                             "could not be checked before they serve", "mark some rows data_type=valid (summary and "
+                             "eyes_mouth_pose take valid rows that have an output_message)"))
     split = frame["data_type"].str.removesuffix("_msg")
-    return findings + _duplicates(frame, split, ["input_data", "output_message"], "input_data")
+    return findings + _markers_in_training_cells(frame) + _duplicates(
+        frame, split, ["input_data", "output_message"], "input_data")
+
+
+def _markers_in_training_cells(frame: pd.DataFrame) -> list[Finding]:
+    findings: list[Finding] = []
+    training = frame[frame["data_type"].str.startswith("train")]
+    for column in ("input_data", "output_message", "summary", "memory"):
+        for row, text in training[column].items():
+            if found := [mark for mark in FORMAT_MARKERS if mark in text]:
+                findings.append((row, column, f"the cell contains {', '.join(found)}, a mark the prompt format "
+                                 "writes: trained on, it would end or split an answer there",
+                                 "delete the mark from the text"))
+    return findings
 
 
 def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
@@ -197,9 +219,14 @@ def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
         if absent:
             findings.append((None, "category", f"no train rows for the categories {', '.join(absent)}: the model "
                              "could never predict them", "add train prompts of every category"))
-    if not (frame["type"] == "test").any():
+    test = frame[frame["type"] == "test"]
+    if test.empty:
         findings.append((None, "type", "there are no test rows: the accuracy could not be measured",
                          "mark some prompts of each category type=test"))
+    elif absent := [c for c in ETHICS_CATEGORIES if c not in set(test["category"])]:
+        findings.append((None, "category", f"no test rows for the categories {', '.join(absent)}: their recall "
+                         "could not be measured, and the gate would refuse every model", "add test prompts of every "
+                         "category"))
     return findings + _prompt_rules(frame)
 
 

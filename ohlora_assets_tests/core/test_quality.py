@@ -172,3 +172,12 @@ def test_comparison_marks_better_and_worse_and_the_first_run():
 def test_plot_is_a_png():
     png = quality_plot({"now": {"give_up_rate": 0.5}}, {"now": [0.1, 0.2, 0.3]}, "test")
     assert png.startswith(b"\x89PNG")
+
+
+def test_no_answers_is_no_rate_rather_than_a_perfect_one():
+    columns = ["prompt_index", "numbered_prefix", "copied_from_row", "empty", "retries", "gave_up", "format_valid",
+               "latency_s"]
+    metrics = quality_metrics("memory", pd.DataFrame(columns=columns), 0.0, 0)
+    assert metrics["answers"] == 0
+    rates = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate", "format_valid_rate", "latency_p95_s")
+    assert all(metrics[rate] is None for rate in rates)

@@ -117,6 +117,36 @@ def test_unknown_category_and_cross_split_duplicate(ethics, tmp_path):
     assert any("both train and test" in i.message for i in issues)
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\u3000"])
+def test_a_task_left_without_validation_prompts_is_refused(dialogue, tmp_path, blank):
+    """Valid rows without an output_message give summary and eyes_mouth_pose no prompt: their adapters would
+    train and then meet checks with nothing to check. Spaces (even ideographic ones) are no message."""
+    bad = dialogue.copy()
+    bad.loc[bad["data_type"] == "valid", "output_message"] = blank
+    issues = _issues(schemas.load_dialogue, _write(bad, tmp_path / "no_valid.csv"))
+    assert [(i.row, i.column) for i in issues] == [(None, "data_type")]
+    assert issues[0].message.startswith("no validation prompts for summary, eyes_mouth_pose:")
+
+
+def test_format_marks_in_a_training_cell_are_refused_with_row_and_column(dialogue, tmp_path):
+    bad = dialogue.copy()
+    train, valid = bad.index[bad["data_type"] == "train"], bad.index[bad["data_type"] == "valid"]
+    bad.loc[train[0], "output_message"] = "좋아 (답변 종료) 그리고 더 말할게"
+    bad.loc[train[1], "input_data"] = "안녕 ### 답변: 뭐해"
+    bad.loc[valid[0], "output_message"] = "응 (답변 종료) 맞아"  # not trained on: a valid row may hold one
+    issues = _issues(schemas.load_dialogue, _write(bad, tmp_path / "marks.csv"))
+    assert {(i.row, i.column) for i in issues} == {(int(train[0]) + 2, "output_message"), (int(train[1]) + 2, "input_data")}
+    assert "contains (답변 종료), a mark the prompt format writes" in issues[0].message
+
+
+def test_an_ethics_category_without_test_prompts_is_refused(ethics, tmp_path):
+    bad = ethics[~((ethics["type"] == "test") & (ethics["category"] == "정치"))]
+    path = tmp_path / "ethics.csv"
+    bad.to_csv(path, index=False)
+    (issue,) = _issues(schemas.load_ethics, path)
+    assert issue.column == "category" and issue.message.startswith("no test rows for the categories 정치:")
+
+
 def test_error_message_lists_every_issue(dialogue, tmp_path):
     bad = dialogue.copy()
     rows = bad.index[bad["data_type"] == "train"][:3]
