@@ -12,6 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ohlora_assets.bench.cli import BENCHMARKS
@@ -116,3 +117,23 @@ def test_a_command_that_fails_exits_1_not_2(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert "ethics_sbert_model" in json.loads(result.stdout)["error"]
+
+
+def test_ethics_accuracy_takes_a_train_file_and_a_test_file_and_leaves_out_repeats(tmp_path):
+    frame = pd.read_csv(PROJECT_ROOT / "data" / "ethics_dataset.csv", dtype=str, keep_default_na=False)
+    train = frame[frame["type"] == "train"].groupby("category").head(12)
+    test = frame[frame["type"] == "test"].groupby("category").head(2)
+    repeated = train.iloc[[0]].assign(type="test")  # a training prompt again in the test file: memory, not skill
+    train.to_csv(tmp_path / "train.csv", index=False)
+    pd.concat([test, repeated]).to_csv(tmp_path / "test.csv", index=False)
+    result = ohlora("bench", "ethics-accuracy", "--quick", "--train", str(tmp_path / "train.csv"),
+                    "--test", str(tmp_path / "test.csv"), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert f"train: 1 prompts of {tmp_path / 'train.csv'} left out: near-duplicates of a scored prompt" in result.stdout
+    assert any(line.startswith("accuracy=") for line in result.stdout.splitlines())
+
+    (tmp_path / "broken.csv").write_text("type,user_prompt,category\ntrain,안녕,욕설\n", encoding="utf-8")
+    broken = ohlora("bench", "ethics-accuracy", "--quick", "--train", str(tmp_path / "broken.csv"),
+                    "--test", str(tmp_path / "test.csv"), home=tmp_path / "home")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert f"ohlora bench ethics-accuracy: 1 problem(s) in input data:\n  - {tmp_path / 'broken.csv'}, row 2" in broken.stderr

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> float:
     from ohlora_assets.core.ethics.scoring import EthicsScorer
     from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
     from ohlora_assets.core.ethics.training import TrainSettings, make_pairs, train_ethics_model
+    from ohlora_assets.core.data_issues import DataValidationError
     from ohlora_assets.core.schemas import load_ethics, load_ethics_heldout
 
     limit_torch_threads()
@@ -68,14 +69,24 @@ def run(args: argparse.Namespace) -> float:
     test_csv = Path(args.test) if getattr(args, "test", None) else train_csv
     quick = bool(getattr(args, "quick", False))
     seed = TrainSettings.seed if args.seed is None else args.seed
-    train = load_ethics(train_csv).query("type == 'train'")
-    test = load_ethics(test_csv).query("type == 'test'")
-    heldout = load_ethics_heldout(Path(args.heldout)) if getattr(args, "heldout", None) else None
-    also_train = Path(args.also_train) if getattr(args, "also_train", None) else None
-    if also_train is not None:
-        extra = load_ethics(also_train)
-        # A scored prompt that an extra training prompt nearly repeats would measure memory, not the recipe.
-        scored = test["user_prompt"].tolist() + ([] if heldout is None else heldout["user_prompt"].tolist())
+    try:
+        # One file holds both splits and their rules; two files (a train file, a test file) each give their own.
+        load = load_ethics if test_csv == train_csv else load_ethics_heldout
+        train = load(train_csv).query("type == 'train'")
+        test = load(test_csv).query("type == 'test'")
+        heldout = load_ethics_heldout(Path(args.heldout)) if getattr(args, "heldout", None) else None
+        also_train = Path(args.also_train) if getattr(args, "also_train", None) else None
+        extra = load_ethics(also_train) if also_train is not None else None
+    except DataValidationError as error:
+        raise SystemExit(f"ohlora bench ethics-accuracy: {error}") from None
+    scored = test["user_prompt"].tolist() + ([] if heldout is None else heldout["user_prompt"].tolist())
+    if test_csv != train_csv:
+        # A test prompt that a training prompt of another file nearly repeats would measure memory, not the recipe.
+        repeats = near_duplicates(train["user_prompt"].tolist(), scored)
+        if any(repeats):
+            print(f"train: {sum(repeats)} prompts of {train_csv} left out: near-duplicates of a scored prompt")
+            train = train[[not r for r in repeats]]
+    if extra is not None:
         repeats = near_duplicates(extra["user_prompt"].tolist(), scored)
         print(f"also train: {len(extra) - sum(repeats)} prompts of {also_train} "
               f"({sum(repeats)} left out: near-duplicates of a test or held-out prompt)")
