@@ -194,8 +194,9 @@ synonym_groups = _validated_input(
     can_subset=True,
 )
 def task_splits(context: dg.AssetExecutionContext, dialogue_dataset: pd.DataFrame):
-    """Each split's data version is its content hash: an edit that changes only summaries
-    leaves the other three splits, and so their adapters, up to date."""
+    """Each split's data version is its content hash: an edit that changes only summaries leaves the other three
+    splits up to date (their adapters too, unless the edit also rebuilds the embedded base, which is pretrained on
+    the training rows)."""
     for task in TASKS:
         output = f"{task}_split"
         if output not in context.selected_output_names:
