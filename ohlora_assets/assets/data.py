@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import dagster as dg
 import pandas as pd
+from dagster._core.definitions.data_version import DATA_VERSION_TAG, get_input_data_version_tag  # no public names
 from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
@@ -86,6 +87,14 @@ raw_synonyms_json = _raw_source("raw_synonyms_json", "synonyms_json", "Synonym g
 # --- validated inputs: one factory for every file ----------------------------------------------
 
 
+def _file_hash(path: str) -> str | None:
+    """The content hash an observation records, or None for a path the reader will name as unreadable."""
+    try:
+        return content_hash(path)
+    except OSError:
+        return None
+
+
 class InputLimits(dg.Config):
     max_cell_chars: int = Field(
         default=DEFAULT_MAX_CELL_CHARS, ge=1, description="longer cells (or synonyms) are rejected"
@@ -110,6 +119,7 @@ def _validated_input(
     )
     def _dataset(context: dg.AssetExecutionContext, config: InputLimits, paths: DataPaths):
         path = getattr(paths, path_field)
+        read_hash = _file_hash(path)
         try:
             value, notes = read(path, config.max_cell_chars)
         except DataValidationError as err:
@@ -121,13 +131,23 @@ def _validated_input(
             )
             # Raising stops the step before its output is stored: the last good dataset stays.
             raise dg.Failure(description=str(err), metadata={"issues": _issues_table(err.issues)}) from None
+        if _file_hash(path) != read_hash:
+            raise dg.Failure(description=f"{path} changed while it was read (saved again mid-run?): run again")
+        # The source's data version is what this step read, not what was last observed (Dagster fixes that at
+        # step start): materialized after an edit without an observation, the dataset would otherwise carry the
+        # old file's version, and look fresh once the edit was undone although it holds the edit. So the step
+        # records an observation of what it read, and names that version as its input's.
+        context.log_event(dg.AssetObservation(
+            asset_key=raw.key, tags={DATA_VERSION_TAG: read_hash}, metadata={"read_by": name, "path": path}
+        ))
         noted = {"notes": _issues_table(notes)} if notes else {}
         for note in notes:
             context.log.warning(str(note))
         version, metadata = describe(value)
         yield dg.AssetCheckResult(check_name=CHECK_NAME, passed=True, metadata={"notes_count": len(notes), **noted})
-        metadata = {"path": dg.MetadataValue.path(path), **metadata, **noted}
-        yield dg.Output(value, data_version=version, metadata=metadata)
+        metadata = {"path": dg.MetadataValue.path(path), "file_hash": read_hash, **metadata, **noted}
+        yield dg.Output(value, data_version=version, metadata=metadata,
+                        tags={get_input_data_version_tag(raw.key): read_hash})
 
     return _dataset
 

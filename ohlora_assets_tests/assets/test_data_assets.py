@@ -13,6 +13,7 @@ from dagster._core.definitions.observe import observe
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from ohlora_assets.assets import data
+from ohlora_assets.core.io import content_hash
 from ohlora_assets_tests.conftest import make_resources, sample_paths
 
 DATA_ASSETS = dg.load_assets_from_modules([data])
@@ -105,6 +106,28 @@ def test_nothing_stale_after_full_run_and_an_edit_stales_only_its_downstream(tmp
             handle.write("train,로라야 오늘 구름 모양 봤어?,일반\n")
         observe(SOURCES, instance=instance, resources=resources)
         assert stale() == {"ethics_dataset"}
+
+
+def test_a_dataset_materialized_without_an_observation_records_the_file_it_read(tmp_path):
+    """Edit, materialize without observing (the UI's Materialize button), undo the edit, observe: the dataset
+    holds the edit, which is no longer in the file, so it must be stale, not fresh."""
+    ethics = tmp_path / "ethics.csv"
+    shutil.copy(sample_paths().ethics_csv, ethics)
+    original = ethics.read_bytes()
+    resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics)))
+    with dg.instance_for_test() as instance:
+        observe(SOURCES, instance=instance, resources=resources)
+        assert dg.materialize(DATA_ASSETS, resources=resources, instance=instance).success
+        ethics.write_bytes(original + "train,로라야 오늘 구름 모양 봤어?,일반\n".encode())
+        edited = dg.materialize(DATA_ASSETS, selection=["ethics_dataset"], resources=resources, instance=instance)
+        meta = _values(edited)["ethics_dataset"].materialization.metadata
+        assert meta["file_hash"].value == content_hash(ethics)
+        fresh = get_stale_status_resolver(instance, DATA_ASSETS).get_status(dg.AssetKey("ethics_dataset"))
+        assert fresh == StaleStatus.FRESH  # it holds what the file holds
+        ethics.write_bytes(original)
+        observe(SOURCES, instance=instance, resources=resources)
+        resolver = get_stale_status_resolver(instance, DATA_ASSETS)
+        assert resolver.get_status(dg.AssetKey("ethics_dataset")) == StaleStatus.STALE
 
 
 def test_unreadable_paths_are_observed_as_such_and_reported_by_the_blocking_check(tmp_path):
