@@ -86,7 +86,7 @@ def flag(variable: str, value: str | None = None) -> bool:
 def check_settings() -> None:
     """Every OHLORA_* setting a run reads, checked when the definitions load: a typo fails the load naming the
     variable, not a step deep in torch or pandas (or, worse, nowhere)."""
-    from ohlora_assets.core.base_models import check_override_tasks
+    from ohlora_assets.core.base_models import check_overrides
     from ohlora_assets.core.device import check_device_name, configured_threads
     from ohlora_assets.core.recipes import PROFILES
     from ohlora_assets.core.tracking import check_tracking_settings
@@ -98,7 +98,7 @@ def check_settings() -> None:
     if profile not in PROFILES:
         problems.append(f"OHLORA_PROFILE={profile!r}: expected one of {', '.join(PROFILES)}")
     problems += _problem(check_device_name, setting("OHLORA_DEVICE"))
-    problems += _problem(lambda: check_override_tasks(parse_base_models(setting("OHLORA_BASE_MODELS"))))
+    problems += _problem(lambda: check_overrides(parse_base_models(setting("OHLORA_BASE_MODELS"))))
     problems += _problem(configured_threads)
     problems += _problem(_check_home, setting("OHLORA_HOME"))
     problems += _problem(check_tracking_settings)

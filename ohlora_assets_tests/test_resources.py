@@ -66,7 +66,7 @@ def test_set_variables_are_env_vars_named_in_the_ui_and_resolved_when_a_run_star
         "OHLORA_PROFILE": "full",
         "OHLORA_SMOKE": "1",
         "OHLORA_DEVICE": "cpu",
-        "OHLORA_BASE_MODELS": "memory=/models/memory, summary=kakaocorp/kanana-1.5-2.1b-base@abc123",
+        "OHLORA_BASE_MODELS": f"memory={tmp_path}, summary=kakaocorp/kanana-1.5-2.1b-base@abc123",
         "OHLORA_TRUST_REMOTE_CODE": "true",
     }
     for variable, value in settings.items():
@@ -82,7 +82,7 @@ def test_set_variables_are_env_vars_named_in_the_ui_and_resolved_when_a_run_star
     assert shown[("profile", "device")] == ResourceConfigEnvVarSnap(name="OHLORA_DEVICE")
     assert shown[("profile", "base_models")] == ResourceConfigEnvVarSnap(name="OHLORA_BASE_MODELS")
     assert shown[("paths", "ethics_csv")] == ResourceConfigEnvVarSnap(name="OHLORA_ETHICS_CSV")
-    overrides = {"memory": "/models/memory", "summary": "kakaocorp/kanana-1.5-2.1b-base@abc123"}
+    overrides = {"memory": str(tmp_path), "summary": "kakaocorp/kanana-1.5-2.1b-base@abc123"}
     expected = {
         "ethics_csv": str(tmp_path / "mine.csv"), "root": str(tmp_path / "artifacts"), "name": "full", "smoke": True,
         "device": "cpu", "overrides": overrides, "trust_remote_code": True,
@@ -117,8 +117,8 @@ def test_malformed_base_models_are_refused(text):
         parse_base_models(text)
 
 
-def test_base_model_overrides_from_python_and_from_the_environment_agree(clean_env):
-    overrides = {"memory": "/models/memory"}
+def test_base_model_overrides_from_python_and_from_the_environment_agree(clean_env, tmp_path):
+    overrides = {"memory": str(tmp_path)}
     clean_env.setenv("OHLORA_BASE_MODELS", json.dumps(overrides))
     assert ModelProfile(base_model_overrides=overrides).base_model_overrides == overrides
     assert ModelProfile.from_env().base_model_overrides == overrides
@@ -157,6 +157,8 @@ def test_an_on_off_setting_with_a_typo_is_refused_not_taken_for_on(clean_env, ty
         ("OHLORA_DEVICE", "mps", "expected auto, cpu, cuda or cuda:N"),
         ("OHLORA_BASE_MODELS", "memroy=/x", "unknown tasks ['memroy']"),
         ("OHLORA_BASE_MODELS", "{not json", "not a JSON object"),
+        ("OHLORA_BASE_MODELS", "summary=/models/no-such-model", "is written as a folder, but there is no folder"),
+        ("OHLORA_BASE_MODELS", "ethics=~/no-such-encoder", "is written as a folder, but there is no folder"),
         ("OHLORA_TORCH_THREADS", "0", "1 or more"),
         ("OHLORA_TORCH_THREADS", "abc", "1 or more"),
         ("OHLORA_HOME", "", "empty would write into the current directory"),

@@ -1,9 +1,10 @@
 """The architecture refactor changed where code lives, not what it computes: for the same seed and data,
-the four adapters get the same data versions (hashes of their saved weights) from today's tree as from the
+the adapters get the same data versions (hashes of their saved weights) from today's tree as from the
 tree before the refactor (REFERENCE_COMMIT), each materialized in its own process on the smoke profile. The
 ethics model was compared too (tensor by tensor) until its training recipe changed on purpose for issue 20
-(be96c6d: prompt batches against the five names, a ranking term, class weights). Skips where the checkout
-has no git history (a source archive)."""
+(be96c6d: prompt batches against the five names, a ranking term, class weights), and the output_message
+adapter until its augmentation changed on purpose (synonyms swap only the user's own words, not the time tag or
+summary wrapper). Skips where the checkout has no git history (a source archive)."""
 
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 from ohlora_assets.resources import PROJECT_ROOT
 
 REFERENCE_COMMIT = "648c305eccd13fcf5ec5661ed9a886e77bb9169f"  # main before the issue-14 refactor
-MODELS = ["adapter_output_message", "adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose"]
+MODELS = ["adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose"]
 
 # Materializes MODELS and everything upstream of them, and prints their data versions as JSON. It uses only
 # what both trees have: `ohlora_assets.definitions.defs` and the OHLORA_* environment.

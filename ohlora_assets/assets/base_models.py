@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS
-from ohlora_assets.core.base_models import EMBEDDED_LM, GEMMA_3_270M, resolve_base_models
+from ohlora_assets.core.base_models import EMBEDDED_LM, GEMMA_3_270M, base_model_revision, resolve_base_models
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.progress import ProgressReporter
@@ -125,7 +125,9 @@ def base_models(
     except ValueError as err:
         raise dg.Failure(str(err)) from None
     models = {task: ref.as_dict() for task, ref in refs.items()}
-    version = hashlib.sha256((version + json.dumps(models, sort_keys=True)).encode()).hexdigest()
+    # A local override is its folder's weights, not its path: replaced in place, they make the adapters stale.
+    weights = {task: base_model_revision(ref) for task, ref in refs.items() if ref.source == "local"}
+    version = hashlib.sha256((version + json.dumps([models, weights], sort_keys=True)).encode()).hexdigest()
     if directory is not None:
         metadata["path"] = dg.MetadataValue.path(str(directory))
     return dg.Output(

@@ -46,28 +46,40 @@ class BaseModelRef:
 
 
 def parse_override(value: str) -> BaseModelRef:
-    """An override is a local directory, or a hub id with an optional `@revision`."""
-    if Path(value).is_dir():
-        return BaseModelRef(str(Path(value).resolve()), None, "local")
+    """An override is a local directory (`~` expanded), or a hub id (`org/name`) with an optional `@revision`;
+    a value written as a path that is no directory is a SettingsError, not a hub lookup at the training step."""
+    folder = Path(value).expanduser()
+    if folder.is_dir():
+        return BaseModelRef(str(folder.resolve()), None, "local")
     model, _, revision = value.partition("@")
+    if value.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise SettingsError(f"OHLORA_BASE_MODELS: {value!r} is written as a folder, but there is no folder there "
+                            "(a hub id is org/name, optionally @revision)")
     return BaseModelRef(model, revision or None, "hub")
+
+
+# The weights' files a local base may hold (safetensors, or PyTorch's older pickles).
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def base_model_revision(base: BaseModelRef) -> str:
     """A hub model's requested revision; for a local directory, the hash of its weights."""
     if base.source == "hub":
         return base.revision or "main"
-    return "sha256:" + directory_hash(base.model)[:16]
+    return "sha256:" + directory_hash(base.model, WEIGHT_SUFFIXES)[:16]
 
 
-def check_override_tasks(overrides: Mapping[str, str]) -> None:
-    """SettingsError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model)."""
+def check_overrides(overrides: Mapping[str, str]) -> None:
+    """SettingsError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model), or names
+    a folder that is not there."""
     unknown = set(overrides) - set(TASKS) - {ETHICS_OVERRIDE}
     if unknown:
         raise SettingsError(
             f"OHLORA_BASE_MODELS (base_model_overrides) names unknown tasks {sorted(unknown)}; "
             f"tasks are {[*TASKS, ETHICS_OVERRIDE]}"
         )
+    for value in overrides.values():
+        parse_override(value)
 
 
 def resolve_base_models(
@@ -76,7 +88,7 @@ def resolve_base_models(
     """Each task's base: the directory the pipeline built (the embedded LM, or Gemma-3-270M converted for
     `small`) or the original hub models (full), with `overrides` (task -> directory or `hub_id@revision`)
     replacing any. The `ethics` key is the ethics model's."""
-    check_override_tasks(overrides)
+    check_overrides(overrides)
     if profile in ("embedded", "small"):
         if built_dir is None:
             raise ValueError(f"the {profile} profile needs the directory of the base it built")

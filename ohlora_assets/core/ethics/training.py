@@ -280,6 +280,7 @@ def base_model(
     from sentence_transformers import SentenceTransformer, models
     from transformers.utils import logging as hf_logging
 
+    from ohlora_assets.core.base_models import parse_override
     from ohlora_assets.core.ethics.e5_small import build_e5_directory
 
     if profile not in ETHICS_LEARNING_RATES:
@@ -308,10 +309,18 @@ def base_model(
             f"{bert.vocab_size} pieces, word embeddings frozen)"
         )
     else:
-        kwargs = {"trust_remote_code": trust_remote_code}
+        ref = parse_override(source)  # a folder, or `hub_id@revision`, as for the adapters' bases
+        source = ref.model if ref.revision is None else f"{ref.model}@{ref.revision}"
+        kwargs = {"trust_remote_code": trust_remote_code, "revision": ref.revision}
         transformer = models.Transformer(
-            source, max_seq_length=MAX_SEQ_LENGTH, model_kwargs=kwargs, processor_kwargs=kwargs, config_kwargs=kwargs
+            ref.model, max_seq_length=MAX_SEQ_LENGTH, config_kwargs=kwargs, processor_kwargs=kwargs,
+            # float32 weights whatever the checkpoint holds: an fp16 one fails on the CPU, a bf16 one would train
+            # in bf16 (autocast does the low-precision math; the weights and optimizer stay float32)
+            model_kwargs={**kwargs, "dtype": torch.float32},
         )
+        tokenizer = transformer.tokenizer
+        if tokenizer.pad_token is None:  # GPT-2-style tokenizers: batches still need a pad (masked out)
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
     return SentenceTransformer(modules=[transformer, pooling], device=device), source
 

@@ -8,12 +8,35 @@ from ohlora_assets.core.base_models import ModelSpec
 from ohlora_assets.core.device import model_dtype, resolve_device
 
 
+class BaseModelError(ValueError):
+    """A base model folder that cannot be trained on, named with what is wrong and how to fix it."""
+
+
+def check_base_folder(path: Path) -> None:
+    """BaseModelError for a local folder that is not a whole causal LM with its tokenizer."""
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        # transformers would load the adapter's own base with the adapter attached: the new adapter would train
+        # on that, then be saved naming the plain base, and serve without the old adapter.
+        raise BaseModelError(f"{path} is a PEFT adapter, not a base model: give the model it was trained on, or "
+                             "merge it first (PeftModel.merge_and_unload(), then save_pretrained)")
+    if not (path / "config.json").is_file():
+        raise BaseModelError(f"{path} has no config.json: not a transformers model folder (save_pretrained writes one)")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise BaseModelError(f"{path} has no tokenizer (tokenizer.json or tokenizer_config.json): save the "
+                             "tokenizer beside the weights (tokenizer.save_pretrained)")
+
+
 def load_base_model(source: ModelSpec, device: str):
     """(model on `device`, tokenizer) of a causal LM: a hub id or a local directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if Path(source.model).is_dir():
+        check_base_folder(Path(source.model))
     kwargs = {"revision": source.revision, "trust_remote_code": source.trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(source.model, **kwargs)
+    if tokenizer.eos_token_id is None:  # every completion ends in EOS, and generation stops on it
+        raise BaseModelError(f"{source.model}: its tokenizer has no eos_token; the adapters learn to end each "
+                             "answer with it (set eos_token in tokenizer_config.json)")
     model = AutoModelForCausalLM.from_pretrained(source.model, dtype=model_dtype(device), **kwargs).to(device)
     return model, tokenizer
 

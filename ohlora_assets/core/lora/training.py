@@ -118,9 +118,11 @@ def read_training_log(adapter_dir: str | Path) -> LoraTrainResult:
     return LoraTrainResult.from_dict(json.loads((Path(adapter_dir) / TRAINING_LOG).read_text(encoding="utf-8")))
 
 
-def target_modules_for(model_type: str) -> list[str] | None:
-    """Our LoRA targets for an architecture; None lets PEFT use its own default for other types."""
-    return TARGET_MODULES.get(model_type)
+def target_modules_for(model_type: str) -> list[str] | str:
+    """Our LoRA targets for an architecture; for any other, every linear layer but the output head (PEFT's
+    "all-linear"): PEFT's own defaults are q/v only for some types (gemma2, qwen3) and absent for many
+    (phi3, exaone, granite, cohere, ...), which would fail or train a smaller adapter than our bases get."""
+    return TARGET_MODULES.get(model_type, "all-linear")
 
 
 def train_lora_adapter(

@@ -120,3 +120,31 @@ def test_the_learning_rate_decays_linearly_to_zero_in_the_optimizer_s_float32(le
             assert np.float32(optimizer.param_groups[0]["lr"]) == np.float32(expected), (total, step)
             optimizer.step()
             scheduler.step()
+
+
+def test_an_architecture_without_our_targets_gets_every_linear_layer(base, tmp_path):
+    """PEFT has q/v-only defaults for some types (qwen3, gemma2) and none for many (phi3, exaone, granite): a
+    user's base of such a type trains the same adapter shape as ours, and a PEFT adapter is no base."""
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from ohlora_assets.core.lora.loading import BaseModelError
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    folder = tmp_path / "qwen3"
+    Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, eos_token_id=tokenizer.eos_token_id,
+    )).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    hp = LoraHyperParams(rank=2, epochs=1, batch_size=4)
+    train_lora_adapter(ModelSpec(str(folder), device="cpu"), PAIRS, [], hp, tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    layers = {name.rsplit(".", 1)[-1] for name in config["target_modules"]}  # PEFT saves "all-linear" resolved
+    assert layers == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+    with pytest.raises(BaseModelError, match="is a PEFT adapter, not a base model"):
+        train_lora_adapter(ModelSpec(str(tmp_path / "adapter"), device="cpu"), PAIRS, [], hp, tmp_path / "again")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(BaseModelError, match="has no tokenizer"):
+        train_lora_adapter(ModelSpec(str(folder), device="cpu"), PAIRS, [], hp, tmp_path / "again")
