@@ -101,7 +101,7 @@ def train_adapter_version(
 
     name = adapter_name(task)
     budget = Budget.on(profile.name, profile.smoke, profile.device)
-    hp = budget.adapter(task, configured)
+    hp = budget.adapter(task, configured, base.source)
     train, valid, train_rows = training_pairs(
         split, augmented, budget.limit("adapter_train_rows"), budget.limit("adapter_valid_rows")
     )

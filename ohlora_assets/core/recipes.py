@@ -174,18 +174,22 @@ class Budget:
         ceiling = self.limit(name)
         return value if ceiling is None else min(value, ceiling)
 
-    def adapter(self, task: str, configured: dict) -> LoraHyperParams:
+    def adapter(self, task: str, configured: dict, base_source: str | None = None) -> LoraHyperParams:
         """A task adapter's hyper-parameters: what the run config sets, else the task's recipe, the profile's
-        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS on the embedded profile); the caps bound the epochs."""
+        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS for the embedded LM); the caps bound the epochs.
+        `base_source` is the base's (core/base_models.BaseModelRef.source): the embedded recipe (a high learning
+        rate, few epochs) is the tiny LM's, so a user's own model on that profile gets the original recipe."""
         recipe = ADAPTER_RECIPES[task]
+        tiny = self.profile == "embedded" and base_source in (None, "embedded")
+        recipe_profile = "embedded" if tiny else "full" if self.profile == "embedded" else self.profile
         chosen = {key: value for key, value in configured.items() if value is not None}
         # Only an empty field means the recipe's: 0 is a value, and LoraHyperParams refuses it.
         epochs = chosen.pop("epochs") if "epochs" in chosen else (
-            EMBEDDED_ADAPTER_EPOCHS.get(task, recipe.epochs) if self.profile == "embedded" else recipe.epochs
+            EMBEDDED_ADAPTER_EPOCHS.get(task, recipe.epochs) if tiny else recipe.epochs
         )
         return replace(
             recipe,
-            **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen},
+            **{"learning_rate": LORA_LEARNING_RATES[recipe_profile], **chosen},
             epochs=self.cap(epochs, "adapter_epochs"),
         )
 

@@ -92,3 +92,11 @@ def test_a_configured_zero_is_a_value_not_the_recipes_epochs():
 def test_sampling_values_that_would_fail_inside_generate_are_named(values, named):
     with pytest.raises(ValueError, match=named):
         SamplingSettings(**values)
+
+
+def test_a_users_own_model_on_the_embedded_profile_gets_the_original_recipe_not_the_tiny_lms():
+    tiny = Budget("embedded").adapter("memory", {}, base_source="embedded")
+    own = Budget("embedded").adapter("memory", {}, base_source="local")
+    assert tiny.learning_rate == 2e-3 and own.learning_rate == 3e-4
+    assert own == Budget("full").adapter("memory", {}, base_source="hub")
+    assert tiny.epochs < own.epochs
