@@ -149,6 +149,12 @@ class ModelRegistry:
             (staging / VERSION_FILE).write_text(json.dumps(description, ensure_ascii=False, indent=2), encoding="utf-8")
             _publish_permissions(staging)
             checkpoint("write:described")
+            if target.exists():
+                # A folder without its description (deleted by hand) is no version, and no writer's either (one
+                # rename brings folder and description together): without this, every retrain of these weights
+                # would fail on it for ever.
+                with contextlib.suppress(FileNotFoundError):
+                    self._delete(target)
             try:
                 os.rename(staging, target)
             except OSError:
@@ -237,7 +243,8 @@ class ModelRegistry:
         if state is None:
             return None
         if state["version"] not in self._ids():
-            raise RegistryError(f"{self.name}: {self.pointer} names version {state['version']!r}, which is missing")
+            raise RegistryError(f"{self.name}: {self.pointer} names version {state['version']!r}, which is missing; "
+                                f"serve another: ohlora models promote {self.name} ID (ohlora models list shows them)")
         return state["version"]
 
     def serving(self) -> ModelVersion | None:

@@ -257,6 +257,15 @@ def test_a_hand_edited_version_record_is_named_and_prune_leaves_it_alone(tmp_pat
     assert (registry.versions_dir / ids[0]).is_dir()
 
 
+def test_a_version_folder_whose_description_was_deleted_is_replaced_by_the_next_write(tmp_path, adapters):
+    registry = ModelRegistry(tmp_path, NAME)
+    version = _write(registry, adapters[0])
+    (registry.versions_dir / version / "version.json").unlink()
+    assert registry.versions() == []  # not a version any more
+    assert _write(registry, adapters[0]) == version  # the same weights again: written, not "directory not empty"
+    assert registry.get(version).path == registry.versions_dir / version
+
+
 # --- kills ----------------------------------------------------------------------------------
 
 # Writes adapter B file by file (a kill between files: "write:saving"), promotes it, then prunes.
