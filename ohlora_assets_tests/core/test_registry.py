@@ -49,6 +49,16 @@ def _write(registry: ModelRegistry, source: Path, **metrics) -> str:
     return pending.version
 
 
+def _numbered_versions(registry: ModelRegistry, count: int) -> list[str]:
+    """`count` tiny versions with ids 0000000000000001, 0000000000000002, ..., oldest first."""
+    ids = []
+    for i in range(count):
+        with registry.write_version(data_version=f"{i + 1:016x}") as pending:
+            (pending.path / "weights.txt").write_text(str(i))
+        ids.append(pending.version)
+    return ids
+
+
 def _assert_serving_loads(registry: ModelRegistry) -> str:
     """The serving adapter loads with plain PEFT, runs, and holds exactly the weights its id names."""
     from peft import AutoPeftModelForCausalLM
@@ -213,11 +223,7 @@ def test_concurrent_promotions_queue_on_the_lock_and_none_is_lost(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     registry = ModelRegistry(tmp_path, NAME)
-    ids = []
-    for i in range(8):
-        with registry.write_version(data_version=f"{i + 1:016x}") as pending:
-            (pending.path / "weights.txt").write_text(str(i))
-        ids.append(pending.version)
+    ids = _numbered_versions(registry, 8)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda version: ModelRegistry(tmp_path, NAME).promote(version, "race"), ids))
     history = registry.state()["history"]
@@ -243,11 +249,7 @@ def test_checks_recording_at_once_keep_every_figure(tmp_path):
 
 def test_a_hand_edited_version_record_is_named_and_prune_leaves_it_alone(tmp_path):
     registry = ModelRegistry(tmp_path, NAME)
-    ids = []
-    for i in range(3):
-        with registry.write_version(data_version=f"{i + 1:016x}") as pending:
-            (pending.path / "weights.txt").write_text(str(i))
-        ids.append(pending.version)
+    ids = _numbered_versions(registry, 3)
     record = registry.versions_dir / ids[0] / "version.json"
     record.write_text(json.dumps({**json.loads(record.read_text()), "created_at": 1700000000}))
     registry.promote(ids[2], "checks passed")
