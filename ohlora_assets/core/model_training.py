@@ -8,6 +8,8 @@ them (`ohlora_assets.launchers` turns them into Dagster metadata, the Pipes entr
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -116,6 +118,12 @@ def train_adapter_version(
             )
             pending.metrics = {"first_train_loss": result.first_train_loss, "final_train_loss": result.final_train_loss,
                                "final_valid_loss": result.epochs[-1].valid_loss}
+            if base.source in ("local", "hub"):
+                # A version is its weights and the base it applies to (adapter_config.json names it): the same
+                # weights trained on a base moved to another folder must not reuse the version that names the
+                # old one. (The pipeline's own bases live in base_models versions, which change with their weights.)
+                weights = directory_hash(pending.path)
+                pending.data_version = hashlib.sha256(f"{weights}|{base.model}|{base.revision}".encode()).hexdigest()
         directory = registry.get(pending.version).path
         tracked.log_artifact_dir(directory, "adapter")
     epochs = [e.epoch for e in result.epochs]
