@@ -3,8 +3,9 @@ kill tests), the removal of what killed writers leave behind, and a file lock ar
 
 `checkpoint(name)` does nothing unless OHLORA_REGISTRY_KILL_AT equals `name`; then the process SIGKILLs
 itself there, which is how the tests kill a writer at every step (CHECKPOINTS) and then check that the
-serving model still loads. Debris names carry the writer's pid, so a later writer removes only the debris
-of processes that are gone, never a directory another live process is still writing.
+serving model still loads. Debris names carry the writer's pid and machine, so a later writer removes only the debris
+of processes that are gone, never a directory another live process is still writing, here or on another
+machine sharing the folder.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
+
+from ohlora_assets.core.io import WRITER_PATTERN, writer_gone
 
 STAGING_PREFIX = ".staging-"  # a version being written
 TRASH_PREFIX = ".trash-"  # a pruned version being deleted
@@ -41,32 +45,22 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def owner_pid(name: str) -> int | None:
-    """The writer's pid in a debris name, None for anything else. Leading dots are ignored: a trainer that
-    saves through core/io.atomic_directory into a staging directory leaves `..staging-<pid>-*.tmp-*`."""
+def owner(name: str) -> str | None:
+    """The writer (core/io.writer_tag) in a debris name, None for anything else. Leading dots are ignored: a
+    trainer that saves through core/io.atomic_directory into a staging directory leaves `..staging-<w>-*.tmp-*`."""
     bare = name.lstrip(".")
     for prefix in DEBRIS_PREFIXES:
         if bare.startswith(prefix.lstrip(".")):
             head = bare[len(prefix) - 1 :].split("-", 1)[0]
-            return int(head) if head.isdigit() else None
+            return head if re.fullmatch(WRITER_PATTERN, head) else None
     return None
 
 
 def remove_debris(root: Path) -> None:
     """Delete the staging, trash and pointer temporaries in `root` whose writer is gone."""
     for entry in root.iterdir():
-        pid = owner_pid(entry.name)
-        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+        writer = owner(entry.name)
+        if writer is not None and writer_gone(writer, entry):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

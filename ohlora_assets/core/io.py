@@ -1,10 +1,10 @@
 """Content hashes and the one atomic path through which every artifact is written.
 
-A write goes to a hidden staging sibling (`.<name>.tmp-<pid>-<token>`), is made readable by
+A write goes to a hidden staging sibling (`.<name>.tmp-<pid>~<host>-<token>`), is made readable by
 everyone (directories 0o755, files 0o644: a gate or server run by another user reads them) and
 flushed, and then takes the target's place in one step. For a directory that step is an atomic
 exchange (Linux renameat2 RENAME_EXCHANGE), so there is no instant without a readable target;
-elsewhere the old directory is first moved aside to `.<name>.old-<pid>-<token>`. After a
+elsewhere the old directory is first moved aside to `.<name>.old-<pid>~<host>-<token>`. After a
 successful write, the staging and retired siblings of the same target left by killed processes
 are removed.
 """
@@ -19,6 +19,8 @@ import os
 import re
 import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -47,8 +49,33 @@ def directory_hash(path: str | Path, suffixes: tuple[str, ...] = (".safetensors"
     return digest.hexdigest()
 
 
+# Debris names carry their writer as `<pid>~<host>`: a shared OHLORA_HOME (NFS, a volume several pods mount) has
+# writers on machines whose pids this one cannot see. (`<pid>` alone: a name from before hosts were recorded.)
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+WRITER_PATTERN = r"\d+(?:~[0-9a-f]{8})?"
+# Another machine's debris is removed once nobody touched it for this long (no write takes a day between files).
+OTHER_HOST_DEBRIS_AGE_S = 24 * 3600
+
+
+def writer_tag() -> str:
+    """This process as debris names carry it."""
+    return f"{os.getpid()}~{_HOST}"
+
+
+def writer_gone(tag: str, path: Path) -> bool:
+    """Whether the writer `tag` of `path` can no longer be writing it: a process of this machine that is not
+    running; on another machine, only after a day untouched."""
+    pid, _, host = tag.partition("~")
+    if host and host != _HOST:
+        try:
+            return time.time() - path.lstat().st_mtime > OTHER_HOST_DEBRIS_AGE_S
+        except FileNotFoundError:
+            return False
+    return int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
 def _sibling(target: Path, kind: str) -> Path:
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+    return target.parent / f".{target.name}.{kind}-{writer_tag()}-{secrets.token_hex(4)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -64,11 +91,11 @@ def _pid_alive(pid: int) -> bool:
 def remove_debris(target: str | Path) -> list[Path]:
     """Remove the staging/retired siblings of `target` whose writing process is gone."""
     target = Path(target)
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+$")
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-({WRITER_PATTERN})-[0-9a-f]+$")
     removed = []
     for sibling in target.parent.iterdir() if target.parent.is_dir() else ():
         match = pattern.match(sibling.name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        if match and writer_gone(match.group(1), sibling):
             _remove(sibling)
             removed.append(sibling)
     return removed

@@ -7,8 +7,8 @@ Layout of one model's registry, `<OHLORA_HOME>/models/<asset name>/`:
     evaluations/<id>.json      metrics measured after training (the checks' figures); the version stays untouched
     serving.json               the serving pointer: the serving version, the one before it, the stack that
                                `rollback` pops, and the audit history of every promotion
-    .staging-<pid>-*           a version being written (debris after a kill; removed by the next writer)
-    .trash-<pid>-*             a pruned version being deleted (same)
+    .staging-<pid>~<host>-*    a version being written (debris after a kill; removed by the next writer)
+    .trash-<pid>~<host>-*      a pruned version being deleted (same)
 
 1. *Train*: `write_version()` yields a staging directory; the trainer saves into it; one `os.rename` moves it
    to `versions/<id>`, where the id is the first 16 hex digits of the weights' hash (`core/io.directory_hash`).
@@ -52,7 +52,7 @@ from ohlora_assets.core.crash_safety import (
     exclusive,
     remove_debris,
 )
-from ohlora_assets.core.io import atomic_write_bytes, directory_hash
+from ohlora_assets.core.io import atomic_write_bytes, directory_hash, writer_tag
 
 VERSIONS = "versions"
 EVALUATIONS = "evaluations"
@@ -127,7 +127,7 @@ class ModelRegistry:
         """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         self._remove_debris()
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.root))
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{writer_tag()}-", dir=self.root))
         pending = PendingVersion(staging, dict(metrics or {}), notes, data_version)
         try:
             yield pending
@@ -308,7 +308,7 @@ class ModelRegistry:
             "stack": stack,
             "history": [*state["history"], entry],
         }
-        temporary = self.root / f"{POINTER_TMP_PREFIX}{os.getpid()}"
+        temporary = self.root / f"{POINTER_TMP_PREFIX}{writer_tag()}"
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, ensure_ascii=False, indent=2)
             handle.flush()
@@ -351,7 +351,7 @@ class ModelRegistry:
 
     def _delete(self, path: Path) -> None:
         """Rename into the trash first: a kill mid-delete leaves debris, never a half version in versions/."""
-        trash = self.root / f"{TRASH_PREFIX}{os.getpid()}-{path.name}-{time.monotonic_ns()}"
+        trash = self.root / f"{TRASH_PREFIX}{writer_tag()}-{path.name}-{time.monotonic_ns()}"
         os.rename(path, trash)
         checkpoint("prune:trashed")
         shutil.rmtree(trash)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,19 @@ def test_debris_of_dead_writers_is_removed_and_that_of_live_ones_kept(tmp_path, 
     (registry.root / names[-1]).mkdir()
     _write(registry, adapters[0])
     assert sorted(p.name for p in registry.root.iterdir()) == [f".staging-{live_pid}-e", "versions"]
+
+
+def test_debris_of_another_machine_sharing_the_folder_is_kept_until_a_day_old(tmp_path, adapters):
+    """Another machine's pids cannot be seen from here: its staging directory may be a live writer's."""
+    registry = ModelRegistry(tmp_path, NAME)
+    registry.root.mkdir()
+    live, stale = registry.root / ".staging-4242~0badc0de-a", registry.root / ".trash-4242~0badc0de-b"
+    live.mkdir()
+    stale.mkdir()
+    day_and_a_bit = time.time() - 25 * 3600
+    os.utime(stale, (day_and_a_bit, day_and_a_bit))
+    _write(registry, adapters[0])
+    assert sorted(p.name for p in registry.root.iterdir()) == [live.name, "versions"]
 
 
 def test_concurrent_promotions_queue_on_the_lock_and_none_is_lost(tmp_path):
