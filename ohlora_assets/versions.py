@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from ohlora_assets.core.model_training import VERSION_KEY
-from ohlora_assets.core.registry import ModelRegistry, ModelVersion
+from ohlora_assets.core.registry import ModelRegistry, ModelVersion, version_in_path
 from ohlora_assets.resources import ArtifactStore
 
 
@@ -32,10 +32,10 @@ def candidate(instance: dg.DagsterInstance, store: ArtifactStore, asset_name: st
 def referenced_base_versions(store: ArtifactStore) -> set[str]:
     """The base_models versions some saved adapter (a version or an experiment's) was trained on: the base
     directory its adapter_config.json names. Pruning the base registry must keep them."""
-    bases = registry(store, "base_models").versions_dir.resolve()
     found = set()
     for config in store.path("models").rglob("adapter_config.json"):
-        base = Path(json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or "")
-        if base.is_absolute() and base.resolve().is_relative_to(bases):
-            found.add(base.resolve().relative_to(bases).parts[0])
+        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
+        # by the registry's layout, not the absolute path: a moved OHLORA_HOME must still protect them
+        if Path(base).is_absolute() and (inside := version_in_path(base, "base_models")):
+            found.add(inside[0])
     return found

@@ -371,6 +371,17 @@ class ModelRegistry:
         if self.root.is_dir():
             remove_debris(self.root)
 
+def version_in_path(path: str | Path, name: str) -> tuple[str, Path] | None:
+    """(version id, the path inside that version) when `path` lies in registry `name`'s versions folder, wherever
+    the artifact folder was when the path was written (an adapter names its base by absolute path; a restored or
+    re-mounted OHLORA_HOME moves it)."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2):
+        if parts[i] == name and parts[i + 1] == VERSIONS:
+            return parts[i + 2], Path(*parts[i + 3 :])
+    return None
+
+
 def remove_version_reports(reports_root: str | Path, versions: list[str]) -> list[Path]:
     """Delete what reports keep per version (`<reports_root>/<report asset>/<version id>/`) for pruned versions.
     Ids are content hashes, so a folder of that name belongs to that version alone. Returns the folders removed."""

@@ -41,14 +41,37 @@ def load_base_model(source: ModelSpec, device: str):
     return model, tokenizer
 
 
+def moved_base(adapter_dir: Path) -> Path | None:
+    """Where the base an adapter names now lies, when its folder moved with the artifact folder: the same path
+    inside `base_models/versions/` beside an ancestor of the adapter (a restored or re-mounted OHLORA_HOME)."""
+    import json
+
+    from ohlora_assets.core.registry import VERSIONS, version_in_path
+
+    named = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not named or not Path(named).is_absolute() or Path(named).exists():
+        return None
+    if (inside := version_in_path(named, "base_models")) is None:
+        return None
+    version, rest = inside
+    for ancestor in adapter_dir.resolve().parents:
+        candidate = ancestor / "base_models" / VERSIONS / version / rest
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 def load_adapter(adapter_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
-    """(model, tokenizer) of a saved adapter with plain PEFT: the base model comes from adapter_config.json."""
-    from peft import AutoPeftModelForCausalLM
-    from transformers import AutoTokenizer
+    """(model, tokenizer) of a saved adapter with plain PEFT: the base model comes from adapter_config.json (or
+    from where the artifact folder holds it now, `moved_base`)."""
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
-    model = AutoPeftModelForCausalLM.from_pretrained(
-        str(adapter_dir), dtype=model_dtype(device), trust_remote_code=trust_remote_code
-    )
+    kwargs = {"dtype": model_dtype(device), "trust_remote_code": trust_remote_code}
+    if (base := moved_base(Path(adapter_dir))) is not None:
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **kwargs), str(adapter_dir))
+    else:
+        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir), **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,3 +34,23 @@ def test_the_same_weights_on_a_moved_base_are_a_new_version_naming_the_new_folde
     assert config["base_model_name_or_path"] == str(new)
     load_adapter(second.path)
     assert _train(new, tmp_path / "home").version == second.version  # still one version per weights and base
+
+
+def test_an_adapter_still_loads_after_the_artifact_folder_moved(base, tmp_path):
+    """Adapters name their base by absolute path; a restored or re-mounted OHLORA_HOME moves both."""
+    from ohlora_assets.core.base_models import ModelSpec
+    from ohlora_assets.core.lora import LoraHyperParams, train_lora_adapter
+    from ohlora_assets.core.registry import version_in_path
+
+    models = tmp_path / "home" / "models"
+    built = models / "base_models" / "versions" / "0123456789abcdef" / "embedded_lm"
+    shutil.copytree(base, built)
+    adapter = models / "adapter_memory" / "versions" / "fedcba9876543210"
+    train_lora_adapter(ModelSpec(str(built), device="cpu"), PAIRS, [], LoraHyperParams(rank=2, epochs=1), adapter)
+    shutil.move(tmp_path / "home", tmp_path / "restored")
+    moved = tmp_path / "restored" / "models" / "adapter_memory" / "versions" / "fedcba9876543210"
+    named = json.loads((moved / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert named == str(built) and not built.exists()
+    model, _ = load_adapter(moved)
+    assert model.peft_config["default"].r == 2
+    assert version_in_path(named, "base_models") == ("0123456789abcdef", Path("embedded_lm"))  # what prune keeps
