@@ -19,7 +19,10 @@ import pytest
 from ohlora_assets.resources import PROJECT_ROOT
 
 REFERENCE_COMMIT = "648c305eccd13fcf5ec5661ed9a886e77bb9169f"  # main before the issue-14 refactor
-MODELS = ["adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose"]
+MODELS = ["adapter_output_message", "adapter_summary", "adapter_memory", "adapter_eyes_mouth_pose"]
+# The output_message adapter's training inputs changed on purpose (see above); it is still built: the old tree
+# cannot materialize a subset of its task splits.
+COMPARED = [model for model in MODELS if model != "adapter_output_message"]
 
 # Materializes MODELS and everything upstream of them, and prints their data versions as JSON. It uses only
 # what both trees have: `ohlora_assets.definitions.defs` and the OHLORA_* environment.
@@ -76,4 +79,4 @@ def test_models_have_the_weights_they_had_before_the_refactor(tmp_path):
     before = _versions(reference, tmp_path / "before")
     after = _versions(PROJECT_ROOT, tmp_path / "after")
     assert set(before) == set(MODELS)
-    assert after == before
+    assert {m: after[m] for m in COMPARED} == {m: before[m] for m in COMPARED}
