@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, SamplingConfig, chosen_hyper_params, lora_config_class
-from ohlora_assets.core.base_models import BaseModelRef
+from ohlora_assets.core.base_models import BaseModelRef, relocated
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.progress import ProgressReporter
@@ -41,9 +41,9 @@ RagConceptExperimentConfig = lora_config_class(
 )
 
 
-def _base_spec(base_models: dict, profile: ModelProfile):
+def _base(base_models: dict, store: ArtifactStore) -> BaseModelRef:
     """Both experiments train on output_message's base."""
-    return BaseModelRef(**base_models["output_message"]).spec(profile.device, profile.trust_remote_code)
+    return relocated(BaseModelRef(**base_models["output_message"]), store.path("models"))
 
 
 @dg.asset(
@@ -78,9 +78,12 @@ def lora_rank_experiment(
                                            budget.limit("adapter_valid_rows"))
     prompts = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
     answers = budget.answers(config.answers_per_prompt)
-    hps = {r: budget.experiment(ADAPTER_RECIPES["output_message"], chosen_hyper_params(config, rank=r)) for r in config.ranks}
+    base = _base(base_models, store)
+    hps = {r: budget.experiment(ADAPTER_RECIPES["output_message"], chosen_hyper_params(config, rank=r), base.source)
+           for r in config.ranks}
     result = run_lora_rank_experiment(
-        _base_spec(base_models, profile), train, valid_pairs, prompts, split[split["split"] == "train"], hps, answers,
+        base.spec(profile.device, profile.trust_remote_code), train, valid_pairs, prompts, split[split["split"] == "train"],
+        hps, answers,
         budget.sampling(config.settings()), store.model_dir("lora_rank_experiment"),
         ProgressReporter(context.log.info, label="lora_rank_experiment"),
     )
@@ -138,15 +141,15 @@ def rag_concept_experiment(
 
     budget = profile.budget()
     settings = RagConceptSettings(
-        hp=budget.experiment(RAG_CONCEPT_RECIPE, chosen_hyper_params(config)),
+        hp=budget.experiment(RAG_CONCEPT_RECIPE, chosen_hyper_params(config), _base(base_models, store).source),
         answers_per_question=budget.answers(config.answers_per_question),
         sampling=budget.sampling(config.settings()),
         max_train_rows=budget.limit("experiment_train_rows"),
         max_questions=budget.limit("prompts"),
     )
     result = run_rag_concept_experiment(
-        _base_spec(base_models, profile), ml_qa_dataset, settings, store.model_dir("rag_concept_experiment"),
-        ProgressReporter(context.log.info, label="rag_concept_experiment"),
+        _base(base_models, store).spec(profile.device, profile.trust_remote_code), ml_qa_dataset, settings,
+        store.model_dir("rag_concept_experiment"), ProgressReporter(context.log.info, label="rag_concept_experiment"),
     )
     out = store.report_dir("rag_concept_experiment")
     per_question = per_question_markdown(result.per_question)

@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> float:
         extra = load_ethics(also_train) if also_train is not None else None
     except DataValidationError as error:
         raise SystemExit(f"ohlora bench ethics-accuracy: {error}") from None
+    from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
+
+    if absent := [c for c in ETHICS_CATEGORIES if c not in set(train["category"])]:
+        raise SystemExit(f"ohlora bench ethics-accuracy: {train_csv} has no train rows of {', '.join(absent)}: the "
+                         "model could never predict them")
     scored = test["user_prompt"].tolist() + ([] if heldout is None else heldout["user_prompt"].tolist())
     if test_csv != train_csv:
         # A test prompt that a training prompt of another file nearly repeats would measure memory, not the recipe.

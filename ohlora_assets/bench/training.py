@@ -128,10 +128,14 @@ def run(args: argparse.Namespace) -> float:
     hp = LoraHyperParams(rank=16, epochs=1 if args.quick else 2, batch_size=2)
 
     train = dialogue[dialogue["data_type"].isin(("train", "train_msg"))].head(rows)
+    # as the pipeline's augmentation: no variant may read as a validation input
+    held_out = frozenset(" ".join(t.split()) for t in dialogue.loc[dialogue["data_type"].isin(("valid", "valid_msg")),
+                                                                     "input_data"])
     plain = task_split(train, "output_message", "train")
     variants = []
     for epoch in range(hp.epochs):
-        augmented = pd.Series(swapper.variant(train["input_data"].tolist(), hp.seed, epoch), index=train.index)
+        inputs = swapper.variant(train["input_data"].tolist(), hp.seed, epoch, held_out)
+        augmented = pd.Series(inputs, index=train.index)
         split = task_split(train, "output_message", "train", input_data=augmented)
         variants.append(list(zip(split["prompt"], split["completion"])))
     pairs = list(zip(plain["prompt"], plain["completion"]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ohlora_assets.core.formats import TASKS
@@ -32,7 +32,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class BaseModelRef:
-    """A base model: a local directory (`source` "local" or "embedded") or a hub id at a revision."""
+    """A base model: a local directory (`source` "local" for the user's own, "embedded" or "small" for the one the
+    pipeline built) or a hub id at a revision (`source` "hub")."""
 
     model: str
     revision: str | None = None
@@ -43,6 +44,19 @@ class BaseModelRef:
 
     def spec(self, device: str = "auto", trust_remote_code: bool = False) -> ModelSpec:
         return ModelSpec(self.model, self.revision, device, trust_remote_code)
+
+
+def relocated(base: BaseModelRef, models_root: Path) -> BaseModelRef:
+    """`base`, found again under `models_root` when the pipeline built it in an artifact folder that has moved
+    since (a restored or re-mounted OHLORA_HOME: the recorded absolute path is gone)."""
+    from ohlora_assets.core.registry import VERSIONS, version_in_path
+
+    if base.source not in ("embedded", "small") or Path(base.model).exists():
+        return base
+    if (inside := version_in_path(base.model, "base_models")) is None:
+        return base
+    moved = Path(models_root) / "base_models" / VERSIONS / inside[0] / inside[1]
+    return replace(base, model=str(moved)) if moved.is_dir() else base
 
 
 def parse_override(value: str) -> BaseModelRef:

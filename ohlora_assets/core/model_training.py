@@ -2,8 +2,9 @@
 
 The training assets call these functions in process; `ohlora_assets.pipes_training` calls them inside a
 Dagster Pipes session on another machine. Both get the same `TrainedVersion`: the version written, its data
-version (the weights' hash) and metadata as plain values, where `Markdown` and `Path` values say how to show
-them (`ohlora_assets.launchers` turns them into Dagster metadata, the Pipes entry point into Pipes metadata).
+version (the weights' hash; with the base's identity for a base of the user's own) and metadata as plain values,
+where `Markdown` and `Path` values say how to show them (`ohlora_assets.launchers` turns them into Dagster
+metadata, the Pipes entry point into Pipes metadata).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ohlora_assets.core.base_models import ETHICS_OVERRIDE, BaseModelRef, base_model_revision
+from ohlora_assets.core.base_models import ETHICS_OVERRIDE, BaseModelRef, base_model_revision, relocated
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.io import atomic_write_bytes, directory_hash
@@ -102,6 +103,7 @@ def train_adapter_version(
     from ohlora_assets.core.lora import train_lora_adapter
 
     name = adapter_name(task)
+    base = relocated(base, artifact_root / "models")
     budget = Budget.on(profile.name, profile.smoke, profile.device)
     hp = budget.adapter(task, configured, base.source)
     train, valid, train_rows = training_pairs(

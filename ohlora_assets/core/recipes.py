@@ -174,14 +174,21 @@ class Budget:
         ceiling = self.limit(name)
         return value if ceiling is None else min(value, ceiling)
 
+    def _tiny(self, base_source: str | None) -> bool:
+        """Whether the base is the embedded LM: its recipe (a high learning rate, few epochs) is the tiny LM's,
+        so a user's own model on the embedded profile gets the original recipe. `base_source` is
+        core/base_models.BaseModelRef.source."""
+        return self.profile == "embedded" and base_source in (None, "embedded")
+
+    def _learning_rate(self, base_source: str | None) -> float:
+        return LORA_LEARNING_RATES["embedded" if self._tiny(base_source) else
+                                   "full" if self.profile == "embedded" else self.profile]
+
     def adapter(self, task: str, configured: dict, base_source: str | None = None) -> LoraHyperParams:
         """A task adapter's hyper-parameters: what the run config sets, else the task's recipe, the profile's
-        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS for the embedded LM); the caps bound the epochs.
-        `base_source` is the base's (core/base_models.BaseModelRef.source): the embedded recipe (a high learning
-        rate, few epochs) is the tiny LM's, so a user's own model on that profile gets the original recipe."""
+        learning rate and epochs (EMBEDDED_ADAPTER_EPOCHS for the embedded LM); the caps bound the epochs."""
         recipe = ADAPTER_RECIPES[task]
-        tiny = self.profile == "embedded" and base_source in (None, "embedded")
-        recipe_profile = "embedded" if tiny else "full" if self.profile == "embedded" else self.profile
+        tiny = self._tiny(base_source)
         chosen = {key: value for key, value in configured.items() if value is not None}
         # Only an empty field means the recipe's: 0 is a value, and LoraHyperParams refuses it.
         epochs = chosen.pop("epochs") if "epochs" in chosen else (
@@ -189,15 +196,15 @@ class Budget:
         )
         return replace(
             recipe,
-            **{"learning_rate": LORA_LEARNING_RATES[recipe_profile], **chosen},
+            **{"learning_rate": self._learning_rate(base_source), **chosen},
             epochs=self.cap(epochs, "adapter_epochs"),
         )
 
-    def experiment(self, recipe: LoraHyperParams, configured: dict) -> LoraHyperParams:
-        """An experiment variant's hyper-parameters: `recipe` with the configured values and the profile's
-        learning rate; the caps bound the epochs."""
+    def experiment(self, recipe: LoraHyperParams, configured: dict, base_source: str | None = None) -> LoraHyperParams:
+        """An experiment variant's hyper-parameters: `recipe` with the configured values and the learning rate
+        `adapter` would give the same base; the caps bound the epochs."""
         chosen = {key: value for key, value in configured.items() if value is not None}
-        merged = replace(recipe, **{"learning_rate": LORA_LEARNING_RATES[self.profile], **chosen})
+        merged = replace(recipe, **{"learning_rate": self._learning_rate(base_source), **chosen})
         return replace(merged, epochs=self.cap(merged.epochs, "experiment_epochs"))
 
     def prompts(self, configured: int) -> int | None:

@@ -11,8 +11,9 @@ Layout of one model's registry, `<OHLORA_HOME>/models/<asset name>/`:
     .trash-<pid>~<host>-*      a pruned version being deleted (same)
 
 1. *Train*: `write_version()` yields a staging directory; the trainer saves into it; one `os.rename` moves it
-   to `versions/<id>`, where the id is the first 16 hex digits of the weights' hash (`core/io.directory_hash`).
-   The same weights written twice are one version.
+   to `versions/<id>`, where the id is the first 16 hex digits of the weights' hash (`core/io.directory_hash`;
+   for an adapter on a base of the user's own, of the weights and that base). The same weights written twice
+   are one version.
 2. *Check*: the checks measure the version and `record_metrics()` stores their figures; `core/promotion.py`
    decides against the serving version's figures.
 3. *Promote*: `promote()` replaces `serving.json` with one `os.replace`. A reader sees the old pointer or the
@@ -123,7 +124,8 @@ class ModelRegistry:
 
         The id is the first 16 hex digits of `data_version`, by default the hash of the weights
         (`.safetensors` files; every file when there is none). An id that exists already is left as it
-        is (versions are immutable) and the staging directory is dropped. On an exception nothing is kept.
+        is (versions are immutable) and the staging directory is dropped; a folder of that id without its
+        `version.json` (hand-damaged) is replaced. On an exception nothing is kept.
         """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         self._remove_debris()
@@ -149,10 +151,10 @@ class ModelRegistry:
             (staging / VERSION_FILE).write_text(json.dumps(description, ensure_ascii=False, indent=2), encoding="utf-8")
             _publish_permissions(staging)
             checkpoint("write:described")
-            if target.exists():
+            if target.exists() and not (target / VERSION_FILE).is_file():
                 # A folder without its description (deleted by hand) is no version, and no writer's either (one
                 # rename brings folder and description together): without this, every retrain of these weights
-                # would fail on it for ever.
+                # would fail on it for ever. (With its description it is a concurrent writer's: kept, below.)
                 with contextlib.suppress(FileNotFoundError):
                     self._delete(target)
             try:

@@ -32,3 +32,16 @@ def test_a_local_base_is_versioned_by_its_weights(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     assert first.startswith("sha256:") and base_model_revision(local) != first
     assert base_model_revision(BaseModelRef("org/m", None, "hub")) == "main"
+
+
+def test_a_built_base_is_found_again_after_the_artifact_folder_moved(tmp_path):
+    from ohlora_assets.core.base_models import relocated
+
+    recorded = tmp_path / "old_home" / "models" / "base_models" / "versions" / "0123456789abcdef" / "embedded_lm"
+    moved = tmp_path / "new_home" / "models" / "base_models" / "versions" / "0123456789abcdef" / "embedded_lm"
+    moved.mkdir(parents=True)
+    base = BaseModelRef(str(recorded), None, "embedded")
+    assert relocated(base, tmp_path / "new_home" / "models").model == str(moved)
+    assert relocated(base, tmp_path / "elsewhere") == base  # not there either: the training names the path
+    user_folder = BaseModelRef(str(recorded), None, "local")
+    assert relocated(user_folder, tmp_path / "new_home" / "models") == user_folder  # a user's folder is theirs

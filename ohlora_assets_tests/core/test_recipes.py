@@ -100,3 +100,6 @@ def test_a_users_own_model_on_the_embedded_profile_gets_the_original_recipe_not_
     assert tiny.learning_rate == 2e-3 and own.learning_rate == 3e-4
     assert own == Budget("full").adapter("memory", {}, base_source="hub")
     assert tiny.epochs < own.epochs
+    # the experiments train the same base: the same learning rate as its adapter
+    assert Budget("embedded").experiment(RAG_CONCEPT_RECIPE, {}, base_source="local").learning_rate == 3e-4
+    assert Budget("embedded").experiment(RAG_CONCEPT_RECIPE, {}, base_source="embedded").learning_rate == 2e-3

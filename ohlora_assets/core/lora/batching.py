@@ -83,29 +83,32 @@ def causal_lm_of(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def output_logits(config, logits: torch.Tensor) -> torch.Tensor:
-    """The head's logits as the model's own forward returns them: Gemma-2's final soft-capping, Granite's
-    `logits_scaling`, Cohere's `logit_scale` (the others return the head's output as it is)."""
+# Architectures whose logits are the output head applied to the last hidden state (Gemma's final soft-cap aside):
+# for these the loss projects only the answer positions. Any other computes its logits its own way (Granite
+# divides them, HyperCLOVA X multiplies, Cohere scales), so the loss takes them from the model's own forward.
+HEAD_ON_HIDDEN = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gpt_neox", "gpt2"})
+
+
+def _softcapped(config, logits: torch.Tensor) -> torch.Tensor:
     if cap := getattr(config, "final_logit_softcapping", None):
         logits = torch.tanh(logits / cap) * cap
-    if scaling := getattr(config, "logits_scaling", None):
-        logits = logits / scaling
-    if (scale := getattr(config, "logit_scale", None)) and getattr(config, "model_type", "") == "cohere":
-        logits = logits * scale
     return logits
 
 
 def completion_loss(model, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor):
     """(mean loss, label count, correct count) over the masked positions only.
 
-    Computes logits = lm_head(last hidden state) on those positions alone, which is how Llama and
-    GPT-NeoX compute them, and skips the vocabulary projection of every prompt and pad position. The
-    architectures that reshape their logits after the head do so here too (`output_logits`): the loss is
+    For the architectures of HEAD_ON_HIDDEN it computes logits = lm_head(last hidden state) on those
+    positions alone, which is how they compute them, and skips the vocabulary projection of every prompt
+    and pad position; any other architecture's logits come from its own forward. Either way the loss is
     on the logits `generate` samples from.
     """
     lm = causal_lm_of(model)
-    hidden = lm.base_model(input_ids=ids, use_cache=False).last_hidden_state[mask]
-    logits = output_logits(lm.config, lm.get_output_embeddings()(hidden).float())
+    if lm.config.model_type in HEAD_ON_HIDDEN:
+        hidden = lm.base_model(input_ids=ids, use_cache=False).last_hidden_state[mask]
+        logits = _softcapped(lm.config, lm.get_output_embeddings()(hidden).float())
+    else:
+        logits = lm(input_ids=ids, use_cache=False).logits[mask].float()
     wanted = targets[mask]
     loss = F.cross_entropy(logits, wanted)
     correct = (logits.argmax(-1) == wanted).sum()

@@ -95,16 +95,15 @@ def test_evaluate_loss_is_token_weighted_restores_training_mode_and_is_none_with
 
 @pytest.mark.parametrize("architecture, own", [
     ("gemma2", {}),  # final_logit_softcapping 30 by default
-    ("granite", {"logits_scaling": 4.0}),
+    ("granite", {"logits_scaling": 4.0}),  # divides
     ("cohere", {"logit_scale": 0.5}),
     ("llama", {}),
 ])
 def test_the_loss_is_on_the_logits_the_model_itself_returns(architecture, own):
-    """Gemma-2 soft-caps its logits, Granite and Cohere scale them: the trainer's head path must do the same,
-    or the loss gate judges a function generation never samples from."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from ohlora_assets.core.lora.batching import output_logits
+    """Gemma-2 soft-caps its logits, Granite and Cohere scale them: the trainer must take the same logits, or
+    the loss gate judges a function generation never samples from."""
+    import torch.nn.functional as F
+    from transformers import AutoConfig
 
     config = AutoConfig.for_model(
         architecture, vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -113,8 +112,12 @@ def test_the_loss_is_on_the_logits_the_model_itself_returns(architecture, own):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(50)  # logits large enough for the cap to bite
-        ids = torch.randint(0, 64, (1, 6))
-        hidden = model.base_model(input_ids=ids).last_hidden_state[0]
-        ours = output_logits(model.config, model.get_output_embeddings()(hidden).float())
-        torch.testing.assert_close(ours, model(input_ids=ids).logits[0].float())
+        model.get_output_embeddings().weight.mul_(50)  # logits large enough for a cap to bite
+        ids = torch.randint(0, 64, (2, 6))
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        mask[:, 3:] = True
+        targets = torch.roll(ids, -1, dims=1)
+        loss, count, _ = completion_loss(model, ids, mask, targets)
+        own_logits = model(input_ids=ids).logits[mask].float()
+        assert count == 6
+        torch.testing.assert_close(loss, F.cross_entropy(own_logits, targets[mask]))
