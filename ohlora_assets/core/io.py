@@ -109,7 +109,7 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -118,7 +118,7 @@ def _fsync_directory(path: Path) -> None:
             os.close(fd)
 
 
-def _seal(staging: Path) -> None:
+def seal(staging: Path) -> None:
     """Shared-folder permissions on everything inside `staging`, and its files flushed to disk."""
     for folder, dirs, files in os.walk(staging):
         os.chmod(folder, DIRECTORY_MODE)
@@ -172,12 +172,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        _seal(staging)
+        seal(staging)
         _publish_directory(staging, target)
     except BaseException:
         _remove(staging)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     remove_debris(target)
 
 
@@ -197,5 +197,5 @@ def atomic_write_bytes(target: str | Path, payload: bytes) -> None:
     except BaseException:
         _remove(staging)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     remove_debris(target)

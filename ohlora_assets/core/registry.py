@@ -53,7 +53,7 @@ from ohlora_assets.core.crash_safety import (
     exclusive,
     remove_debris,
 )
-from ohlora_assets.core.io import atomic_write_bytes, directory_hash, writer_tag
+from ohlora_assets.core.io import atomic_write_bytes, directory_hash, fsync_directory, seal, writer_tag
 
 VERSIONS = "versions"
 EVALUATIONS = "evaluations"
@@ -70,13 +70,6 @@ class RegistryError(ValueError):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _publish_permissions(root: Path) -> None:
-    """Versions are read by every user of the artifact folder: directories 0o755, files 0o644."""
-    os.chmod(root, 0o755)
-    for path in root.rglob("*"):
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
 @dataclass
@@ -149,7 +142,9 @@ class ModelRegistry:
                 "notes": pending.notes,
             }
             (staging / VERSION_FILE).write_text(json.dumps(description, ensure_ascii=False, indent=2), encoding="utf-8")
-            _publish_permissions(staging)
+            # Read by every user of the artifact folder, and on disk before the rename publishes it: after a power
+            # cut, a version whose name is there has its files too.
+            seal(staging)
             checkpoint("write:described")
             if target.exists() and not (target / VERSION_FILE).is_file():
                 # A folder without its description (deleted by hand) is no version, and no writer's either (one
@@ -164,6 +159,7 @@ class ModelRegistry:
                     raise
                 shutil.rmtree(staging)
                 return
+            fsync_directory(self.versions_dir)
             pending.created = True
             checkpoint("write:renamed")
         except BaseException:
@@ -318,6 +314,7 @@ class ModelRegistry:
         os.chmod(temporary, 0o644)
         checkpoint("promote:pointer-written")
         os.replace(temporary, self.pointer)
+        fsync_directory(self.root)  # the rename itself on disk: after a power cut the new pointer serves
         checkpoint("promote:replaced")
 
     # --- cleaning ----------------------------------------------------------------------------
