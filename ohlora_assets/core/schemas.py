@@ -302,12 +302,12 @@ def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]
 
 
 def load(spec: InputSpec, path: str | Path, max_cell_chars: int = DEFAULT_MAX_CELL_CHARS) -> CsvTable:
-    """The validated table (positional index, the spec's columns) and the reader's notes."""
+    """The validated table (indexed by spreadsheet row, the header being row 1; the spec's columns) and the notes."""
     table = read_csv_strict(path, spec.columns, spec.optional_columns, max_cell_chars)
     issues = validate(table.frame[spec.columns], spec, str(path))
     if issues:
         raise DataValidationError(issues)
-    frame = table.frame.reset_index(drop=True)
+    frame = table.frame.copy()  # indexed by spreadsheet row: splits and reports name the row a person finds
     for column in spec.optional_columns:
         if column not in frame.columns:
             frame[column] = ""

@@ -147,6 +147,20 @@ def test_an_ethics_category_without_test_prompts_is_refused(ethics, tmp_path):
     assert issue.column == "category" and issue.message.startswith("no test rows for the categories 정치:")
 
 
+def test_rows_keep_their_spreadsheet_numbers_through_the_splits(dialogue, tmp_path):
+    """Splits and reports name a row as a spreadsheet shows it, empty rows above it included."""
+    from ohlora_assets.core.formats import task_split
+
+    path = _write(dialogue, tmp_path / "dialogue.csv")
+    header, rest = path.read_text(encoding="utf-8").split("\n", 1)
+    path.write_text(header + "\n" + "," * len(dialogue.columns) + "\n" + rest, encoding="utf-8")  # row 2 is empty
+    loaded = schemas.load_dialogue(path)
+    first_valid = _first(dialogue.reset_index(drop=True), "valid")  # its position among the data rows
+    source_row = task_split(loaded, "summary", "valid")["source_row"].iloc[0]
+    assert source_row == first_valid + 3  # header row 1, the empty row 2
+    assert loaded.loc[source_row, "input_data"] == dialogue["input_data"].iloc[first_valid]
+
+
 def test_error_message_lists_every_issue(dialogue, tmp_path):
     bad = dialogue.copy()
     rows = bad.index[bad["data_type"] == "train"][:3]
