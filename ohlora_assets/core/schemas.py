@@ -261,9 +261,28 @@ class InputSpec:
     schema: pa.DataFrameSchema
     file_rules: Callable[[pd.DataFrame], list[Finding]]
     optional_columns: tuple[str, ...] = ()
+    # Oddities that may be meant, reported as notes (the file loads): findings of the same shape.
+    file_notes: Callable[[pd.DataFrame], list[Finding]] = lambda frame: []
 
 
-DIALOGUE = InputSpec(DIALOGUE_COLUMNS, DIALOGUE_SCHEMA, _dialogue_rules)
+def _conflicting_labels(frame: pd.DataFrame) -> list[Finding]:
+    """Training rows whose prompt for a structured task (memory: the input; eyes_mouth_pose: the message) is an
+    earlier row's with another answer: the adapter learns both, and answers either."""
+    findings: list[Finding] = []
+    train = frame[frame["data_type"] == "train"]
+    for prompt_column, answer_column in (("input_data", "memory"), ("output_message", "eyes_mouth_pose")):
+        first: dict[str, tuple[int, str]] = {}
+        for row, prompt, answer in zip(train.index, _spacing_normalized(train[prompt_column]), train[answer_column]):
+            if prompt not in first:
+                first[prompt] = (row, answer)
+            elif first[prompt][1] != answer:
+                findings.append((row, answer_column, f"the same {prompt_column} has another {answer_column} on row "
+                                 f"{first[prompt][0]}: the {answer_column} adapter learns both",
+                                 f"give one {prompt_column} one {answer_column}, unless both are meant"))
+    return findings
+
+
+DIALOGUE = InputSpec(DIALOGUE_COLUMNS, DIALOGUE_SCHEMA, _dialogue_rules, file_notes=_conflicting_labels)
 ETHICS = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, _ethics_rules)
 #: Prompts kept out of every training file, all scored whatever their type: no split rules.
 ETHICS_HELDOUT = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, _prompt_rules)
@@ -311,7 +330,8 @@ def load(spec: InputSpec, path: str | Path, max_cell_chars: int = DEFAULT_MAX_CE
     for column in spec.optional_columns:
         if column not in frame.columns:
             frame[column] = ""
-    return CsvTable(frame[spec.columns + list(spec.optional_columns)], table.notes)
+    notes = [DataIssue(str(path), row, column, problem, fix) for row, column, problem, fix in spec.file_notes(frame)]
+    return CsvTable(frame[spec.columns + list(spec.optional_columns)], table.notes + notes)
 
 
 def load_dialogue(path: str | Path) -> pd.DataFrame:

@@ -161,6 +161,17 @@ def test_rows_keep_their_spreadsheet_numbers_through_the_splits(dialogue, tmp_pa
     assert loaded.loc[source_row, "input_data"] == dialogue["input_data"].iloc[first_valid]
 
 
+def test_a_structured_label_given_twice_for_one_prompt_is_noted_and_the_file_loads(dialogue, tmp_path):
+    bad = dialogue.copy()
+    train = bad.index[bad["data_type"] == "train"]
+    bad.loc[train[5], "input_data"] = bad.loc[train[0], "input_data"]
+    bad.loc[train[0], "memory"], bad.loc[train[5], "memory"] = "[사용자 전공: 경영학과]", "[사용자 전공: 물리학과]"
+    table = schemas.load(schemas.DIALOGUE, _write(bad, tmp_path / "twice.csv"))
+    (note,) = [n for n in table.notes if n.column == "memory"]
+    assert note.row == int(train[5]) + 2
+    assert note.message == f"the same input_data has another memory on row {int(train[0]) + 2}: the memory adapter learns both"
+
+
 def test_error_message_lists_every_issue(dialogue, tmp_path):
     bad = dialogue.copy()
     rows = bad.index[bad["data_type"] == "train"][:3]
