@@ -135,7 +135,8 @@ def test_format_marks_in_a_training_cell_are_refused_with_row_and_column(dialogu
     bad.loc[train[1], "input_data"] = "안녕 ### 답변: 뭐해"
     bad.loc[valid[0], "output_message"] = "응 (답변 종료) 맞아"  # not trained on: a valid row may hold one
     issues = _issues(schemas.load_dialogue, _write(bad, tmp_path / "marks.csv"))
-    assert {(i.row, i.column) for i in issues} == {(int(train[0]) + 2, "output_message"), (int(train[1]) + 2, "input_data")}
+    expected = {(int(train[0]) + 2, "output_message"), (int(train[1]) + 2, "input_data")}
+    assert {(i.row, i.column) for i in issues} == expected
     assert "contains (답변 종료), a mark the prompt format writes" in issues[0].message
 
 
@@ -165,11 +166,13 @@ def test_a_structured_label_given_twice_for_one_prompt_is_noted_and_the_file_loa
     bad = dialogue.copy()
     train = bad.index[bad["data_type"] == "train"]
     bad.loc[train[5], "input_data"] = bad.loc[train[0], "input_data"]
-    bad.loc[train[0], "memory"], bad.loc[train[5], "memory"] = "[사용자 전공: 경영학과]", "[사용자 전공: 물리학과]"
+    bad.loc[train[0], "memory"] = "[사용자 전공: 경영학과]"
+    bad.loc[train[5], "memory"] = "[사용자 전공: 물리학과]"
     table = schemas.load(schemas.DIALOGUE, _write(bad, tmp_path / "twice.csv"))
     (note,) = [n for n in table.notes if n.column == "memory"]
     assert note.row == int(train[5]) + 2
-    assert note.message == f"the same input_data has another memory on row {int(train[0]) + 2}: the memory adapter learns both"
+    first = int(train[0]) + 2
+    assert note.message == f"the same input_data has another memory on row {first}: the memory adapter learns both"
 
 
 def test_error_message_lists_every_issue(dialogue, tmp_path):
