@@ -82,12 +82,22 @@ def _turns(path: str, worker: int) -> list[tuple[str, bool, int]]:
     return outcomes
 
 
+def _starmap(context, function, arguments: list[tuple]) -> list:
+    """`Pool.starmap` on PROCESSES workers, then a graceful close. The `with` block's terminate() can leave a worker
+    blocked on the task queue's lock that a killed sibling held (a CPython Pool race): it hung a CI run."""
+    pool = context.Pool(PROCESSES)
+    try:
+        return pool.starmap(function, arguments)
+    finally:
+        pool.close()
+        pool.join()
+
+
 def test_eight_concurrent_writers_lose_nothing_and_decide_as_if_serial(tmp_path):
     path = str(tmp_path / "log.sqlite")
     SanctionLog(path)
     context = multiprocessing.get_context("fork")  # children only use sqlite3; fork keeps the test fast
-    with context.Pool(PROCESSES) as pool:
-        outcomes = [o for worker in pool.starmap(_turns, [(path, w) for w in range(PROCESSES)]) for o in worker]
+    outcomes = [o for worker in _starmap(context, _turns, [(path, w) for w in range(PROCESSES)]) for o in worker]
     assert len(outcomes) == PROCESSES * EVENTS  # every turn answered
 
     logged = defaultdict(int)
@@ -140,8 +150,7 @@ def test_processes_creating_one_new_log_at_once_share_it(tmp_path):
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         barrier = manager.Barrier(PROCESSES)
-        with context.Pool(PROCESSES) as pool:
-            logged = pool.starmap(_open_and_log, [(path, f"user{i}", barrier) for i in range(PROCESSES)])
+        logged = _starmap(context, _open_and_log, [(path, f"user{i}", barrier) for i in range(PROCESSES)])
     assert logged == [1] * PROCESSES
     assert sum(len(_rows(path, f"user{i}")) for i in range(PROCESSES)) == PROCESSES
     assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["log.sqlite"]
