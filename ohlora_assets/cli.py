@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         from ohlora_assets.ethics_cli import main as ethics_check
 
         return ethics_check(argv[2:])
-    from ohlora_assets.resources import SettingsError
+    from ohlora_assets.core.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:

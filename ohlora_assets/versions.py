@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ohlora_assets.core.base_models import BASE_REGISTRY
 from ohlora_assets.core.model_training import VERSION_KEY
 from ohlora_assets.core.registry import ModelRegistry, ModelVersion, version_in_path
 from ohlora_assets.resources import ArtifactStore
@@ -36,6 +37,6 @@ def referenced_base_versions(store: ArtifactStore) -> set[str]:
     for config in store.path("models").rglob("adapter_config.json"):
         base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
         # by the registry's layout, not the absolute path: a moved OHLORA_HOME must still protect them
-        if Path(base).is_absolute() and (inside := version_in_path(base, "base_models")):
+        if Path(base).is_absolute() and (inside := version_in_path(base, BASE_REGISTRY)):
             found.add(inside[0])
     return found

@@ -149,7 +149,7 @@ def ethics_report(
     """Test-set quality of the candidate beside the serving version: accuracy and recall per category, MSE/MAE/
     correlation, confusion matrix, per-category histograms, misclassified prompts."""
     from ohlora_assets.core.ethics.evaluation import build_report, evaluate
-    from ohlora_assets.core.promotion import EthicsMetrics, ethics_gate, with_baseline
+    from ohlora_assets.core.promotion import ethics_gate, with_baseline
 
     versions = registry(store, ETHICS_MODEL)
     version, serving = candidate(context.instance, store, ETHICS_MODEL), versions.serving()

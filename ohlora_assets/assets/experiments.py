@@ -140,15 +140,16 @@ def rag_concept_experiment(
     from ohlora_assets.core.io import atomic_write_bytes
 
     budget = profile.budget()
+    base = _base(base_models, store)
     settings = RagConceptSettings(
-        hp=budget.experiment(RAG_CONCEPT_RECIPE, chosen_hyper_params(config), _base(base_models, store).source),
+        hp=budget.experiment(RAG_CONCEPT_RECIPE, chosen_hyper_params(config), base.source),
         answers_per_question=budget.answers(config.answers_per_question),
         sampling=budget.sampling(config.settings()),
         max_train_rows=budget.limit("experiment_train_rows"),
         max_questions=budget.limit("prompts"),
     )
     result = run_rag_concept_experiment(
-        _base(base_models, store).spec(profile.device, profile.trust_remote_code), ml_qa_dataset, settings,
+        base.spec(profile.device, profile.trust_remote_code), ml_qa_dataset, settings,
         store.model_dir("rag_concept_experiment"), ProgressReporter(context.log.info, label="rag_concept_experiment"),
     )
     out = store.report_dir("rag_concept_experiment")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from ohlora_assets.core.settings import SettingsError
 # base_models version.
 EMBEDDED_LM = "embedded_lm"
 GEMMA_3_270M = "gemma3_270m"
+# The registry (models/<name>/ under OHLORA_HOME) of the bases the pipeline builds.
+BASE_REGISTRY = "base_models"
 # The override key of the ethics S-BERT's base (core/ethics/training.py reads it; no LLM task trains on it).
 ETHICS_OVERRIDE = "ethics"
 
@@ -46,17 +48,30 @@ class BaseModelRef:
         return ModelSpec(self.model, self.revision, device, trust_remote_code)
 
 
-def relocated(base: BaseModelRef, models_root: Path) -> BaseModelRef:
-    """`base`, found again under `models_root` when the pipeline built it in an artifact folder that has moved
-    since (a restored or re-mounted OHLORA_HOME: the recorded absolute path is gone)."""
+def moved_built_base(recorded: str, models_roots: Iterable[Path]) -> Path | None:
+    """Where a base the pipeline built lies now, when `recorded` (its absolute path, as an adapter or the
+    base_models asset wrote it) is gone because the artifact folder moved since (a restored or re-mounted
+    OHLORA_HOME): the same place in the base_models registry under the first of `models_roots` that has it."""
     from ohlora_assets.core.registry import VERSIONS, version_in_path
 
-    if base.source not in ("embedded", "small") or Path(base.model).exists():
+    if not Path(recorded).is_absolute() or Path(recorded).exists():
+        return None
+    if (inside := version_in_path(recorded, BASE_REGISTRY)) is None:
+        return None
+    version, rest = inside
+    for root in models_roots:
+        if (moved := Path(root) / BASE_REGISTRY / VERSIONS / version / rest).is_dir():
+            return moved
+    return None
+
+
+def relocated(base: BaseModelRef, models_root: Path) -> BaseModelRef:
+    """`base`, found again under `models_root` when the pipeline built it in an artifact folder that has moved
+    since (`moved_built_base`)."""
+    if base.source not in ("embedded", "small"):
         return base
-    if (inside := version_in_path(base.model, "base_models")) is None:
-        return base
-    moved = Path(models_root) / "base_models" / VERSIONS / inside[0] / inside[1]
-    return replace(base, model=str(moved)) if moved.is_dir() else base
+    moved = moved_built_base(base.model, [models_root])
+    return base if moved is None else replace(base, model=str(moved))
 
 
 def parse_override(value: str) -> BaseModelRef:

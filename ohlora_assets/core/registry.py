@@ -43,7 +43,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ohlora_assets.core.crash_safety import (
     POINTER_TMP_PREFIX,
@@ -221,7 +221,7 @@ class ModelRegistry:
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first."""
-        return sorted((self._load(v) for v in self._ids()), key=lambda v: (v.created_at, v.version))
+        return _oldest_first(self._load(v) for v in self._ids())
 
     def state(self) -> dict[str, Any] | None:
         """The serving pointer as stored (None before the first promotion); RegistryError naming the file
@@ -334,7 +334,7 @@ class ModelRegistry:
             kept.add(state["version"])
             kept.update(state["stack"][-2:])
         # A version whose record cannot be read has no age to rank: it is left for a person (models list names it).
-        ordered = sorted(filter(None, map(self._load_or_none, self._ids())), key=lambda v: (v.created_at, v.version))
+        ordered = _oldest_first(filter(None, map(self._load_or_none, self._ids())))
         kept.update(v.version for v in ordered[len(ordered) - keep :] if keep > 0)
         deleted = []
         for version in ordered:
@@ -369,6 +369,11 @@ class ModelRegistry:
     def _remove_debris(self) -> None:
         if self.root.is_dir():
             remove_debris(self.root)
+
+
+def _oldest_first(versions: Iterable[ModelVersion]) -> list[ModelVersion]:
+    return sorted(versions, key=lambda v: (v.created_at, v.version))
+
 
 def version_in_path(path: str | Path, name: str) -> tuple[str, Path] | None:
     """(version id, the path inside that version) when `path` lies in registry `name`'s versions folder, wherever

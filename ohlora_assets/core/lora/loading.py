@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ohlora_assets.core.base_models import ModelSpec
+from ohlora_assets.core.base_models import ModelSpec, moved_built_base
 from ohlora_assets.core.device import model_dtype, resolve_device
 
 
@@ -42,23 +42,12 @@ def load_base_model(source: ModelSpec, device: str):
 
 
 def moved_base(adapter_dir: Path) -> Path | None:
-    """Where the base an adapter names now lies, when its folder moved with the artifact folder: the same path
-    inside `base_models/versions/` beside an ancestor of the adapter (a restored or re-mounted OHLORA_HOME)."""
+    """Where the base an adapter names now lies, when its folder moved with the artifact folder: the same place
+    in the base_models registry beside an ancestor of the adapter (`moved_built_base`)."""
     import json
 
-    from ohlora_assets.core.registry import VERSIONS, version_in_path
-
     named = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not named or not Path(named).is_absolute() or Path(named).exists():
-        return None
-    if (inside := version_in_path(named, "base_models")) is None:
-        return None
-    version, rest = inside
-    for ancestor in adapter_dir.resolve().parents:
-        candidate = ancestor / "base_models" / VERSIONS / version / rest
-        if candidate.is_dir():
-            return candidate
-    return None
+    return moved_built_base(named, adapter_dir.resolve().parents) if named else None
 
 
 def load_adapter(adapter_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
