@@ -55,7 +55,7 @@ def _observe_tick(cron: str) -> dg.AutomationCondition:
         return AC.cron_tick_passed(cron)
     except Exception as error:  # dagster's check error names neither the variable nor the form
         raise SettingsError(f"OHLORA_OBSERVE_CRON={cron!r}: not a cron schedule (five fields, e.g. '*/5 * * * *'): "
-                         f"{error}") from None
+                            f"{error}") from None
 
 
 SOURCE_CONDITION = (

@@ -73,7 +73,7 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def flag(variable: str, value: str | None = None) -> bool:
-    """An on/off variable (`value`, else its setting): one of the spellings of on or off, or ValueError naming
+    """An on/off variable (`value`, else its setting): one of the spellings of on or off, or SettingsError naming
     it. A typo is not "on": `OHLORA_SMOKE=of` would open the promotion gate to smoke-trained models."""
     value = setting(variable) if value is None else value
     spelled = value.strip().lower()
@@ -117,7 +117,7 @@ def _problem(check, *args) -> list[str]:
 def _check_home(home: str) -> None:
     if not home.strip():
         raise SettingsError("OHLORA_HOME='': expected a folder (unset: the default); empty would write into the "
-                         "current directory")
+                            "current directory")
     for folder in (Path(home), *Path(home).parents):
         if folder.exists() and not folder.is_dir():
             raise SettingsError(f"OHLORA_HOME={home!r}: {folder} is a file, not a folder")

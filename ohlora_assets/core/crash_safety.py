@@ -3,9 +3,9 @@ kill tests), the removal of what killed writers leave behind, and a file lock ar
 
 `checkpoint(name)` does nothing unless OHLORA_REGISTRY_KILL_AT equals `name`; then the process SIGKILLs
 itself there, which is how the tests kill a writer at every step (CHECKPOINTS) and then check that the
-serving model still loads. Debris names carry the writer's pid and machine, so a later writer removes only the debris
-of processes that are gone, never a directory another live process is still writing, here or on another
-machine sharing the folder.
+serving model still loads. Debris names carry the writer's pid and machine, so a later writer removes only
+the debris of processes that are gone, never a directory another live process is still writing, here or on
+another machine sharing the folder.
 """
 
 from __future__ import annotations

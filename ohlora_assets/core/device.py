@@ -69,7 +69,7 @@ def configured_threads() -> int | None:
         return None
     if not value.isdigit() or int(value) < 1:
         raise SettingsError(f"OHLORA_TORCH_THREADS={value!r}: expected a whole number of threads, 1 or more "
-                         "(unset: the cores this process may use)")
+                            "(unset: the cores this process may use)")
     return int(value)
 
 

@@ -10,7 +10,6 @@ metadata, the Pipes entry point into Pipes metadata).
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

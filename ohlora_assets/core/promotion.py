@@ -4,7 +4,8 @@ In the lifecycle train -> check -> promote -> serve -> roll back, this is "check
 measure a candidate (core/registry.py stores the figures), and these functions compare it with the serving
 version's figures, as the candidate's report measured them beside its own (`BASELINE_KEY`). A first version
 (no serving version) has only the absolute checks; the comparisons then pass, saying why. A figure the candidate
-lacks (its report never ran for it) fails: a candidate nobody compared must not serve. Every check answers with a reason a person can read in the run.
+lacks (its report never ran for it) fails: a candidate nobody compared must not serve. Every check answers with a
+reason a person can read in the run.
 """
 
 from __future__ import annotations
