@@ -29,6 +29,7 @@ from ohlora_assets.core.data_issues import DataIssue, DataValidationError
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
 from ohlora_assets.core.text_decoding import path_problem
 from ohlora_assets.core.io import content_hash
+from ohlora_assets.metadata import md_table
 from ohlora_assets.resources import DataPaths
 
 GROUP = "data"
@@ -38,7 +39,7 @@ CHECK_DESCRIPTION = "The file is readable and every row passes its rules; failur
 
 
 def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False))
+    return md_table(frame.head(rows))
 
 
 def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
@@ -47,7 +48,7 @@ def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
         [{"file": i.file, row: "" if i.row is None else str(i.row), "column": i.column or "", "problem": i.message,
           "fix": i.fix} for i in issues]
     )
-    return dg.MetadataValue.md(table.to_markdown(index=False))
+    return md_table(table)
 
 
 def _frame_version(frame: pd.DataFrame) -> dg.DataVersion:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ohlora_assets.core.formats import ANSWER_VALIDATORS, STRUCTURED_TASKS, TASK_FORMATS, core_question
-from ohlora_assets.core.render import figure_png, subplots
+from ohlora_assets.core.render import figure_png, markdown_table, subplots
 
 # `1.`, `2)`, `(3)`, full-width `４．`, circled `①`/`❶`, keycap `1️⃣`; `(?!\d)`: `3.5배` is a decimal, not item 3.
 NUMBERED_PREFIX = re.compile(
@@ -232,5 +232,5 @@ def flagged_examples_markdown(flagged: pd.DataFrame, limit: int = 5) -> str:
             continue
         table = rows[["source_row", "prompt", "answer", "retries", "copied_from_row"]].copy()
         table["prompt"] = table["prompt"].str.slice(0, 80)
-        parts.append(f"**{kind}** ({int(mask.fillna(False).sum())})\n\n" + table.to_markdown(index=False))
+        parts.append(f"**{kind}** ({int(mask.fillna(False).sum())})\n\n" + markdown_table(table))
     return "\n\n".join(parts) or "no flagged answers"

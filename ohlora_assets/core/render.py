@@ -11,12 +11,25 @@ from typing import Any
 import pandas as pd
 
 
+# A cell's own `|` would open a column and its line break a row: prompts and model answers hold both.
+_MARKDOWN_CELL = str.maketrans({"|": "\\|", "\r": " \u23ce ", "\n": " \u23ce "})
+
+
+def markdown_cell(value: Any, digits: int = 4) -> Any:
+    """A value as one Markdown table cell: floats to `digits` significant digits, text with `|` escaped and
+    line breaks shown as ⏎."""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return value.replace("\r\n", "\n").translate(_MARKDOWN_CELL) if isinstance(value, str) else value
+
+
 def markdown_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> str:
-    """A Markdown table; floats to `digits` significant digits cell by cell (a table-wide format would
-    also print integer columns such as epoch numbers as floats)."""
+    """A Markdown table, one cell per value whatever its text (`markdown_cell`); floats are formatted cell
+    by cell (a table-wide format would also print integer columns such as epoch numbers as floats)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    cells = frame.map(lambda v: f"{v:.{digits}g}" if isinstance(v, float) else v)
-    return cells.to_markdown(index=False)
+    return frame.map(lambda v: markdown_cell(v, digits)).rename(columns=lambda c: markdown_cell(str(c))).to_markdown(
+        index=False
+    )
 
 
 def _cell(value: Any, digits: int) -> Any:

@@ -12,7 +12,7 @@ from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHIC
 from ohlora_assets.core.ethics.gate import ANSWER_MARKERS, block_candidates
 from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.render import figure_png, subplots
+from ohlora_assets.core.render import figure_png, markdown_table, subplots
 
 
 @dataclass
@@ -177,7 +177,7 @@ def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, d
         for category in BLOCKABLE
     }
     atomic_write_bytes(out_dir / "misclassified.csv", evaluation.misclassified.to_csv(index=False).encode())
-    summary = pd.DataFrame([evaluation.summary()]).to_markdown(index=False, floatfmt=".4f")
+    summary = markdown_table([evaluation.summary()])
     sections = [
         "# Ethics model on the test split",
         summary,
@@ -186,7 +186,7 @@ def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, d
         "## Scores per category: its own prompts vs `일반`",
         *(f"![{CATEGORY_KEYS[c]}]({p.name})" for c, p in histograms.items()),
         f"## Misclassified ({len(evaluation.misclassified)})",
-        evaluation.misclassified.to_markdown(index=False) if len(evaluation.misclassified) else "none",
+        markdown_table(evaluation.misclassified) if len(evaluation.misclassified) else "none",
     ]
     markdown_path = out_dir / "report.md"
     atomic_write_bytes(markdown_path, "\n\n".join(sections).encode())
