@@ -117,10 +117,13 @@ retrain_all = dg.define_asset_job(
     description="Every asset and every check: validate the data, train every model, write every report.",
 )
 
+# the ethics group and whatever it reads from the data group (ethics_dataset) ...
+_ETHICS_BRANCH = dg.AssetSelection.groups("ethics").upstream() & dg.AssetSelection.groups("data", "ethics")
+
 ethics_only = dg.define_asset_job(
     "ethics_only",
-    # the ethics group and whatever it reads from the data group (raw_ethics_csv -> ethics_dataset)
-    selection=dg.AssetSelection.groups("ethics").upstream() & dg.AssetSelection.groups("data", "ethics"),
+    # ... observing the sources it reads first (raw_ethics_csv, ethics_base_settings), as retrain_all does
+    selection=_ETHICS_BRANCH | _ETHICS_BRANCH.upstream_source_assets(),
     tags=TRAINING_TAGS,
     description="The ethics gate: the validated ethics dataset, the S-BERT model, thresholds and report.",
 )

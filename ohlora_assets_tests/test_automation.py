@@ -25,7 +25,7 @@ import yaml
 from ohlora_assets import automation
 from ohlora_assets.assets import data
 from ohlora_assets.automation import ASSET_CONDITION, EXPERIMENTS, SOURCE_CONDITION, TRAINING_TAGS, with_automation
-from ohlora_assets.resources import PROJECT_ROOT
+from ohlora_assets.resources import PROJECT_ROOT, ModelProfile
 from ohlora_assets.definitions import defs as project_defs
 from ohlora_assets_tests.conftest import make_resources, sample_paths
 
@@ -52,6 +52,9 @@ def test_jobs_select_every_asset_the_ethics_branch_and_the_reports():
     assert dg.AssetKey("dialogue_dataset") not in ethics_only
     if ethics:
         assert dg.AssetKey("ethics_dataset") in ethics_only
+        # it observes what it reads first, so the run records fresh data versions of the ethics CSV and base
+        observed = _job_keys(project_defs, "ethics_only") - materializable
+        assert observed == {dg.AssetKey("raw_ethics_csv"), dg.AssetKey("ethics_base_settings")}
     # no training under the reports tag: the experiments (which train adapters) are left to retrain_all
     assert _job_keys(project_defs, "reports_only") & materializable == by_group.get("reports", set()) - EXPERIMENTS
 
@@ -299,6 +302,53 @@ def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream(tmp_path: Pa
         assert "ethics_dataset" in requested
         for untouched in ("dialogue_dataset", "output_message_split", "ml_qa_dataset"):
             assert untouched not in requested
+
+
+def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_path: Path):
+    """A setting is not an asset, so the bases' settings are observed like the raw files: choosing another base for
+    the ethics model, or replacing its weights in place, stales the ethics branch and nothing else; another base
+    for one adapter stales the adapters' branch and not the ethics model. Reported, not trained, as above."""
+    encoder = tmp_path / "own_encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text("{}")
+    (encoder / "model.safetensors").write_bytes(b"first weights")
+    resources = make_resources(tmp_path / "store")
+    graph = project_defs.resolve_asset_graph()
+    assets = list(project_defs.assets) + list(project_defs.asset_checks or [])
+    observable = {k.to_user_string() for k in graph.observable_asset_keys}
+
+    def downstream(source: str) -> set[str]:
+        return {k.to_user_string() for k in dg.AssetSelection.keys(source).downstream(include_self=False).resolve(graph)}
+
+    def requested_after(ticker: Ticker, overrides: dict[str, str]) -> set[str]:
+        ticker.resources = {**resources, "profile": ModelProfile(smoke=True, base_model_overrides=overrides)}
+        ticker.defs = dg.Definitions(assets=assets, resources=ticker.resources)
+        assert ticker.tick(cron=True) == observable
+        requested = ticker.tick(execute=False)
+        for key in sorted(requested):  # as if the requested run trained them
+            ticker.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        return requested
+
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(assets, resources, instance)
+        ticker.run(observable)
+        for key in sorted(graph.materializable_asset_keys):
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        assert ticker.tick() == set()
+        assert requested_after(ticker, {}) == set(), "the same settings observed again request nothing"
+
+        ethics_branch = downstream("ethics_base_settings")
+        assert "ethics_sbert_model" in ethics_branch and "base_models" not in ethics_branch
+        assert requested_after(ticker, {"ethics": str(encoder)}) == ethics_branch
+        assert requested_after(ticker, {"ethics": str(encoder)}) == set()
+        (encoder / "model.safetensors").write_bytes(b"other weights, same folder")
+        assert requested_after(ticker, {"ethics": str(encoder)}) == ethics_branch
+
+        # the experiments train only when asked for (EXPERIMENTS)
+        adapters_branch = downstream("base_model_settings") - {k.to_user_string() for k in EXPERIMENTS}
+        assert "base_models" in adapters_branch and "ethics_sbert_model" not in adapters_branch
+        both = {"ethics": str(encoder), "memory": "org/own-memory-base@v1"}
+        assert requested_after(ticker, both) == adapters_branch
 
 
 @pytest.mark.parametrize("condition", [ASSET_CONDITION, SOURCE_CONDITION])

