@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ohlora_assets.core.cell_text import cell_problem, clean_text
 from ohlora_assets.core.data_issues import DataIssue, DataValidationError, change_notes
-from ohlora_assets.core.formats import question_start
+from ohlora_assets.core.formats import FORMAT_MARKERS, question_start
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
 from ohlora_assets.core.text_decoding import decode_utf8, read_input_bytes
 
@@ -68,6 +68,9 @@ def read_synonym_groups(
                 issue("the word is empty or only spaces", "delete it or write the word", position)
             elif problem:
                 issue(f"the word contains {problem[0]}", problem[1], position)
+            elif marks := [mark for mark in FORMAT_MARKERS if mark in word]:
+                issue(f"the word contains {', '.join(marks)}, a mark the prompt format writes: swapped into a "
+                      "prompt, it would end or split it there", "delete the mark from the word", position)
             elif len(word) > max_word_chars:
                 issue(f"the word has {len(word):,} characters; the limit is {max_word_chars:,}",
                       "shorten it, or raise max_cell_chars in the dataset's run config", position)

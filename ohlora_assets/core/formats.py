@@ -61,13 +61,17 @@ TASK_FORMATS: dict[str, TaskFormat] = {
     )
 }
 TASKS = tuple(TASK_FORMATS)
+# The RAG-concept experiment's input_data: the retrieved concept, then the question (the original author's layout).
+RAG_INPUT = "(제공된 정보) {concept} (사용자 질문) {question}"
+_MARK = re.compile(r"\([^(){}]*\)")
 # The marks the prompt formats write around the user's text: in a training cell, an end mark teaches the model to
 # stop mid-answer and a start mark or `### 답변:` makes a prompt read as two.
 FORMAT_MARKERS = tuple(dict.fromkeys(
     mark
     for fmt in TASK_FORMATS.values()
-    for mark in (*re.findall(r"\([^(){}]*\)", fmt.prompt_template), fmt.end_mark, ANSWER_MARK)
+    for mark in (*_MARK.findall(fmt.prompt_template), fmt.end_mark, ANSWER_MARK)
 ))
+RAG_MARKERS = (*FORMAT_MARKERS, *_MARK.findall(RAG_INPUT))
 
 
 def eyes_mouth_pose_text(eyes: str, mouth: str, pose: str) -> str:

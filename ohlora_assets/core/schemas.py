@@ -9,6 +9,7 @@ characters, so "empty" and "the same" mean what a person sees.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,12 +25,14 @@ from ohlora_assets.core.formats import (
     MEMORY_PATTERN,
     MOUTH,
     POSE,
+    RAG_MARKERS,
     TASK_FORMATS,
     eyes_mouth_pose_text,
     task_split,
 )
 from ohlora_assets.core.data_issues import DataIssue, DataValidationError
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, CsvTable, read_csv_strict
+from ohlora_assets.core.quality import normalize
 
 
 DIALOGUE_COLUMNS = [
@@ -197,16 +200,22 @@ def _dialogue_rules(frame: pd.DataFrame) -> list[Finding]:
         frame, split, ["input_data", "output_message"], "input_data")
 
 
-def _markers_in_training_cells(frame: pd.DataFrame) -> list[Finding]:
+def _format_marks(rows: pd.DataFrame, columns: tuple[str, ...], marks: tuple[str, ...]) -> list[Finding]:
+    """Cells holding a mark the prompt format writes around the text: trained on, an end mark teaches the model to
+    stop there, and a start mark makes a prompt read as two."""
     findings: list[Finding] = []
-    training = frame[frame["data_type"].str.startswith("train")]
-    for column in ("input_data", "output_message", "summary", "memory"):
-        for row, text in training[column].items():
-            if found := [mark for mark in FORMAT_MARKERS if mark in text]:
+    for column in columns:
+        for row, text in rows[column].items():
+            if found := [mark for mark in marks if mark in text]:
                 findings.append((row, column, f"the cell contains {', '.join(found)}, a mark the prompt format "
                                  "writes: trained on, it would end or split an answer there",
                                  "delete the mark from the text"))
     return findings
+
+
+def _markers_in_training_cells(frame: pd.DataFrame) -> list[Finding]:
+    training = frame[frame["data_type"].str.startswith("train")]
+    return _format_marks(training, ("input_data", "output_message", "summary", "memory"), FORMAT_MARKERS)
 
 
 def _ethics_rules(frame: pd.DataFrame) -> list[Finding]:
@@ -245,12 +254,43 @@ def _prompt_rules(frame: pd.DataFrame) -> list[Finding]:
     return findings + _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")
 
 
+# Key facts are written `;`-separated; a list typed with a full-width semicolon (Korean IMEs) or one fact a line
+# (Alt+Enter in a spreadsheet cell) means the same.
+_KEY_FACT_SEPARATOR = re.compile(r"[;；\n]")
+
+
+def split_key_facts(cell: str) -> list[str]:
+    """The facts of a `key_facts` cell, each stripped, empty ones dropped."""
+    return [fact.strip() for fact in _KEY_FACT_SEPARATOR.split(cell) if fact.strip()]
+
+
+def _key_fact_rules(frame: pd.DataFrame) -> list[Finding]:
+    """The experiment counts an answer correct when it holds every key fact of its question: a fact with no words
+    would be in every answer, and one the row's own answer lacks (a list separated by commas, a typo) in none."""
+    findings: list[Finding] = []
+    for row, facts, answer in zip(frame.index, frame["key_facts"].map(split_key_facts), frame["output_message"]):
+        if blank := [fact for fact in facts if not normalize(fact)]:
+            findings.append((row, "key_facts", f"the fact {blank[0]!r} has no letters or digits: every answer would "
+                             "count as holding it", "write the fact as the words a correct answer holds"))
+        elif answer and (missing := [fact for fact in facts if normalize(fact) not in normalize(answer)]):
+            findings.append((row, "key_facts", f"the row's own output_message does not hold the fact {missing[0]!r}: "
+                             "graded by these facts, even that answer would count as wrong", "separate facts with ';' "
+                             "and write each as the words the answer uses"))
+    return findings
+
+
 def _ml_qa_rules(frame: pd.DataFrame) -> list[Finding]:
     findings: list[Finding] = []
     if not (frame["data_type"] == "train").any():
         findings.append((None, "data_type", "there are no train rows: the RAG experiment trains on them",
                          "mark the training questions data_type=train"))
-    return findings + _duplicates(frame, frame["data_type"], ["user_question", "output_message"], "user_question")
+    if not (frame["data_type"] == "valid").any():
+        findings.append((None, "data_type", "there are no valid rows: the RAG experiment grades its answers to "
+                         "them", "mark some questions data_type=valid"))
+    if "key_facts" in frame:
+        findings += _key_fact_rules(frame)
+    return findings + _format_marks(frame, ("user_question", "rag_retrieved_data", "output_message"), RAG_MARKERS) + (
+        _duplicates(frame, frame["data_type"], ["user_question", "output_message"], "user_question"))
 
 
 @dataclass(frozen=True)
@@ -323,7 +363,8 @@ def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]
 def load(spec: InputSpec, path: str | Path, max_cell_chars: int = DEFAULT_MAX_CELL_CHARS) -> CsvTable:
     """The validated table (indexed by spreadsheet row, the header being row 1; the spec's columns) and the notes."""
     table = read_csv_strict(path, spec.columns, spec.optional_columns, max_cell_chars)
-    issues = validate(table.frame[spec.columns], spec, str(path))
+    present = [column for column in spec.optional_columns if column in table.frame.columns]
+    issues = validate(table.frame[spec.columns + present], spec, str(path))
     if issues:
         raise DataValidationError(issues)
     frame = table.frame.copy()  # indexed by spreadsheet row: splits and reports name the row a person finds

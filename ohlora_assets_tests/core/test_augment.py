@@ -70,6 +70,9 @@ def test_a_variant_that_reads_as_a_validation_input_keeps_its_own_words():
         ('[["오!", "우와\\ud83d"]]', (1, "word 2", "lone surrogate U+D83D")),
         ('[["오!", "우와!"], ["와우", "우와!"]]', (2, "word 2", "already in group 1")),
         ('[["오!", "오!"]]', (1, "word 2", "earlier in this group")),
+        # a mark the prompt format writes, swapped into a prompt, would end or split it
+        ('[["오!", "우와! (답변 종료)"]]', (1, "word 2", "contains (답변 종료), a mark the prompt format writes")),
+        ('[["오!", "우와"], ["### 답변:", "답"]]', (2, "word 1", "contains ### 답변:")),
         # 한국! read as Latin-1: 국's last byte becomes a soft hyphen (U+00AD), which cleaning would drop
         ('[["오!", "\u00ed\u0095\u009c\u00ea\u00b5\u00ad!"]]', (1, "word 2", "was '한국!'")),
     ],

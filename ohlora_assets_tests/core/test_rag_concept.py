@@ -49,6 +49,7 @@ def test_an_answer_is_correct_only_with_every_key_fact():
     assert is_correct("과적합은 학습데이터에만 맞춰서 일반화가 안 되는 거야! 😊", facts)  # spacing differs
     assert not is_correct("과적합은 학습 데이터에 너무 맞춘 거야!", facts)
     assert not is_correct("아무 말", [])
+    assert not is_correct("아무 말 😊", ["😊"]), "a fact with no words is in no answer, not in every one"
 
 
 def test_our_data_writes_key_facts_that_appear_in_answer_and_concept():

@@ -140,6 +140,48 @@ def test_format_marks_in_a_training_cell_are_refused_with_row_and_column(dialogu
     assert "contains (답변 종료), a mark the prompt format writes" in issues[0].message
 
 
+@pytest.fixture
+def ml_qa() -> pd.DataFrame:
+    return pd.read_csv(sample_paths().ml_qa_csv, dtype=str, keep_default_na=False, index_col=0)
+
+
+def test_an_ml_qa_file_without_valid_rows_is_refused_before_the_experiment_trains(ml_qa, tmp_path):
+    issues = _issues(schemas.load_ml_qa, _write(ml_qa[ml_qa["data_type"] == "train"], tmp_path / "train_only.csv"))
+    assert [(i.row, i.column) for i in issues] == [(None, "data_type")]
+    assert issues[0].message.startswith("there are no valid rows")
+
+
+def test_key_facts_read_as_spreadsheets_list_them_and_a_fact_no_answer_can_hold_is_refused(ml_qa, tmp_path):
+    valid = ml_qa.index[ml_qa["data_type"] == "valid"]
+    own = ml_qa.loc[valid[0], "output_message"]
+    facts = schemas.split_key_facts(ml_qa.loc[valid[0], "key_facts"])
+    assert len(facts) >= 2, "the sample row should list two facts"
+    listed = ml_qa.copy()
+    listed.loc[valid[0], "key_facts"] = "；".join(facts)  # a Korean IME's full-width semicolon
+    listed.loc[valid[1], "key_facts"] = "\n".join(schemas.split_key_facts(ml_qa.loc[valid[1], "key_facts"]))
+    loaded = schemas.load_ml_qa(_write(listed, tmp_path / "listed.csv"))
+    assert schemas.split_key_facts(loaded.loc[int(valid[0]) + 2, "key_facts"]) == facts
+
+    bad = ml_qa.copy()
+    bad.loc[valid[0], "key_facts"] = ", ".join(facts)  # one fact the answer never holds as written
+    bad.loc[valid[1], "key_facts"] = "😊"  # no words: every answer would hold it
+    issues = _issues(schemas.load_ml_qa, _write(bad, tmp_path / "bad_facts.csv"))
+    assert [(i.row, i.column) for i in issues] == [(int(valid[0]) + 2, "key_facts"), (int(valid[1]) + 2, "key_facts")]
+    assert "own output_message does not hold the fact" in issues[0].message and own
+    assert "has no letters or digits" in issues[1].message
+
+
+def test_format_marks_in_ml_qa_cells_are_refused(ml_qa, tmp_path):
+    bad = ml_qa.copy()
+    train = bad.index[bad["data_type"] == "train"]
+    bad.loc[train[0], "output_message"] += " (답변 종료) 그리고"
+    bad.loc[train[1], "rag_retrieved_data"] += " (사용자 질문) 뭐야?"  # the RAG input's own mark
+    issues = _issues(schemas.load_ml_qa, _write(bad, tmp_path / "marks.csv"))
+    assert {(i.row, i.column) for i in issues} == {
+        (int(train[0]) + 2, "output_message"), (int(train[1]) + 2, "rag_retrieved_data"),
+    }
+
+
 def test_an_ethics_category_without_test_prompts_is_refused(ethics, tmp_path):
     bad = ethics[~((ethics["type"] == "test") & (ethics["category"] == "정치"))]
     path = tmp_path / "ethics.csv"

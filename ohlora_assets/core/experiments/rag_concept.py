@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ohlora_assets.core.base_models import ModelSpec
-from ohlora_assets.core.formats import TASK_FORMATS
+from ohlora_assets.core.formats import RAG_INPUT, TASK_FORMATS
 from ohlora_assets.core.generation import SamplingSettings, train_and_generate
 from ohlora_assets.core.progress import Progress
 from ohlora_assets.core.quality import normalize
 from ohlora_assets.core.recipes import LoraHyperParams
-from ohlora_assets.core.render import figure_png, subplots
+from ohlora_assets.core.schemas import split_key_facts
+from ohlora_assets.core.render import figure_png, markdown_cell, subplots
 
 if TYPE_CHECKING:  # lora imports torch, which definitions must not load
     from ohlora_assets.core.lora import LoraTrainResult
 
 TASK = "output_message"
-RAG_INPUT = "(제공된 정보) {concept} (사용자 질문) {question}"
 VARIANTS = {"with_concept": True, "without_concept": False}
 
 _KOREAN_IN_PARENS = re.compile(r"\(([^()]*[가-힣][^()]*)\)")
@@ -54,13 +54,14 @@ def derive_key_facts(concept: str) -> list[str]:
 
 def key_facts_of(row: pd.Series) -> tuple[list[str], bool]:
     """(key facts, whether they were derived) of one question row."""
-    written = [fact.strip() for fact in str(row.get("key_facts", "")).split(";") if fact.strip()]
+    written = split_key_facts(str(row.get("key_facts", "")))
     return (written, False) if written else (derive_key_facts(row["rag_retrieved_data"]), True)
 
 
 def is_correct(answer: str, facts: list[str]) -> bool:
+    """Every fact's words are in the answer; a fact with no words (say, an emoji) is in no answer, not in every one."""
     text = normalize(answer)
-    return bool(facts) and all(normalize(fact) in text for fact in facts)
+    return bool(facts) and all((words := normalize(fact)) and words in text for fact in facts)
 
 
 def experiment_data(qa: pd.DataFrame, with_concept: bool) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
@@ -159,7 +160,7 @@ def per_question_markdown(per_question: pd.DataFrame) -> str:
             f"{row['without_concept_correct']}/{row['without_concept_answers']}",
             row["with_concept_sample"][:80], row["without_concept_sample"][:80],
         ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
