@@ -31,10 +31,15 @@ def number(value: float | None, digits: int = 4) -> dg.MetadataValue | None:
     return None if value is None else dg.MetadataValue.float(float(f"{value:.{digits}g}"))
 
 
+def png_value(png: bytes, alt: str, path: Path) -> dg.MetadataValue:
+    """The PNG inline, with the path it is saved at beneath."""
+    return dg.MetadataValue.md(f"{inline_png(png, alt)}\n\n`{path}`")
+
+
 def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:
     """Save the PNG atomically at `path` and show it inline, with the path beneath."""
     atomic_write_bytes(path, png)
-    return dg.MetadataValue.md(f"{inline_png(png, alt)}\n\n`{path}`")
+    return png_value(png, alt, path)
 
 
 def metric_metadata(metrics: dict[str, float | None]) -> dict[str, dg.MetadataValue]:

@@ -191,6 +191,10 @@ class ArtifactStore(dg.ConfigurableResource):
         """A model asset's registry folder: its immutable `versions/` and the `serving.json` pointer."""
         return self.path("models", asset_name)
 
+    def experiment_dir(self, asset_name: str) -> Path:
+        """An experiment's scratch adapters: no registry (nothing of theirs serves), emptied as each run starts."""
+        return self.path("experiments", asset_name)
+
     def report_dir(self, asset_name: str) -> Path:
         """Where a report asset keeps its files (tables, plots)."""
         return self.path("reports", asset_name)

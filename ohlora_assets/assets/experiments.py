@@ -6,6 +6,9 @@ feeds a served model, so neither runs under eager automation (ohlora_assets/auto
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """
 
+import shutil
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -16,7 +19,7 @@ from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import training_pairs
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.recipes import ADAPTER_RECIPES, RAG_CONCEPT_RECIPE, RANK_EXPERIMENT_RANKS
-from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, number, saved_png, table
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, number, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 GROUP = "reports"
@@ -46,6 +49,13 @@ def _base(base_models: dict, store: ArtifactStore) -> BaseModelRef:
     return relocated(BaseModelRef(**base_models["output_message"]), store.path("models"))
 
 
+def _scratch(store: ArtifactStore, name: str) -> Path:
+    """The experiment's scratch folder, emptied: a variant the config no longer names leaves nothing behind."""
+    folder = store.experiment_dir(name)
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
     code_version="3",
@@ -69,7 +79,7 @@ def lora_rank_experiment(
     `adapter_output_message`, then sampled on the validation prompts: quality metrics side by side."""
     limit_torch_threads()
     from ohlora_assets.core.experiments.rank import run_lora_rank_experiment
-    from ohlora_assets.core.io import atomic_write_bytes
+    from ohlora_assets.core.io import publish_files
     from ohlora_assets.core.quality import quality_plot, side_by_side_markdown
     from ohlora_assets.core.render import markdown_table
 
@@ -84,7 +94,7 @@ def lora_rank_experiment(
     result = run_lora_rank_experiment(
         base.spec(profile.device, profile.trust_remote_code), train, valid_pairs, prompts, split[split["split"] == "train"],
         hps, answers,
-        budget.sampling(config.settings()), store.model_dir("lora_rank_experiment"),
+        budget.sampling(config.settings()), _scratch(store, "lora_rank_experiment"),
         ProgressReporter(context.log.info, label="lora_rank_experiment"),
     )
     out = store.report_dir("lora_rank_experiment")
@@ -96,13 +106,16 @@ def lora_rank_experiment(
     ]
     plot = quality_plot({names[r]: m for r, m in result.metrics.items()},
                         {names[r]: f["latency_s"].tolist() for r, f in result.flagged.items()}, "LoRA rank")
-    atomic_write_bytes(out / "answers.parquet", pd.concat([f.assign(rank=r) for r, f in result.flagged.items()]).to_parquet())
-    atomic_write_bytes(out / "report.md", f"# LoRA rank experiment\n\n{report}\n\n{markdown_table(training_rows)}\n".encode())
+    publish_files(out, {
+        "answers.parquet": pd.concat([f.assign(rank=r) for r, f in result.flagged.items()]).to_parquet(),
+        "report.md": f"# LoRA rank experiment\n\n{report}\n\n{markdown_table(training_rows)}\n".encode(),
+        "ranks.png": plot,
+    })
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(report),
             "training": table(training_rows),
-            "plot": saved_png(out / "ranks.png", plot, "ranks"),
+            "plot": png_value(plot, "ranks", out / "ranks.png"),
             "prompts": len(prompts),
             "answers_per_prompt": answers,
             "epochs": next(iter(hps.values())).epochs,
@@ -137,7 +150,7 @@ def rag_concept_experiment(
         per_question_markdown,
         run_rag_concept_experiment,
     )
-    from ohlora_assets.core.io import atomic_write_bytes
+    from ohlora_assets.core.io import publish_files
 
     budget = profile.budget()
     base = _base(base_models, store)
@@ -150,7 +163,7 @@ def rag_concept_experiment(
     )
     result = run_rag_concept_experiment(
         base.spec(profile.device, profile.trust_remote_code), ml_qa_dataset, settings,
-        store.model_dir("rag_concept_experiment"), ProgressReporter(context.log.info, label="rag_concept_experiment"),
+        _scratch(store, "rag_concept_experiment"), ProgressReporter(context.log.info, label="rag_concept_experiment"),
     )
     out = store.report_dir("rag_concept_experiment")
     per_question = per_question_markdown(result.per_question)
@@ -160,16 +173,20 @@ def rag_concept_experiment(
             {"": "final train loss", **{v: f"{t.final_train_loss:.4f}" for v, t in result.training.items()}},
         ]
     ).value + f"\n\n{SEED_RAG_ACCURACY}"
-    atomic_write_bytes(out / "per_question.parquet", result.per_question.to_parquet())
-    atomic_write_bytes(out / "answers.parquet", result.answers.to_parquet())
-    atomic_write_bytes(out / "report.md", f"# RAG-concept experiment\n\n{summary}\n\n{per_question}\n".encode())
+    plot = accuracy_plot(result.per_question)
+    publish_files(out, {
+        "per_question.parquet": result.per_question.to_parquet(),
+        "answers.parquet": result.answers.to_parquet(),
+        "report.md": f"# RAG-concept experiment\n\n{summary}\n\n{per_question}\n".encode(),
+        "accuracy.png": plot,
+    })
     return dg.MaterializeResult(
         metadata={
             "accuracy_with_concept": number(result.accuracy["with_concept"]),
             "accuracy_without_concept": number(result.accuracy["without_concept"]),
             "summary": dg.MetadataValue.md(summary),
             "per_question": dg.MetadataValue.md(per_question),
-            "plot": saved_png(out / "accuracy.png", accuracy_plot(result.per_question), "accuracy per question"),
+            "plot": png_value(plot, "accuracy per question", out / "accuracy.png"),
             "questions": len(result.per_question),
             "answers_per_question": settings.answers_per_question,
             "epochs": settings.hp.epochs,

@@ -21,7 +21,7 @@ from ohlora_assets.core.formats import TASK_FORMATS, TASKS
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, QualitySettings, prompt_question
 from ohlora_assets.core.samples import SAMPLES_FILE
-from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, saved_png, table
+from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -163,7 +163,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: QualityReportConfig, store: ArtifactStore, profile: ModelProfile,
         split: pd.DataFrame,
     ):
-        from ohlora_assets.core.io import atomic_write_bytes
+        from ohlora_assets.core.io import publish_files
         from ohlora_assets.core.promotion import AdapterMetrics, adapter_gate, measured_rates, with_baseline
         from ohlora_assets.core.quality import comparison_markdown, flagged_examples_markdown, quality_plot
         from ohlora_assets.core.samples import has_samples, score_samples
@@ -191,8 +191,11 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         )
         comparison = comparison_markdown(now.metrics, before.metrics if before else None)
         examples = flagged_examples_markdown(now.flagged)
-        atomic_write_bytes(out / "report.md", f"# {name}\n\n{comparison}\n\n{examples}\n".encode())
-        atomic_write_bytes(out / "flagged.parquet", now.flagged.to_parquet())
+        publish_files(out, {
+            "report.md": f"# {name}\n\n{comparison}\n\n{examples}\n".encode(),
+            "flagged.parquet": now.flagged.to_parquet(),
+            "quality.png": plot,
+        })
         gate_checks = [
             check
             for check in adapter_gate(
@@ -205,7 +208,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
             metadata={
                 **metric_metadata(now.metrics),
                 "report": dg.MetadataValue.md(comparison),
-                "plot": saved_png(out / "quality.png", plot, "quality"),
+                "plot": png_value(plot, "quality", out / "quality.png"),
                 "flagged_examples": dg.MetadataValue.md(examples),
                 "samples_run": dg.MetadataValue.dagster_run(now.run_id),
                 "serving_version": compared.version if compared else "none besides the candidate",

@@ -181,6 +181,15 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     remove_debris(target)
 
 
+def publish_files(folder: str | Path, files: dict[str, bytes]) -> Path:
+    """`folder` holding exactly `files` (name -> bytes), replacing whatever it held in one step: a report's files are
+    one run's, never a failed run's beside the last good one's."""
+    with atomic_directory(folder) as staging:
+        for name, payload in files.items():
+            (staging / name).write_bytes(payload)
+    return Path(folder)
+
+
 def atomic_write_bytes(target: str | Path, payload: bytes) -> None:
     """Write a file (mode 0o644) through a staging sibling and one rename."""
     target = Path(target)

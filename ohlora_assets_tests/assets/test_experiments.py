@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ohlora_assets.assets import base_models, data, experiments
+from ohlora_assets.core.registry import registries
 from ohlora_assets_tests.conftest import UPSTREAM, make_resources, sample_paths, smoke_materialization
 
 ALL = dg.load_assets_from_modules([data, base_models, experiments])
@@ -23,6 +24,7 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMa
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
+    (root / "experiments" / "lora_rank_experiment" / "rank_8").mkdir(parents=True)  # a rank no longer configured
     result, instance, resources = smoke_materialization(root, ALL, selection=SELECTION)
     assert result.success
     return result, instance, resources, root
@@ -35,8 +37,11 @@ def test_lora_rank_experiment_reports_both_ranks(pipeline):
     assert "rank_16/numbered_prefix_rate" in meta and "rank_64/give_up_rate" in meta
     store = resources["store"]
     for rank in (16, 64):
-        config = json.loads((store.model_dir("lora_rank_experiment") / f"rank_{rank}" / "adapter_config.json").read_text())
+        config = json.loads((store.experiment_dir("lora_rank_experiment") / f"rank_{rank}" / "adapter_config.json").read_text())
         assert config["r"] == rank
+    # scratch, not models: a rank an earlier config named is gone, and `ohlora models list` shows no experiment
+    assert sorted(p.name for p in store.experiment_dir("lora_rank_experiment").iterdir()) == ["rank_16", "rank_64"]
+    assert not {r.name for r in registries(store.path("models"))} & {"lora_rank_experiment", "rag_concept_experiment"}
     assert set(pd.read_parquet(store.report_dir("lora_rank_experiment") / "answers.parquet")["rank"]) == {16, 64}
 
 

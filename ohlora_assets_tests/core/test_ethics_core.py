@@ -148,10 +148,17 @@ def test_evaluation_metrics_confusion_and_report(tmp_path):
     assert "| **혐오/기타** | 0 | 1 | 0 | 0 | 1 | 50.0% |" in table and "accuracy 80.0%" in table
 
     thresholds = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrate(scores, truth)}
-    report = build_report(pd.DataFrame({"user_prompt": list("abcde"), "category": truth}), scores, thresholds, tmp_path)
+    folder = tmp_path / "report"
+    (folder / "stale").mkdir(parents=True)  # a file of an earlier run that this one does not write
+    report = build_report(pd.DataFrame({"user_prompt": list("abcde"), "category": truth}), scores, thresholds, folder)
     assert set(report.histograms) == {LOVE, POLITICS, PAEDRIP, HATE}
     for png in report.histograms.values():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = report.markdown_path.read_text()
     assert "Misclassified (1)" in text and "histogram_hate.png" in text
-    assert (tmp_path / "misclassified.csv").read_text().count("\n") == 2
+    # one run's files and nothing else; the CSV opens as UTF-8 in a spreadsheet (BOM)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["report.md", "misclassified.csv", *(p.name for p in report.histograms.values())]
+    )
+    assert (folder / "misclassified.csv").read_bytes().startswith("\ufeff".encode())
+    assert pd.read_csv(folder / "misclassified.csv", encoding="utf-8-sig")["user_prompt"].tolist() == ["b"]

@@ -6,7 +6,9 @@ import threading
 
 import pytest
 
-from ohlora_assets.core.io import atomic_directory, atomic_write_bytes, content_hash, directory_hash, exchange
+from ohlora_assets.core.io import (
+    atomic_directory, atomic_write_bytes, content_hash, directory_hash, exchange, publish_files,
+)
 
 
 def test_atomic_directory_replaces_on_success_and_keeps_old_on_failure(tmp_path):
@@ -91,3 +93,16 @@ def test_directory_replacement_never_leaves_the_target_missing(tmp_path):
     stop.set()
     reader.join()
     assert missing == [] and (target / "version").read_text() == "29"
+
+
+def test_published_files_replace_the_folder_whole_or_not_at_all(tmp_path):
+    folder = tmp_path / "reports" / "rag_concept_experiment"
+    publish_files(folder, {"report.md": b"first run", "accuracy.png": b"first plot", "old_only.parquet": b"x"})
+    publish_files(folder, {"report.md": b"second run", "accuracy.png": b"second plot"})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"report.md": b"second run", "accuracy.png": b"second plot"}
+
+    # a run that fails part-way through its files (here: a name no file can have) leaves the last whole report
+    with pytest.raises(OSError):
+        publish_files(folder, {"report.md": b"third run", "sub/missing/plot.png": b"never written"})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"report.md": b"second run", "accuracy.png": b"second plot"}
+    assert [p.name for p in folder.parent.iterdir()] == ["rag_concept_experiment"], "no staging debris left"

@@ -11,7 +11,6 @@ import pandas as pd
 from ohlora_assets.core.ethics.categories import BLOCKABLE, CATEGORY_KEYS, ETHICS_CATEGORIES, GENERAL
 from ohlora_assets.core.ethics.gate import ANSWER_MARKERS, block_candidates
 from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS
-from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.render import figure_png, markdown_table, subplots
 
 
@@ -130,11 +129,8 @@ def confusion_markdown(evaluation: EthicsEvaluation) -> str:
     return "\n".join(lines)
 
 
-def plot_histogram(
-    scores: np.ndarray, truth: list[str], category: str, thresholds: dict[str, float], path: str | Path
-) -> Path:
-    """Scores for `category` of that category's prompts vs `일반` prompts, each threshold a vertical line;
-    the PNG is written atomically at `path`."""
+def plot_histogram(scores: np.ndarray, truth: list[str], category: str, thresholds: dict[str, float]) -> bytes:
+    """Scores for `category` of that category's prompts vs `일반` prompts, each threshold a vertical line (PNG)."""
     column = scores[:, ETHICS_CATEGORIES.index(category)]
     truth_arr = np.asarray(truth)
     bins = np.linspace(min(-0.2, float(column.min(initial=0))), 1.0, 41)
@@ -147,9 +143,7 @@ def plot_histogram(
     axes.set_xlabel(f"cosine similarity to the '{key}' category")
     axes.set_ylabel("prompts")
     axes.legend(fontsize=7)
-    path = Path(path)
-    atomic_write_bytes(path, figure_png(figure))
-    return path
+    return figure_png(figure)
 
 
 @dataclass
@@ -161,22 +155,16 @@ class EthicsReport:
 
 
 def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, dict[str, float]], out_dir: str | Path) -> EthicsReport:
-    """Evaluate the test rows and write `report.md`, one histogram PNG per blockable category and
-    `misclassified.csv` under `out_dir`. `thresholds` is {"default": {...}, "calibrated": {...}}."""
-    from ohlora_assets.core.io import atomic_write_bytes
+    """Evaluate the test rows and publish `out_dir` with `report.md`, one histogram PNG per blockable category and
+    `misclassified.csv` (with a BOM, so that a spreadsheet reads it as UTF-8), all in one step.
+    `thresholds` is {"default": {...}, "calibrated": {...}}."""
+    from ohlora_assets.core.io import publish_files
 
     out_dir = Path(out_dir)
     prompts, truth = test["user_prompt"].tolist(), test["category"].tolist()
     evaluation = evaluate(prompts, truth, scores)
     confusion = confusion_markdown(evaluation)
-    histograms = {
-        category: plot_histogram(
-            scores, truth, category, {label: values[category] for label, values in thresholds.items()},
-            out_dir / f"histogram_{CATEGORY_KEYS[category]}.png",
-        )
-        for category in BLOCKABLE
-    }
-    atomic_write_bytes(out_dir / "misclassified.csv", evaluation.misclassified.to_csv(index=False).encode())
+    names = {category: f"histogram_{CATEGORY_KEYS[category]}.png" for category in BLOCKABLE}
     summary = markdown_table([evaluation.summary()])
     sections = [
         "# Ethics model on the test split",
@@ -184,10 +172,16 @@ def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, d
         "## Confusion matrix (rows predicted, columns true)",
         confusion,
         "## Scores per category: its own prompts vs `일반`",
-        *(f"![{CATEGORY_KEYS[c]}]({p.name})" for c, p in histograms.items()),
+        *(f"![{CATEGORY_KEYS[c]}]({name})" for c, name in names.items()),
         f"## Misclassified ({len(evaluation.misclassified)})",
         markdown_table(evaluation.misclassified) if len(evaluation.misclassified) else "none",
     ]
-    markdown_path = out_dir / "report.md"
-    atomic_write_bytes(markdown_path, "\n\n".join(sections).encode())
-    return EthicsReport(evaluation, confusion, histograms, markdown_path)
+    publish_files(out_dir, {
+        **{
+            name: plot_histogram(scores, truth, category, {label: values[category] for label, values in thresholds.items()})
+            for category, name in names.items()
+        },
+        "misclassified.csv": evaluation.misclassified.to_csv(index=False).encode("utf-8-sig"),
+        "report.md": "\n\n".join(sections).encode(),
+    })
+    return EthicsReport(evaluation, confusion, {c: out_dir / name for c, name in names.items()}, out_dir / "report.md")
