@@ -42,13 +42,25 @@ def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.Metadat
     return md_table(frame.head(rows))
 
 
+ISSUES_SHOWN_PER_KIND = 5
+
+
 def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
+    """The issues, at most ISSUES_SHOWN_PER_KIND of each kind (column and fix) and then a count of the rest: a
+    wrong column in a big file is thousands of rows that would bury the one cause and make a page of megabytes."""
     row = "row (group)" if any(i.unit == "group" for i in issues) else "row"
-    table = pd.DataFrame(
-        [{"file": i.file, row: "" if i.row is None else str(i.row), "column": i.column or "", "problem": i.message,
-          "fix": i.fix} for i in issues]
-    )
-    return md_table(table)
+    kinds: dict[tuple, list[DataIssue]] = {}
+    for issue in issues:
+        kinds.setdefault((issue.file, issue.column, issue.fix), []).append(issue)
+    records = []
+    for (file, column, fix), found in kinds.items():
+        records += [{"file": file, row: "" if i.row is None else str(i.row), "column": column or "",
+                     "problem": i.message, "fix": fix} for i in found[:ISSUES_SHOWN_PER_KIND]]
+        if rest := found[ISSUES_SHOWN_PER_KIND:]:
+            rows = [i.row for i in rest if i.row is not None]
+            records.append({"file": file, row: f"{len(rest)} more" + (f" ({min(rows)}-{max(rows)})" if rows else ""),
+                            "column": column or "", "problem": "the same kind of problem", "fix": fix})
+    return md_table(records)
 
 
 def _frame_version(frame: pd.DataFrame) -> dg.DataVersion:

@@ -69,7 +69,7 @@ def test_bad_csv_fails_the_blocking_check_and_keeps_earlier_outputs(tmp_path):
     before = {name: (io_dir / name).read_bytes() for name in ("dialogue_dataset", "output_message_split")}
 
     frame = pd.read_csv(dialogue, dtype=str, keep_default_na=False, index_col=0)
-    frame.loc[frame.index[frame["data_type"] == "train"][:2], "mouth"] = "살짝"
+    frame.loc[frame.index[frame["data_type"] == "train"][:8], "mouth"] = "살짝"
     frame.loc[frame.index[frame["data_type"] == "valid"][0], "input_data"] = ""
     frame.to_csv(dialogue)
 
@@ -79,6 +79,8 @@ def test_bad_csv_fails_the_blocking_check_and_keeps_earlier_outputs(tmp_path):
     assert not check.passed and check.metadata["failures"].value >= 3
     table = check.metadata["issues"].value
     assert str(dialogue) in table and "mouth" in table and "input_data" in table
+    # five of a kind, then a count: a wholly wrong column must not bury the other problems
+    assert table.count("'살짝'") == 5 and "| 3 more (" in table
     materialized = set(_values(result))
     assert not materialized & {"dialogue_dataset", "output_message_split", "augmented_output_message_train"}
     assert "ethics_dataset" in materialized  # an unrelated branch still runs
