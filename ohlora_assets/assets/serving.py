@@ -5,7 +5,7 @@ for the ethics model accuracy and recall) and the report's blocking `not_worse_t
 and here, so a failed check stops the run before this step. Here the whole gate (core/promotion.py) is decided
 once more over the figures the checks recorded, and the serving pointer moves in one atomic rename only when
 every check passed; otherwise the serving version stays and the metadata says why. Old versions are pruned,
-with the report folders kept for them (samples, loss curves, reports).
+with the report folders kept for them (samples, loss curves, reports), and any such folder a killed run left.
 """
 
 import dagster as dg
@@ -13,7 +13,7 @@ import dagster as dg
 from ohlora_assets.configs import GateConfig, KINDS, OWNERS
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.model_training import ETHICS_MODEL
-from ohlora_assets.core.registry import remove_version_reports
+from ohlora_assets.core.registry import remove_orphaned_reports
 from ohlora_assets.metadata import table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import candidate, registry
@@ -71,7 +71,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         # The candidate is kept whatever its age says (a clock set back would sort it oldest): a refused one
         # stays for `ohlora models promote`.
         pruned = versions.prune(config.keep_versions, protected={version.version})
-        remove_version_reports(store.path("reports"), pruned)
+        remove_orphaned_reports(store.path("reports"), store.path("models"))
         context.log.info(f"{model}: {message}")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(versions.serving_label() or "none"),

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -62,6 +63,7 @@ VERSION_FILE = "version.json"
 LEGACY = "legacy"
 DEFAULT_KEEP = 5
 ID_LENGTH = 16
+_VERSION_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 STACK_LIMIT = 50
 
 class RegistryError(ValueError):
@@ -386,10 +388,16 @@ def version_in_path(path: str | Path, name: str) -> tuple[str, Path] | None:
     return None
 
 
-def remove_version_reports(reports_root: str | Path, versions: list[str]) -> list[Path]:
-    """Delete what reports keep per version (`<reports_root>/<report asset>/<version id>/`) for pruned versions.
-    Ids are content hashes, so a folder of that name belongs to that version alone. Returns the folders removed."""
-    removed = [folder for version in versions for folder in Path(reports_root).glob(f"*/{version}") if folder.is_dir()]
+def remove_orphaned_reports(reports_root: str | Path, models_root: str | Path) -> list[Path]:
+    """Delete what reports keep per version (`<reports_root>/<report asset>/<version id>/`) of every version that no
+    registry under `models_root` holds any more: those just pruned, and those a run killed between its prune and
+    this sweep left behind. Ids are content hashes, so a folder of that name belongs to that version alone; a
+    folder not named like one is left alone. Returns the folders removed."""
+    held = {version.name for version in Path(models_root).glob(f"*/{VERSIONS}/*")}
+    removed = [
+        folder for folder in Path(reports_root).glob("*/*")
+        if folder.is_dir() and _VERSION_ID.fullmatch(folder.name) and folder.name not in held
+    ]
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     return removed

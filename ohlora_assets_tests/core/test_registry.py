@@ -16,7 +16,7 @@ import torch
 
 from ohlora_assets.core.io import directory_hash
 from ohlora_assets.core.crash_safety import CHECKPOINTS, KILL_ENV
-from ohlora_assets.core.registry import LEGACY, ModelRegistry, RegistryError, registries, remove_version_reports
+from ohlora_assets.core.registry import LEGACY, ModelRegistry, RegistryError, registries, remove_orphaned_reports
 
 PROJECT = Path(__file__).resolve().parents[2]
 NAME = "adapter_output_message"
@@ -327,15 +327,26 @@ def test_a_kill_at_any_step_leaves_a_loadable_serving_model_and_the_next_run_cle
     assert sorted(p.name for p in registry.root.iterdir()) == [".lock", "serving.json", "versions"]
 
 
-def test_the_report_folders_of_pruned_versions_go_with_them(tmp_path):
-    reports = tmp_path / "reports"
-    for asset, version in [("memory_inference_samples", "aaaa"), ("adapter_memory", "aaaa"), ("adapter_memory", "bbbb")]:
-        (reports / asset / version).mkdir(parents=True)
-        (reports / asset / version / "samples.parquet").write_bytes(b"x")
-    (reports / "ethics_report").mkdir()
-    (reports / "ethics_report" / "aaaa.png").write_bytes(b"x")  # a file, not a version's folder
-    removed = remove_version_reports(reports, ["aaaa", "cccc"])
-    assert sorted(p.relative_to(reports).as_posix() for p in removed) == ["adapter_memory/aaaa", "memory_inference_samples/aaaa"]
-    assert sorted(p.relative_to(reports).as_posix() for p in reports.rglob("*") if p.is_file()) == [
-        "adapter_memory/bbbb/samples.parquet", "ethics_report/aaaa.png",
+def test_the_report_folders_of_versions_no_registry_holds_go(tmp_path):
+    """Those of versions just pruned, and those a run killed between its prune and its sweep left behind."""
+    reports, models = tmp_path / "reports", tmp_path / "models"
+    held, pruned, left_by_a_kill = "a" * 16, "b" * 16, "c" * 16
+    (models / "adapter_memory" / "versions" / held).mkdir(parents=True)
+    (models / "base_models" / "versions").mkdir(parents=True)
+    folders = [("memory_inference_samples", held), ("adapter_memory", held), ("memory_inference_samples", pruned),
+               ("adapter_memory", pruned), ("ethics_report", left_by_a_kill), ("lora_rank_experiment", "notes")]
+    for asset, name in folders:
+        (reports / asset / name).mkdir(parents=True)
+        (reports / asset / name / "samples.parquet").write_bytes(b"x")
+    (reports / "rag_concept_experiment").mkdir()
+    (reports / "rag_concept_experiment" / "report.md").write_bytes(b"x")  # a report of files, not version folders
+
+    removed = remove_orphaned_reports(reports, models)
+    assert sorted(p.relative_to(reports).as_posix() for p in removed) == [
+        f"adapter_memory/{pruned}", f"ethics_report/{left_by_a_kill}", f"memory_inference_samples/{pruned}",
     ]
+    assert sorted(p.relative_to(reports).as_posix() for p in reports.rglob("*") if p.is_file()) == [
+        f"adapter_memory/{held}/samples.parquet", "lora_rank_experiment/notes/samples.parquet",
+        f"memory_inference_samples/{held}/samples.parquet", "rag_concept_experiment/report.md",
+    ]
+    assert remove_orphaned_reports(reports, models) == []
