@@ -2,7 +2,8 @@
 
 A training asset writes a new immutable version (core/registry.py) and names it in its materialization's
 `version` metadata; the checks, reports and the promotion asset downstream read that name from the
-instance, so they judge exactly the version that run trained, whatever serves meanwhile.
+instance, this run's materialization first, so they judge exactly the version their run trained, whatever
+serves meanwhile and whatever another run trains.
 """
 
 import json
@@ -21,9 +22,23 @@ def registry(store: ArtifactStore, asset_name: str) -> ModelRegistry:
     return ModelRegistry(store.path("models"), asset_name)
 
 
-def candidate(instance: dg.DagsterInstance, store: ArtifactStore, asset_name: str) -> ModelVersion:
-    """The version written by the asset's latest materialization."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset_name))
+def own_materialization(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: dg.AssetKey
+) -> dg.EventLogEntry | None:
+    """The asset's latest materialization in this run, else its latest on the instance (a check or report run on
+    its own): two overlapping runs each judge, report on and promote what they trained, not each other's."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
+    ).records
+    ours = (r.event_log_entry for r in records if r.event_log_entry.asset_materialization.asset_key == key)
+    return next(ours, None) or context.instance.get_latest_materialization_event(key)
+
+
+def candidate(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, store: ArtifactStore, asset_name: str
+) -> ModelVersion:
+    """The version the asset's materialization wrote (`own_materialization`: this run's, else the latest)."""
+    event = own_materialization(context, dg.AssetKey(asset_name))
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     if VERSION_KEY not in metadata:
         raise dg.Failure(f"{asset_name} has no materialization that wrote a model version: materialize it first")

@@ -96,7 +96,7 @@ def ethics_thresholds(
     from ohlora_assets.core.ethics.evaluation import threshold_table
     from ohlora_assets.core.ethics.thresholds import DEFAULT_THRESHOLDS, calibrate
 
-    version = candidate(context.instance, store, ETHICS_MODEL)
+    version = candidate(context, store, ETHICS_MODEL)
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     calibrated = calibrate(scores, test["category"].tolist())
     thresholds_table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
@@ -156,7 +156,7 @@ def ethics_report(
     from ohlora_assets.core.promotion import ethics_gate, with_baseline
 
     versions = registry(store, ETHICS_MODEL)
-    version, serving = candidate(context.instance, store, ETHICS_MODEL), versions.serving()
+    version, serving = candidate(context, store, ETHICS_MODEL), versions.serving()
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     # Per version, as every report: a candidate the gate refuses never replaces the serving version's files.
     report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report") / version.version)

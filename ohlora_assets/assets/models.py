@@ -112,7 +112,7 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         limit_torch_threads()
         from ohlora_assets.core.adapter_checks import end_mark_check
 
-        version = candidate(context.instance, store, name)
+        version = candidate(context, store, name)
         check = end_mark_check(
             version.path, task, split, CHECK_PROMPTS, CHECK_TEMPERATURE, profile.device, profile.trust_remote_code
         )
@@ -141,7 +141,7 @@ def _adapter_checks(task: str) -> list[dg.AssetChecksDefinition]:
         from ohlora_assets.core.lora import read_training_log
         from ohlora_assets.core.promotion import loss_decreased
 
-        version = candidate(context.instance, store, name)
+        version = candidate(context, store, name)
         log = read_training_log(version.path)
         return dg.AssetCheckResult(
             passed=len(log.epochs) >= 2 and loss_decreased(log.first_train_loss, log.final_train_loss),

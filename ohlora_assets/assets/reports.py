@@ -23,14 +23,16 @@ from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, Q
 from ohlora_assets.core.samples import SAMPLES_FILE
 from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import VERSION_KEY, candidate, registry
+from ohlora_assets.versions import VERSION_KEY, candidate, own_materialization, registry
 
 GROUP = "reports"
 
 
-def _latest_metrics(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[dict[str, float] | None, str | None]:
-    """(metrics, run id) of the asset's latest recorded materialization, or (None, None)."""
-    event = instance.get_latest_materialization_event(key)
+def _report_metrics(
+    context: dg.AssetCheckExecutionContext, key: dg.AssetKey
+) -> tuple[dict[str, float] | None, str | None]:
+    """(metrics, run id) of the report's materialization (`own_materialization`), or (None, None)."""
+    event = own_materialization(context, key)
     if event is None or event.asset_materialization is None:
         return None, None
     metadata = event.asset_materialization.metadata
@@ -105,7 +107,7 @@ def _samples_asset(task: str) -> dg.AssetsDefinition:
         budget = profile.budget()
         valid = split[split["split"] == "valid"].reset_index(drop=True).head(budget.prompts(config.max_prompts))
         answers = budget.answers(config.answers_per_prompt)
-        version = candidate(context.instance, store, adapter)
+        version = candidate(context, store, adapter)
         model, tokenizer = load_adapter(version.path, profile.device, profile.trust_remote_code)
         run = generate_answers(
             merged_for_inference(model), tokenizer, valid["prompt"].tolist(), task, answers,
@@ -171,7 +173,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         settings = QualitySettings(copy_similarity=config.copy_similarity, unrelated_below=config.unrelated_below)
         train = split[split["split"] == "train"]
         versions = registry(store, adapter)
-        version, serving = candidate(context.instance, store, adapter), versions.serving()
+        version, serving = candidate(context, store, adapter), versions.serving()
         rates = measured_rates(task)
         now = score_samples(task, store.report_dir(samples_name) / version.version, train, settings)
         compared = serving if serving is not None and serving.version != version.version else None
@@ -239,7 +241,7 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
     )
     def _checks(context: dg.AssetCheckExecutionContext, config: QualityThresholds):
         key = dg.AssetKey(report_name)
-        metrics, run_id = _latest_metrics(context.instance, key)
+        metrics, run_id = _report_metrics(context, key)
         if metrics is None:
             raise dg.Failure(f"{report_name} has no materialization to check")
         severity = dg.AssetCheckSeverity(config.severity)

@@ -50,7 +50,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         )
 
         versions = registry(store, model)
-        version, serving = candidate(context.instance, store, model), versions.serving()
+        version, serving = candidate(context, store, model), versions.serving()
         compared = serving if serving is not None and serving.version != version.version else None
         tolerances = config.tolerances(profile.smoke)
         # The serving figures this candidate's report measured beside it; if another version serves by now, the

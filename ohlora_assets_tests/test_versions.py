@@ -1,0 +1,47 @@
+"""Which materialization a downstream step judges when another run materializes the same asset meanwhile."""
+
+import dagster as dg
+
+from ohlora_assets.versions import own_materialization
+
+MODEL = dg.AssetKey("adapter_summary")
+
+
+@dg.asset(key=MODEL)
+def trained() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"version": "a" * 16})
+
+
+@dg.asset(deps=[trained])
+def another_run_trains_meanwhile(context: dg.AssetExecutionContext) -> None:
+    # what a second run finishing its training between this run's steps records on the shared instance
+    context.instance.report_runless_asset_event(dg.AssetMaterialization(MODEL, metadata={"version": "b" * 16}))
+
+
+@dg.asset(deps=[another_run_trains_meanwhile])
+def judged(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"judged": own_materialization(context, MODEL).asset_materialization.metadata
+                                          ["version"].value})
+
+
+@dg.asset
+def judged_on_its_own(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"judged": own_materialization(context, MODEL).asset_materialization.metadata
+                                          ["version"].value})
+
+
+def _judged(result: dg.ExecuteInProcessResult, key: str) -> str:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)]
+    return event.materialization.metadata["judged"].value
+
+
+def test_a_run_judges_the_version_it_trained_not_the_latest_on_the_instance():
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([trained, another_run_trains_meanwhile, judged], instance=instance)
+        assert instance.get_latest_materialization_event(MODEL).asset_materialization.metadata["version"].value == (
+            "b" * 16
+        )
+        assert _judged(result, "judged") == "a" * 16
+        # a run that did not train it (a report run on its own) judges the latest
+        alone = dg.materialize([judged_on_its_own], instance=instance)
+        assert _judged(alone, "judged_on_its_own") == "b" * 16
