@@ -3,19 +3,22 @@
 Declarative automation, in one paragraph. Every raw CSV is an observable source whose data version
 is the file's content hash. The sources carry `SOURCE_CONDITION`: the automation sensor observes
 them when they have never been observed and then every `OBSERVE_CRON` tick (a hash of a few small
-files). Every other asset carries `ASSET_CONDITION`: it is requested when one of its parents got a
-*new data version* since the last tick (or is being requested on this tick, so a whole stale
-branch runs in one run), when its own `code_version` changed, or when it is missing; and never
-while a parent is missing or anything involved is in progress. An edited CSV therefore
-re-materializes exactly its downstream, an unchanged CSV (same hash) requests nothing, and a
-retrain that yields byte-identical weights (same data version) does not ripple further.
+files; the settings that choose the bases likewise). Every other asset carries `ASSET_CONDITION`: it
+is requested when one of its parents got a *new data version* since the last tick (or is being
+requested on this tick, so the cheap part of a stale branch runs in one run), when its own
+`code_version` changed, or when it is missing; and never while a parent is missing or anything
+involved is in progress. Training and generation (the accelerator pool) carry `ACCELERATOR_CONDITION`,
+the same without "being requested": they run only once a parent's new data version is recorded, on
+the next tick. An edited CSV therefore re-materializes exactly its downstream, an unchanged CSV (same
+hash) requests nothing, and neither a re-validated file whose table came out the same (a blank row
+appended, a file back as it was) nor a retrain that yields byte-identical weights ripples further.
 
 Why not `AutomationCondition.eager()`: eager reacts to any new materialization of a parent, even
 one with an unchanged data version, so re-running a model that came out identical would still
 retrain everything below it. `ASSET_CONDITION` is eager with `newly_updated` replaced by
 `data_version_changed` and `code_version_changed` added.
 
-`ASSET_CONDITION` is applied centrally (`with_automation`, called on the project's Definitions), so
+The conditions are applied centrally (`with_automation`, called on the project's Definitions), so
 the asset modules need no automation code; an asset that sets its own condition keeps it. The two
 experiments (`EXPERIMENTS`) get none: each trains several adapters, so they run when asked for
 (`retrain_all`, or materialized from the UI), never because a CSV changed.
@@ -33,6 +36,7 @@ from typing import Iterable, Sequence
 
 import dagster as dg
 
+from ohlora_assets.configs import ACCELERATOR_POOL
 from ohlora_assets.resources import SettingsError, flag
 
 AC = dg.AutomationCondition
@@ -62,36 +66,56 @@ SOURCE_CONDITION = (
     (AC.missing().newly_true() | _observe_tick(OBSERVE_CRON)) & ~AC.in_progress()
 ).with_label(f"observe when never observed or every {OBSERVE_CRON}")
 
-_parent_has_new_data = AC.any_deps_match(
-    # a parent whose data version changed since the last tick, unless the run that changed it
-    # also ran this asset (then this asset is already up to date with it) ...
-    (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label("data_version_changed_without_root")
-    # ... or a parent requested on this very tick: the whole stale branch goes in one run
-    | AC.will_be_requested()
-).with_label("any_deps_data_version_changed")
+# a parent whose data version changed since the last tick, unless the run that changed it also ran this asset
+# (then this asset is already up to date with it)
+_parent_data_changed = (AC.data_version_changed() & ~AC.executed_with_root_target()).with_label(
+    "data_version_changed_without_root"
+)
 
-ASSET_CONDITION = (
-    AC.in_latest_time_window()
-    & (AC.newly_missing() | _parent_has_new_data | AC.code_version_changed()).since_last_handled()
-    & ~AC.any_deps_missing()
-    & ~AC.any_deps_in_progress()
-    & ~AC.in_progress()
+
+def _eager_on(parent_trigger: dg.AutomationCondition, label: str) -> dg.AutomationCondition:
+    return (
+        AC.in_latest_time_window()
+        & (AC.newly_missing() | AC.any_deps_match(parent_trigger).with_label(label) | AC.code_version_changed())
+        .since_last_handled()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    )
+
+
+# Also when a parent is requested on this very tick: the cheap part of a stale branch goes in one run.
+ASSET_CONDITION = _eager_on(
+    _parent_data_changed | AC.will_be_requested(), "any_deps_data_version_changed_or_requested"
 ).with_label("ohlora: eager on new data versions")
+# Training and generation wait for the new data version itself: a parent re-run on this tick may come out the
+# same (a blank row appended, a file back as it was), and a retrain on the bet costs minutes here, GPU hours on
+# `full`. So a stale branch runs in a run per training level, each only when its input really changed.
+ACCELERATOR_CONDITION = _eager_on(_parent_data_changed, "any_deps_data_version_changed").with_label(
+    "ohlora: on new data versions only"
+)
 
 
 #: Materialized only on request: each trains several adapters to compare settings.
 EXPERIMENTS = frozenset({dg.AssetKey("lora_rank_experiment"), dg.AssetKey("rag_concept_experiment")})
 
 
-def _default_condition(spec: dg.AssetSpec) -> dg.AssetSpec:
-    if spec.automation_condition is not None or spec.key in EXPERIMENTS:
-        return spec
-    return spec.replace_attributes(automation_condition=ASSET_CONDITION)
+def _with_condition(assets: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    condition = ACCELERATOR_CONDITION if assets.node_def.pool == ACCELERATOR_POOL else ASSET_CONDITION
+
+    def default(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.automation_condition is not None or spec.key in EXPERIMENTS:
+            return spec
+        return spec.replace_attributes(automation_condition=condition)
+
+    [mapped] = dg.map_asset_specs(default, [assets])
+    return mapped
 
 
 def with_automation(loaded: Iterable[object]) -> list[object]:
-    """The loaded definitions with `ASSET_CONDITION` on every asset that sets no condition of its own,
-    except the experiments; observable sources keep `SOURCE_CONDITION` from their factory (assets/data.py).
+    """The loaded definitions with a condition on every asset that sets none of its own, except the experiments:
+    `ACCELERATOR_CONDITION` on the steps in the accelerator pool (training, generation), `ASSET_CONDITION` on the
+    rest; observable sources keep `SOURCE_CONDITION` from their factories.
 
     `dg.map_asset_specs` refuses the observable sources (SourceAsset objects), so they pass around it.
     """
@@ -100,7 +124,7 @@ def with_automation(loaded: Iterable[object]) -> list[object]:
     others = [item for item in loaded if not isinstance(item, dg.AssetsDefinition)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [*dg.map_asset_specs(_default_condition, specs), *others]
+        return [*map(_with_condition, specs), *others]
 
 
 # --- jobs --------------------------------------------------------------------------------------

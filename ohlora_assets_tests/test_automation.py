@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from dagster._core.definitions.data_version import DATA_VERSION_TAG  # no public name
 import pytest
 import yaml
 
@@ -272,36 +273,63 @@ def test_edited_ethics_csv_rematerializes_exactly_the_ethics_branch(tmp_path: Pa
 # --- automation on the whole project graph (reported, not trained) ---------------------------
 
 
-def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream(tmp_path: Path):
-    """Every asset of the real graph, materializations reported (runless) so nothing trains."""
+def _report(instance: dg.DagsterInstance, keys: set[str], data_version: str) -> None:
+    """What a run of `keys` records, without running it: materializations with the data version it came out at."""
+    for key in sorted(keys):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, tags={DATA_VERSION_TAG: data_version}))
+
+
+def _until_quiet(ticker: Ticker, data_version: str) -> list[set[str]]:
+    """Each tick's request, every request reported as run at `data_version`, until a tick requests nothing."""
+    requests = []
+    while requested := ticker.tick(execute=False):
+        requests.append(requested)
+        _report(ticker.instance, requested, data_version)
+        assert len(requests) < 10, requests
+    return requests
+
+
+def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream_and_trains_only_on_new_data(tmp_path: Path):
+    """Every asset of the real graph, materializations reported (runless) so nothing trains. The cheap part of the
+    branch goes in one run; training waits for its input's new data version, so an edit that leaves the validated
+    table as it was (a blank row) trains nothing, and a real edit trains the ethics model once, a tick later, and
+    evaluates and promotes it the tick after."""
     ethics_csv = tmp_path / "ethics.csv"
     shutil.copy(sample_paths().ethics_csv, ethics_csv)
     resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics_csv)))
     graph = project_defs.resolve_asset_graph()
     assets = list(project_defs.assets) + list(project_defs.asset_checks or [])
+    branch = {k.to_user_string() for k in dg.AssetSelection.keys("raw_ethics_csv").downstream(include_self=False)
+              .resolve(graph)}
 
     with dg.instance_for_test() as instance:
         ticker = Ticker(assets, resources, instance)
         # the state after a full build: every file observed, every asset materialized
         ticker.run({k.to_user_string() for k in graph.observable_asset_keys})
-        for key in sorted(graph.materializable_asset_keys):
-            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        _report(instance, {k.to_user_string() for k in graph.materializable_asset_keys}, "built")
 
         assert ticker.tick() == set(), "nothing changed, nothing runs"
         assert ticker.tick(cron=True) == {k.to_user_string() for k in graph.observable_asset_keys}
         assert ticker.tick(execute=False) == set()
 
-        ethics_csv.write_text(ethics_csv.read_text(encoding="utf-8") + "test,사귀자 진짜로,사랑 고백/만남\n", "utf-8")
+        # a blank row: the file's hash changes, the validated table does not
+        ethics_csv.write_text(ethics_csv.read_text(encoding="utf-8") + ",,\n", "utf-8")
         ticker.tick(cron=True)  # observation run: raw_ethics_csv gets a new data version
-        requested = ticker.tick(execute=False)
-        expected = {
-            k.to_user_string()
-            for k in dg.AssetSelection.keys("raw_ethics_csv").downstream(include_self=False).resolve(graph)
-        }
-        assert requested == expected
-        assert "ethics_dataset" in requested
-        for untouched in ("dialogue_dataset", "output_message_split", "ml_qa_dataset"):
-            assert untouched not in requested
+        [cheap_part] = _until_quiet(ticker, "built")
+        assert "ethics_dataset" in cheap_part and cheap_part <= branch
+        assert "ethics_sbert_model" not in cheap_part, "no retrain on the bet that the table changed"
+
+        # a real edit: the table changes, and the model trains once its new pairs are recorded
+        ethics_csv.write_text(ethics_csv.read_text(encoding="utf-8") + "test,사귀자 진짜로,사랑 고백/만남\n", "utf-8")
+        ticker.tick(cron=True)
+        # validate; train once the new pairs are recorded; then evaluate and promote once the new model is
+        requests = _until_quiet(ticker, "edited")
+        assert requests[0] == cheap_part
+        assert [i for i, requested in enumerate(requests) if "ethics_sbert_model" in requested] == [1]
+        assert set().union(*requests) == branch
+        assert not set().union(*requests[1:]) & {"ethics_dataset", "ethics_pairs"}
+        for untouched in ("dialogue_dataset", "output_message_split", "ml_qa_dataset", "base_models"):
+            assert untouched not in set().union(*requests)
 
 
 def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_path: Path):
@@ -320,35 +348,32 @@ def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_pat
     def downstream(source: str) -> set[str]:
         return {k.to_user_string() for k in dg.AssetSelection.keys(source).downstream(include_self=False).resolve(graph)}
 
-    def requested_after(ticker: Ticker, overrides: dict[str, str]) -> set[str]:
+    def requested_after(ticker: Ticker, overrides: dict[str, str], data_version: str) -> list[set[str]]:
         ticker.resources = {**resources, "profile": ModelProfile(smoke=True, base_model_overrides=overrides)}
         ticker.defs = dg.Definitions(assets=assets, resources=ticker.resources)
         assert ticker.tick(cron=True) == observable
-        requested = ticker.tick(execute=False)
-        for key in sorted(requested):  # as if the requested run trained them
-            ticker.instance.report_runless_asset_event(dg.AssetMaterialization(key))
-        return requested
+        return _until_quiet(ticker, data_version)
 
     with dg.instance_for_test() as instance:
         ticker = Ticker(assets, resources, instance)
         ticker.run(observable)
-        for key in sorted(graph.materializable_asset_keys):
-            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        _report(instance, {k.to_user_string() for k in graph.materializable_asset_keys}, "built")
         assert ticker.tick() == set()
-        assert requested_after(ticker, {}) == set(), "the same settings observed again request nothing"
+        assert requested_after(ticker, {}, "built") == [], "the same settings observed again request nothing"
 
         ethics_branch = downstream("ethics_base_settings")
         assert "ethics_sbert_model" in ethics_branch and "base_models" not in ethics_branch
-        assert requested_after(ticker, {"ethics": str(encoder)}) == ethics_branch
-        assert requested_after(ticker, {"ethics": str(encoder)}) == set()
+        own_encoder = {"ethics": str(encoder)}
+        assert set().union(*requested_after(ticker, own_encoder, "own encoder")) == ethics_branch
+        assert requested_after(ticker, own_encoder, "own encoder") == []
         (encoder / "model.safetensors").write_bytes(b"other weights, same folder")
-        assert requested_after(ticker, {"ethics": str(encoder)}) == ethics_branch
+        assert set().union(*requested_after(ticker, own_encoder, "new weights")) == ethics_branch
 
         # the experiments train only when asked for (EXPERIMENTS)
         adapters_branch = downstream("base_model_settings") - {k.to_user_string() for k in EXPERIMENTS}
         assert "base_models" in adapters_branch and "ethics_sbert_model" not in adapters_branch
-        both = {"ethics": str(encoder), "memory": "org/own-memory-base@v1"}
-        assert requested_after(ticker, both) == adapters_branch
+        requests = requested_after(ticker, {**own_encoder, "memory": "org/own-memory-base@v1"}, "own memory base")
+        assert requests[0] == {"base_models"} and set().union(*requests) == adapters_branch
 
 
 @pytest.mark.parametrize("condition", [ASSET_CONDITION, SOURCE_CONDITION])
