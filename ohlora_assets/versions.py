@@ -46,8 +46,9 @@ def candidate(
 
 
 def referenced_base_versions(store: ArtifactStore) -> set[str]:
-    """The base_models versions some saved adapter (a version or an experiment's) was trained on: the base
-    directory its adapter_config.json names. Pruning the base registry must keep them."""
+    """The base_models versions some adapter version was trained on: the base directory its adapter_config.json
+    names. Pruning the base registry must keep them. (The experiments' scratch adapters, under experiments/, are
+    not loaded after their run.)"""
     found = set()
     for config in store.path("models").rglob("adapter_config.json"):
         base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
