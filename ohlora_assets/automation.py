@@ -146,10 +146,13 @@ _ETHICS_BRANCH = dg.AssetSelection.groups("ethics").upstream() & dg.AssetSelecti
 
 ethics_only = dg.define_asset_job(
     "ethics_only",
-    # ... observing the sources it reads first (raw_ethics_csv, ethics_base_settings), as retrain_all does
-    selection=_ETHICS_BRANCH | _ETHICS_BRANCH.upstream_source_assets(),
+    # ... observing the sources it reads first (raw_ethics_csv, ethics_base_settings), as retrain_all does, and
+    # promoting the model it trains when the gate passes (else the gate would go on scoring with the old one)
+    selection=_ETHICS_BRANCH | _ETHICS_BRANCH.upstream_source_assets()
+    | dg.AssetSelection.assets("serving_ethics_sbert_model"),
     tags=TRAINING_TAGS,
-    description="The ethics gate: the validated ethics dataset, the S-BERT model, thresholds and report.",
+    description="The ethics gate: the validated ethics dataset, the S-BERT model, thresholds and report, and its "
+                "promotion when every check passed.",
 )
 
 reports_only = dg.define_asset_job(

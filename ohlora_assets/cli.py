@@ -25,8 +25,8 @@ EXIT_OK, EXIT_FAILURE = 0, 1  # 2 is argparse's, for usage errors only
 
 DESCRIPTION = """Oh-LoRA from the command line: chat with the serving models, check a prompt with the ethics gate,
 list, promote and roll back model versions, run the benchmarks.
-Settings come from the same environment variables as the pipeline (OHLORA_HOME, OHLORA_PROFILE, ...;
-see README.md)."""
+Settings come from the same environment variables as the pipeline (OHLORA_HOME, OHLORA_DEVICE,
+OHLORA_TORCH_THREADS, ...; see README.md), checked before any command runs."""
 
 
 def _version() -> str:
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        from ohlora_assets.resources import check_settings
+
+        check_settings()  # every setting at once, as the definitions check them, before a command half-runs
         status = args.handler(args)
     except SettingsError as error:  # a mistyped environment variable: its name and the fix, not a traceback
         print(f"ohlora: {error}", file=sys.stderr)

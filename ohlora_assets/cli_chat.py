@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat.add_argument("--once", metavar="TEXT", help="answer one message and print the turn as JSON")
     chat.add_argument("--home", help="artifact folder (default: the pipeline's, OHLORA_HOME)")
     chat.add_argument("--log", help="sanction log SQLite file (default: <home>/ethics/sanctions.sqlite)")
-    chat.add_argument("--device", default="cpu", type=_device_name, help="cpu | cuda | cuda:N | auto")
+    chat.add_argument("--device", type=_device_name,
+                      help="cpu | cuda | cuda:N | auto (default: OHLORA_DEVICE, else auto: the GPU when there is one)")
     chat.add_argument("--max-new-tokens", type=int, default=80, help="per generated part")
     chat.set_defaults(handler=run)
 
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with the conversation
     home = artifact_home(args.home)
     try:
-        models = load_serving_models(home, args.device, ModelProfile.from_env().trust_remote_code)
+        profile = ModelProfile.from_env()
+        models = load_serving_models(home, args.device or profile.device, profile.trust_remote_code)
     except ChatError as error:
         print(json.dumps({"error": str(error)}, ensure_ascii=False), file=sys.stderr)
         return 1

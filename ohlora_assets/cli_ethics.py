@@ -20,6 +20,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="Oh-LoRA's answer to the prompt: a love or politics prompt is sanctioned only when the answer "
         "declined it (contains 미안 or 부담)",
     )
-    check.add_argument("--model", metavar="DIR", help="sentence-transformers model (default: the trained ethics model)")
+    check.add_argument("--model", metavar="DIR", help="sentence-transformers model (default: the serving ethics model)")
     check.add_argument("--log", metavar="FILE", help="sanction log, SQLite (default: OHLORA_HOME/ethics/sanctions.sqlite)")
     # Listed for `ohlora ethics --help`; cli.main hands `ethics check ...` to ethics_cli.main before parsing.

@@ -43,11 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _registry(args: argparse.Namespace):
-    from ohlora_assets.core.registry import ModelRegistry
+    from ohlora_assets.core.registry import ModelRegistry, registries
 
     registry = ModelRegistry(artifact_home(args.home) / "models", args.asset)
     if not registry.root.is_dir():
-        print(f"no model asset {args.asset!r} under {registry.root.parent}", file=sys.stderr)
+        known = ", ".join(r.name for r in registries(registry.root.parent)) or "none yet"
+        print(f"no model asset {args.asset!r} under {registry.root.parent} (there: {known}); a model appears here "
+              "after its first training", file=sys.stderr)
         return None
     return registry
 
@@ -91,7 +93,7 @@ def list_versions(args: argparse.Namespace) -> int:
         found = registries(artifact_home(args.home) / "models")
     try:  # a damaged pointer or version record is named, as the gate and the chat name it
         text = (json.dumps([_describe(r) for r in found], ensure_ascii=False, indent=2) if args.json
-                else "\n\n".join(_table(r) for r in found) or "no models yet")
+                else "\n\n".join(_table(r) for r in found) or f"no models yet under {artifact_home(args.home)}")
     except RegistryError as error:
         print(error, file=sys.stderr)
         return 1

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--answer", default="", action=_Once, help="the model's answer (love/politics block only on 미안/부담)"
     )
     parser.add_argument(
-        "--model", action=_Once, help="sentence-transformers directory (default: the materialized ethics model)"
+        "--model", action=_Once, help="sentence-transformers directory (default: the serving ethics model)"
     )
     parser.add_argument("--log", action=_Once, help="sanction log SQLite file (default: in the artifact folder)")
     return parser
@@ -96,13 +96,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def _serving_model(store) -> Path:
     """The serving version of ethics_sbert_model (core/registry.py), or its folder when nothing serves yet."""
     from ohlora_assets.core.model_training import ETHICS_MODEL
-    from ohlora_assets.core.registry import ModelRegistry, RegistryError
+    from ohlora_assets.core.registry import NOTHING_SERVES, ModelRegistry, RegistryError
 
     registry = ModelRegistry(store.path("models"), ETHICS_MODEL)
     try:
-        return registry.serving_path() or registry.root
+        path = registry.serving_path()
     except RegistryError as error:
         raise GateFailure(str(error)) from error
+    if path is None:
+        raise GateFailure(f"no ethics model serves under {registry.root}: {NOTHING_SERVES.format(model=ETHICS_MODEL)}")
+    return path
 
 
 def decide(args: argparse.Namespace):
@@ -117,7 +120,8 @@ def decide(args: argparse.Namespace):
     model_dir = Path(args.model) if args.model else _serving_model(store)
     log_path = Path(args.log) if args.log else store.path("ethics", "sanctions.sqlite")
     try:
-        scorer = EthicsScorer.load(model_dir, device="cpu", trust_remote_code=ModelProfile.from_env().trust_remote_code)
+        profile = ModelProfile.from_env()
+        scorer = EthicsScorer.load(model_dir, device=profile.device, trust_remote_code=profile.trust_remote_code)
         return check_turn(scorer, SanctionLog(log_path), args.user, args.prompt, args.answer)
     except EthicsModelError as error:  # names the folder: missing, damaged, or giving non-finite scores
         raise GateFailure(str(error)) from error

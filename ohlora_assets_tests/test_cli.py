@@ -52,23 +52,28 @@ def test_usage_errors_exit_2_and_say_why(args):
     assert "usage: ohlora" in result.stderr and "error:" in result.stderr
 
 
-def test_a_mistyped_setting_is_named_with_exit_1_not_a_traceback(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "variable, value, command, named",
+    [
+        ("OHLORA_SMOKE", "of", ["chat", "--once", "안녕", "--user", "u"], "OHLORA_SMOKE='of': expected on"),  # not off
+        ("OHLORA_TORCH_THREADS", "two", ["chat", "--once", "안녕", "--user", "u"], "OHLORA_TORCH_THREADS='two'"),
+        ("OHLORA_TORCH_THREADS", "0", ["bench", "ethics-throughput", "--quick"], "OHLORA_TORCH_THREADS='0'"),
+        # the chat reads the pipeline's device: a mistyped one is named before any model loads
+        ("OHLORA_DEVICE", "gpu", ["chat", "--once", "안녕", "--user", "u"], "OHLORA_DEVICE='gpu'"),
+        # empty: "no models yet" in the current directory, as it used to answer
+        ("OHLORA_HOME", "", ["models", "list"], "OHLORA_HOME='': expected a folder"),
+    ],
+)
+def test_a_mistyped_setting_is_named_with_exit_1_before_the_command_runs(
+    tmp_path, monkeypatch, capsys, variable, value, command, named
+):
     from ohlora_assets.cli import main
 
     monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
-    monkeypatch.setenv("OHLORA_SMOKE", "of")  # not "off": it used to read as on
-    assert main(["chat", "--once", "안녕", "--user", "u"]) == 1
-    assert capsys.readouterr().err.startswith("ohlora: OHLORA_SMOKE='of': expected on")
-
-
-def test_a_setting_read_at_run_time_is_named_too(tmp_path, monkeypatch, capsys):
-    """OHLORA_TORCH_THREADS is read by core code when torch work starts, after the definitions' check."""
-    from ohlora_assets.cli import main
-
-    monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
-    monkeypatch.setenv("OHLORA_TORCH_THREADS", "two")
-    assert main(["chat", "--once", "안녕", "--user", "u"]) == 1
-    assert capsys.readouterr().err.startswith("ohlora: OHLORA_TORCH_THREADS='two': expected a whole number")
+    monkeypatch.setenv(variable, value)
+    assert main(command) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ohlora: settings") and named in error and "Traceback" not in error
 
 
 def test_chat_device_names_are_checked_as_usage():

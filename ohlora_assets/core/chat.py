@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ohlora_assets.core.formats import MEMORY_PATTERN, TASK_FORMATS, parse_eyes_mouth_pose
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.model_training import ETHICS_MODEL, adapter_name
-from ohlora_assets.core.registry import ModelRegistry, RegistryError
+from ohlora_assets.core.registry import NOTHING_SERVES, ModelRegistry, RegistryError
 
 # Generation order within a turn: each later prompt may use an earlier answer.
 TURN_TASKS = ("output_message", "eyes_mouth_pose", "summary", "memory")
@@ -73,7 +73,7 @@ def resolve_serving(home: str | Path, name: str) -> tuple[Path, str]:
     except RegistryError as error:  # a damaged pointer or a missing version: named, not a traceback
         raise ChatError(str(error)) from error
     if path is None:
-        raise ChatError(f"no serving {name} under {registry.root}: materialize it (dagster job retrain_all)")
+        raise ChatError(f"no {name} serves under {registry.root}: {NOTHING_SERVES.format(model=name)}")
     return path, registry.serving_label()
 
 

@@ -63,6 +63,9 @@ VERSION_FILE = "version.json"
 LEGACY = "legacy"
 DEFAULT_KEEP = 5
 ID_LENGTH = 16
+# What to do when nothing serves yet (the chat and the gate say it): the pipeline promotes, or a person does.
+NOTHING_SERVES = ("run `make run` (or `dg launch --job retrain_all`) and let its gate promote one, or serve a trained "
+                  "version: ohlora models promote {model} ID (`ohlora models list` shows the ids)")
 _VERSION_ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 STACK_LIMIT = 50
 
@@ -230,12 +233,21 @@ class ModelRegistry:
         when it is not one (damaged, hand-edited): readers must not guess which version serves."""
         if not self.pointer.exists():
             return None
-        state = _read_record(self.pointer, ("version", "stack", "history"))
-        if not (isinstance(state["version"], str) and isinstance(state["stack"], list)
-                and isinstance(state["history"], list)):
-            raise RegistryError(f"{self.pointer}: not a serving pointer (version must be an id, stack and history "
-                                "lists); delete it and promote a version again (ohlora models promote ID)")
+        try:
+            state = _read_record(self.pointer, ("version", "stack", "history"))
+            problem = None if (isinstance(state["version"], str) and isinstance(state["stack"], list)
+                               and isinstance(state["history"], list)) else (
+                f"{self.pointer}: not a serving pointer (version must be an id, stack and history lists)")
+        except RegistryError as error:
+            problem = str(error)
+        if problem is not None:
+            raise RegistryError(f"{problem}; promoting a version replaces it: ohlora models promote {self.name} ID"
+                                f"{self._ids_hint()}")
         return state
+
+    def _ids_hint(self) -> str:
+        ids = sorted(self._ids())
+        return f" (versions: {', '.join(ids)})" if ids else " (no version is registered yet)"
 
     def _serving_id(self) -> str | None:
         """The serving version's id, checked to be a registered version (not a path out of the registry)."""
@@ -244,7 +256,7 @@ class ModelRegistry:
             return None
         if state["version"] not in self._ids():
             raise RegistryError(f"{self.name}: {self.pointer} names version {state['version']!r}, which is missing; "
-                                f"serve another: ohlora models promote {self.name} ID (ohlora models list shows them)")
+                                f"serve another: ohlora models promote {self.name} ID{self._ids_hint()}")
         return state["version"]
 
     def serving(self) -> ModelVersion | None:
@@ -278,9 +290,15 @@ class ModelRegistry:
 
     @exclusive
     def promote(self, version: str, reason: str) -> ModelVersion:
-        """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`."""
+        """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`. A pointer
+        that cannot be read (damaged, hand-edited) is how a person repairs it: it is replaced, kept beside as
+        .serving.json.unreadable (hidden, as registry files beside the versions are)."""
         target = self.get(version)
-        state = self.state() or {"version": None, "stack": [], "history": []}
+        try:
+            state = self.state() or {"version": None, "stack": [], "history": []}
+        except RegistryError:
+            os.replace(self.pointer, self.pointer.with_name(f".{SERVING}.unreadable"))
+            state = {"version": None, "stack": [], "history": []}
         if state["version"] == target.version:
             return target
         stack = [*state["stack"], target.version][-STACK_LIMIT:]

@@ -123,4 +123,5 @@ def test_interactive_answers_each_line_until_eof(home, monkeypatch, capsys):
 
 def test_a_missing_model_exits_1_and_says_which(tmp_path, capsys):
     assert _chat(["--user", "erin", "--once", "안녕", "--home", str(tmp_path)]) == 1
-    assert "no serving adapter_output_message" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no adapter_output_message serves" in error and "ohlora models promote adapter_output_message ID" in error

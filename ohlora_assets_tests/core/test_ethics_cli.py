@@ -165,3 +165,12 @@ def test_a_long_prompt_is_scored_by_its_most_harmful_window(model_dir):
     blockable = [ETHICS_CATEGORIES.index(c) for c in BLOCKABLE]
     expected = each[each[:, blockable].max(axis=1).argmax()]
     assert np.allclose(scorer.score([prompt])[0], expected, atol=1e-6)
+
+
+def test_a_gate_with_nothing_serving_says_how_to_serve_one(tmp_path, monkeypatch, capsys):
+    # an ethics model was trained (its registry exists) but no gate promoted it
+    (tmp_path / "models" / "ethics_sbert_model" / "versions").mkdir(parents=True)
+    monkeypatch.setenv("OHLORA_HOME", str(tmp_path))
+    code, output = _main(["--user", "gina", "안녕"], capsys)
+    assert code == 1
+    assert "no ethics model serves" in output["error"] and "ohlora models promote ethics_sbert_model ID" in output["error"]

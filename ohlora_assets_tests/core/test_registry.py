@@ -136,9 +136,16 @@ def test_a_damaged_or_hand_edited_serving_pointer_is_named_not_followed(tmp_path
     registry = ModelRegistry(tmp_path, NAME)
     registry.promote(_write(registry, adapters[0]), "first")
     registry.pointer.write_text(pointer, encoding="utf-8")
+    first = registry.versions()[0].version
     for read in (registry.serving_path, registry.serving_label, registry.serving):
-        with pytest.raises(RegistryError, match="serving.json"):
+        # the file, and the command that repairs it with the ids it takes
+        with pytest.raises(RegistryError, match=rf"serving.json.*ohlora models promote {NAME} ID \(versions: {first}\)"):
             read()
+    # promoting is the repair: the unreadable pointer is kept aside, hidden
+    second = _write(registry, adapters[1])
+    registry.promote(second, "repaired by hand")
+    assert registry.serving_label() == second and registry.serving_path() == registry.versions_dir / second
+    assert registry.legacy_path() is None
 
 
 def test_a_pointer_that_is_a_directory_is_named_not_taken_for_no_pointer(tmp_path, adapters):
