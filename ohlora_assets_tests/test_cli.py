@@ -142,3 +142,12 @@ def test_ethics_accuracy_takes_a_train_file_and_a_test_file_and_leaves_out_repea
                     "--test", str(tmp_path / "test.csv"), home=tmp_path / "home")
     assert broken.returncode == 1 and "Traceback" not in broken.stderr
     assert f"ohlora bench ethics-accuracy: 1 problem(s) in input data:\n  - {tmp_path / 'broken.csv'}, row 2" in broken.stderr
+
+
+def test_a_bad_benchmark_input_is_one_line_and_still_a_json_error(tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    result = ohlora("bench", "ethics-accuracy", "--json", "--train", str(missing), home=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["name"] == "ethics-accuracy" and outcome["value"] is None
+    assert str(missing) in outcome["error"] and "--train" in outcome["error"]

@@ -32,7 +32,11 @@ def seeds(text: str) -> list[int]:
 
 def ethics_accuracy_options(parser: argparse.ArgumentParser) -> None:
     quick_option(parser)
-    parser.add_argument("--train", metavar="CSV", help="training prompts (type,user_prompt,category; rows with type=train)")
+    parser.add_argument(
+        "--train", metavar="CSV",
+        help="training prompts (type,user_prompt,category; rows with type=train; default: the original author's "
+        "../shared/upstream/ethics_train_test_dataset.csv beside the project when it is there, else OHLORA_ETHICS_CSV)",
+    )
     parser.add_argument("--test", metavar="CSV", help="test prompts (rows with type=test; default: the --train file)")
     parser.add_argument(
         "--seeds", type=seeds, metavar="N[,N...]",
@@ -82,6 +86,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
     )
 }
+
+
+class BenchInputError(ValueError):
+    """An input of a benchmark that the user can fix (a file, a missing category): one line, an ERROR row."""
 
 
 def load(target: str) -> Callable:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ohlora_assets.bench.cli import BenchInputError
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.resources import PROJECT_ROOT, DataPaths
@@ -51,8 +52,13 @@ def _print_gate(name: str, truth: list[str], scores, thresholds: dict[str, dict[
 
 
 def _default_csv() -> Path:
-    """The upstream file when it is beside the project, else our sample data."""
-    return UPSTREAM_CSV if UPSTREAM_CSV.is_file() else Path(DataPaths.from_env().ethics_csv)
+    """The upstream file when it is beside the project, else our sample data (said: its figure is another one)."""
+    if UPSTREAM_CSV.is_file():
+        return UPSTREAM_CSV
+    fallback = Path(DataPaths.from_env().ethics_csv)
+    print(f"note: no upstream file at {UPSTREAM_CSV}: training and scoring {fallback} instead, a figure not comparable "
+          "with README's (put the original author's ethics_train_test_dataset.csv there, or pass --train)")
+    return fallback
 
 
 def run(args: argparse.Namespace) -> float:
@@ -78,12 +84,13 @@ def run(args: argparse.Namespace) -> float:
         also_train = Path(args.also_train) if getattr(args, "also_train", None) else None
         extra = load_ethics(also_train) if also_train is not None else None
     except DataValidationError as error:
-        raise SystemExit(f"ohlora bench ethics-accuracy: {error}") from None
+        raise BenchInputError(f"{error}\n(the files: --train {train_csv}, --test {test_csv}, --also-train, "
+                              "--heldout; '' leaves out the last two)") from None
     from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
 
     if absent := [c for c in ETHICS_CATEGORIES if c not in set(train["category"])]:
-        raise SystemExit(f"ohlora bench ethics-accuracy: {train_csv} has no train rows of {', '.join(absent)}: the "
-                         "model could never predict them")
+        raise BenchInputError(f"{train_csv} has no train rows of {', '.join(absent)}: the model could never "
+                              "predict them")
     scored = test["user_prompt"].tolist() + ([] if heldout is None else heldout["user_prompt"].tolist())
     if test_csv != train_csv:
         # A test prompt that a training prompt of another file nearly repeats would measure memory, not the recipe.
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> float:
               f"({sum(repeats)} left out: near-duplicates of a test or held-out prompt)")
         train = pd.concat([train, extra[[not r for r in repeats]].assign(type="train")], ignore_index=True)
     if train.empty or test.empty:
-        raise SystemExit(f"need train rows in {train_csv} and test rows in {test_csv}")
+        raise BenchInputError(f"need train rows in {train_csv} and test rows in {test_csv}")
     print(f"train: {len(train)} prompts from {train_csv}{' and ' + str(also_train) if also_train else ''}")
     print(f"test:  {len(test)} prompts from {test_csv}")
     print(f"profile: embedded{' (quick: smoke budgets)' if quick else ''}; seed {seed}", flush=True)

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ohlora_assets.bench import cli
-from ohlora_assets.bench.cli import Benchmark, default_args, load
+from ohlora_assets.bench.cli import Benchmark, BenchInputError, default_args, load
+from ohlora_assets.core.settings import SettingsError
 from ohlora_assets.core.device import usable_cores
 from ohlora_assets.resources import ArtifactStore
 
@@ -78,6 +79,9 @@ def run_one(benchmark: Benchmark, args: argparse.Namespace) -> Outcome:
     print(f"\n=== ohlora bench {benchmark.name}{' --quick' if getattr(args, 'quick', False) else ''} ===", flush=True)
     try:
         value = float(load(benchmark.run)(args))
+    except (BenchInputError, SettingsError) as err:  # the user's to fix: the file or setting named, no traceback
+        print(f"ohlora bench {benchmark.name}: {err}", file=sys.stderr)
+        return Outcome(benchmark.name, None, benchmark.target, False, time.monotonic() - started, str(err))
     except Exception as err:  # noqa: BLE001 - one broken benchmark must not hide the others
         traceback.print_exc()
         return Outcome(benchmark.name, None, benchmark.target, False, time.monotonic() - started, f"{type(err).__name__}: {err}")
