@@ -43,6 +43,10 @@ class Table(list):
     """A metadata value shown as a sortable table: a list of rows (dicts of plain values)."""
 
 
+# In a version's notes: trained on smoke budgets, promoted through an open gate (configs.GateConfig.tolerances).
+SMOKE_NOTE = " (smoke budgets: served through an open gate)"
+
+
 def _rounded(value: float | None, digits: int = 4) -> float | None:
     """A float for reading (`digits` significant digits)."""
     return None if value is None else float(f"{value:.{digits}g}")
@@ -111,7 +115,7 @@ def train_adapter_version(
     log(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
     registry = ModelRegistry(artifact_root / "models", name)
     with tracking_run(name, {**vars(hp), "base_model": base.model, "profile": profile.name}) as tracked:
-        with registry.write_version(notes=f"base {base.model}") as pending:
+        with registry.write_version(notes=f"base {base.model}{SMOKE_NOTE if profile.smoke else ''}") as pending:
             # A killed training resumes from its last finished epoch (the checkpoint names its base and data).
             result = train_lora_adapter(
                 base.spec(profile.device, profile.trust_remote_code), train, valid, hp, pending.path,
@@ -175,7 +179,7 @@ def train_ethics_version(
 
     registry = ModelRegistry(artifact_root / "models", ETHICS_MODEL)
     with tracking_run(ETHICS_MODEL, {"profile": profile.name, "smoke": profile.smoke}) as tracked:
-        with registry.write_version(notes=f"profile {profile.name}") as pending:
+        with registry.write_version(notes=f"profile {profile.name}{SMOKE_NOTE if profile.smoke else ''}") as pending:
             trained = train_ethics_model(
                 pairs,
                 pending.path,

@@ -37,7 +37,8 @@ def test_lora_rank_experiment_reports_both_ranks(pipeline):
     assert "rank_16/numbered_prefix_rate" in meta and "rank_64/give_up_rate" in meta
     store = resources["store"]
     for rank in (16, 64):
-        config = json.loads((store.experiment_dir("lora_rank_experiment") / f"rank_{rank}" / "adapter_config.json").read_text())
+        adapter = store.experiment_dir("lora_rank_experiment") / f"rank_{rank}"
+        config = json.loads((adapter / "adapter_config.json").read_text())
         assert config["r"] == rank
     # scratch, not models: a rank an earlier config named is gone, and `ohlora models list` shows no experiment
     assert sorted(p.name for p in store.experiment_dir("lora_rank_experiment").iterdir()) == ["rank_16", "rank_64"]

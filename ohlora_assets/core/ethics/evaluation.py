@@ -178,7 +178,7 @@ def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, d
     ]
     publish_files(out_dir, {
         **{
-            name: plot_histogram(scores, truth, category, {label: values[category] for label, values in thresholds.items()})
+            name: plot_histogram(scores, truth, category, {label: per[category] for label, per in thresholds.items()})
             for category, name in names.items()
         },
         "misclassified.csv": evaluation.misclassified.to_csv(index=False).encode("utf-8-sig"),
