@@ -11,7 +11,6 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ohlora_assets.assets.base_models import ethics_base_settings
 from ohlora_assets.configs import ACCELERATOR_POOL, KINDS, OWNERS, GateConfig
 from ohlora_assets.core.device import limit_torch_threads, resolve_device
 from ohlora_assets.core.ethics.categories import CATEGORY_KEYS
@@ -64,7 +63,7 @@ def ethics_pairs(context: dg.AssetExecutionContext, ethics_dataset: pd.DataFrame
 
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="4", pool=ACCELERATOR_POOL,
-    deps=[ethics_base_settings],
+    deps=["ethics_base_settings"],  # the observable source of its base's settings (assets/base_models.py)
 )
 def ethics_sbert_model(
     context: dg.AssetExecutionContext,

@@ -366,7 +366,8 @@ def test_a_cell_written_over_lines_on_purpose_is_not_taken_for_swallowed_rows(tm
     frame = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, listed))).frame
     assert frame["user_prompt"].iloc[5] == "오늘 먹은 거\n짜장면, 짬뽕, 탕수육"
     qa = ("data_type,user_question,rag_retrieved_data,output_message\n"
-          'train,활성화 함수 종류?,"활성화 함수:\nReLU, Sigmoid, Tanh, GELU",ReLU 등이 있어!\n')
+          'train,활성화 함수 종류?,"활성화 함수:\nReLU, Sigmoid, Tanh, GELU",ReLU 등이 있어!\n'
+          "valid,ReLU가 뭐야?,ReLU : 음수를 0으로 바꾸는 활성화 함수,음수를 0으로 바꿔!\n")
     frame = schemas.load(schemas.ML_QA, _file(tmp_path, qa, "qa.csv")).frame
     assert frame["rag_retrieved_data"].iloc[0] == "활성화 함수:\nReLU, Sigmoid, Tanh, GELU"
     # a divider line typed in a cell is not half of a merge conflict
@@ -382,7 +383,8 @@ def test_hangul_saved_as_question_marks_is_named(tmp_path):
     assert {(i.row, i.column) for i in issues} == {(2, "user_question"), (2, "rag_retrieved_data"), (2, "output_message")}
     assert all("replaced by '?'" in i.message and "UTF-8" in i.fix for i in issues)
     # question marks in a file that has its Hangul are punctuation
-    fine = "data_type,user_question,rag_retrieved_data,output_message\ntrain,뭐라고 ???,과적합 (??),응 ??\n"
+    fine = ("data_type,user_question,rag_retrieved_data,output_message\ntrain,뭐라고 ???,과적합 (??),응 ??\n"
+            "valid,과적합이 뭐야?,과적합 (??),외워 버리는 거야\n")
     assert schemas.load(schemas.ML_QA, _file(tmp_path, fine, "fine.csv")).frame["user_question"].iloc[0] == "뭐라고 ???"
 
 

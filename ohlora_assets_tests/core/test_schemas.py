@@ -8,6 +8,7 @@ import pytest
 
 from ohlora_assets.core import schemas
 from ohlora_assets.core.data_issues import DataValidationError
+from ohlora_assets.core.file_rules import split_key_facts
 from ohlora_assets_tests.conftest import sample_paths
 
 
@@ -154,13 +155,13 @@ def test_an_ml_qa_file_without_valid_rows_is_refused_before_the_experiment_train
 def test_key_facts_read_as_spreadsheets_list_them_and_a_fact_no_answer_can_hold_is_refused(ml_qa, tmp_path):
     valid = ml_qa.index[ml_qa["data_type"] == "valid"]
     own = ml_qa.loc[valid[0], "output_message"]
-    facts = schemas.split_key_facts(ml_qa.loc[valid[0], "key_facts"])
+    facts = split_key_facts(ml_qa.loc[valid[0], "key_facts"])
     assert len(facts) >= 2, "the sample row should list two facts"
     listed = ml_qa.copy()
     listed.loc[valid[0], "key_facts"] = "；".join(facts)  # a Korean IME's full-width semicolon
-    listed.loc[valid[1], "key_facts"] = "\n".join(schemas.split_key_facts(ml_qa.loc[valid[1], "key_facts"]))
+    listed.loc[valid[1], "key_facts"] = "\n".join(split_key_facts(ml_qa.loc[valid[1], "key_facts"]))
     loaded = schemas.load_ml_qa(_write(listed, tmp_path / "listed.csv"))
-    assert schemas.split_key_facts(loaded.loc[int(valid[0]) + 2, "key_facts"]) == facts
+    assert split_key_facts(loaded.loc[int(valid[0]) + 2, "key_facts"]) == facts
 
     bad = ml_qa.copy()
     bad.loc[valid[0], "key_facts"] = ", ".join(facts)  # one fact the answer never holds as written

@@ -21,7 +21,7 @@ from ohlora_assets.core.generation import SamplingSettings, train_and_generate
 from ohlora_assets.core.progress import Progress
 from ohlora_assets.core.quality import normalize
 from ohlora_assets.core.recipes import LoraHyperParams
-from ohlora_assets.core.schemas import split_key_facts
+from ohlora_assets.core.file_rules import split_key_facts
 from ohlora_assets.core.render import figure_png, markdown_cell, subplots
 
 if TYPE_CHECKING:  # lora imports torch, which definitions must not load
