@@ -19,6 +19,7 @@ import dagster as dg
 
 from ohlora_assets import definitions as project  # the module: one Definitions object at module scope
 from ohlora_assets.launchers import PIPES_CLIENT
+from ohlora_assets.core.settings import SettingsError
 from ohlora_assets.resources import setting
 
 
@@ -37,15 +38,24 @@ def executor() -> dg.ExecutorDefinition | None:
     return None
 
 
+def _required(variable: str) -> str:
+    """A variable the chosen Pipes client cannot do without, named when it is missing (not a bare KeyError)."""
+    if not os.environ.get(variable):
+        raise SettingsError(f"{variable} is not set: OHLORA_PIPES_CLIENT={os.environ['OHLORA_PIPES_CLIENT']} needs it "
+                            "(see this file's docstring)")
+    return os.environ[variable]
+
+
 def pipes_client() -> dg.PipesClient:
     chosen = os.environ.get("OHLORA_PIPES_CLIENT", "subprocess")
     if chosen == "subprocess":
         return dg.PipesSubprocessClient()
     from ohlora_assets.pipes_clients import docker_training_client, k8s_training_client
 
-    image, gpus, root = os.environ["OHLORA_TRAINING_IMAGE"], int(os.environ.get("OHLORA_TRAINING_GPUS", "1")), setting("OHLORA_HOME")
+    image, root = _required("OHLORA_TRAINING_IMAGE"), setting("OHLORA_HOME")
+    gpus = int(os.environ.get("OHLORA_TRAINING_GPUS", "1"))
     if chosen == "k8s":
-        return k8s_training_client(image, root, os.environ["OHLORA_ARTIFACT_CLAIM"],
+        return k8s_training_client(image, root, _required("OHLORA_ARTIFACT_CLAIM"),
                                    os.environ.get("OHLORA_K8S_NAMESPACE", "default"), gpus)
     if chosen == "docker":
         return docker_training_client(image, root, gpus)
