@@ -37,7 +37,7 @@ from typing import Iterable, Sequence
 import dagster as dg
 
 from ohlora_assets.configs import ACCELERATOR_POOL
-from ohlora_assets.resources import SettingsError, flag
+from ohlora_assets.resources import check_cron, flag
 
 AC = dg.AutomationCondition
 
@@ -52,18 +52,10 @@ OBSERVE_TAGS = {WORKLOAD_TAG: "observe"}  # hashing the raw files: never queued 
 
 #: How often the automation sensor re-hashes the raw files (OHLORA_OBSERVE_CRON to change).
 OBSERVE_CRON = os.environ.get("OHLORA_OBSERVE_CRON", "*/5 * * * *")
-
-
-def _observe_tick(cron: str) -> dg.AutomationCondition:
-    try:
-        return AC.cron_tick_passed(cron)
-    except Exception as error:  # dagster's check error names neither the variable nor the form
-        raise SettingsError(f"OHLORA_OBSERVE_CRON={cron!r}: not a cron schedule (five fields, e.g. '*/5 * * * *'): "
-                            f"{error}") from None
-
+check_cron("OHLORA_OBSERVE_CRON")  # a typo named with the variable, not as dagster's check error
 
 SOURCE_CONDITION = (
-    (AC.missing().newly_true() | _observe_tick(OBSERVE_CRON)) & ~AC.in_progress()
+    (AC.missing().newly_true() | AC.cron_tick_passed(OBSERVE_CRON)) & ~AC.in_progress()
 ).with_label(f"observe when never observed or every {OBSERVE_CRON}")
 
 # a parent whose data version changed since the last tick, unless the run that changed it also ran this asset

@@ -2,9 +2,13 @@
 
 import dagster as dg
 
-from ohlora_assets import assets
-from ohlora_assets.automation import JOBS, SCHEDULES, SENSORS, with_automation
-from ohlora_assets.resources import default_resources
+from ohlora_assets.resources import check_settings, default_resources
+
+# Every bad OHLORA_* setting named at once, before the modules that read some of them as they import.
+check_settings()
+
+from ohlora_assets import assets  # noqa: E402
+from ohlora_assets.automation import JOBS, SCHEDULES, SENSORS, with_automation  # noqa: E402
 
 defs = dg.Definitions(
     assets=with_automation(dg.load_assets_from_package_module(assets)),

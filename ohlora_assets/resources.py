@@ -102,6 +102,9 @@ def check_settings() -> None:
     problems += _problem(configured_threads)
     problems += _problem(_check_home, setting("OHLORA_HOME"))
     problems += _problem(check_tracking_settings)
+    # read by automation.py as it imports: checked here too, so that they are named with the others
+    problems += _problem(flag, "OHLORA_AUTOMATION", os.environ.get("OHLORA_AUTOMATION", "off"))
+    problems += _problem(check_cron, "OHLORA_OBSERVE_CRON")
     if problems:
         raise SettingsError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
 
@@ -112,6 +115,16 @@ def _problem(check, *args) -> list[str]:
     except ValueError as error:
         return [str(error)]
     return []
+
+
+def check_cron(variable: str) -> None:
+    """SettingsError naming `variable` when it is set to something that is not a cron schedule."""
+    if variable in os.environ:
+        try:
+            dg.AutomationCondition.cron_tick_passed(os.environ[variable])
+        except Exception as error:  # dagster's check error names neither the variable nor the form
+            raise SettingsError(f"{variable}={os.environ[variable]!r}: not a cron schedule (five fields, e.g. "
+                                f"'*/5 * * * *'): {error}") from None
 
 
 def _check_home(home: str) -> None:

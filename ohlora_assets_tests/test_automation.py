@@ -163,14 +163,15 @@ def test_sensors_start_stopped_unless_automation_is_turned_on():
     assert set(_sensor_statuses({"OHLORA_AUTOMATION": "on"}).values()) == {"RUNNING"}
 
 
-def test_a_cron_typo_fails_the_load_naming_the_variable():
-    environment = {**os.environ, "OHLORA_OBSERVE_CRON": "every 5 minutes"}
+def test_automation_setting_typos_fail_the_load_named_with_every_other_bad_setting():
+    environment = {**os.environ, "OHLORA_OBSERVE_CRON": "every 5 minutes", "OHLORA_AUTOMATION": "maybe",
+                   "OHLORA_PROFILE": "tiny"}
     environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), environment.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", "import ohlora_assets.automation"],
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", "import ohlora_assets.definitions"],
                             env=environment, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert ("ohlora_assets.core.settings.SettingsError: OHLORA_OBSERVE_CRON='every 5 minutes': "
-            "not a cron schedule") in result.stderr
+    assert "OHLORA_OBSERVE_CRON='every 5 minutes': not a cron schedule" in result.stderr
+    assert "OHLORA_AUTOMATION='maybe': expected on" in result.stderr and "OHLORA_PROFILE='tiny'" in result.stderr
 
 
 # --- automation on the real data group -------------------------------------------------------
