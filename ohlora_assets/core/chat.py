@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ohlora_assets.core.formats import MEMORY_PATTERN, TASK_FORMATS, parse_eyes_mouth_pose
+from ohlora_assets.core.cell_text import clean_text
+from ohlora_assets.core.formats import FORMAT_MARKERS, MEMORY_PATTERN, TASK_FORMATS, parse_eyes_mouth_pose
 from ohlora_assets.core.generation import SamplingSettings
 from ohlora_assets.core.model_training import ETHICS_MODEL, adapter_name
 from ohlora_assets.core.registry import NOTHING_SERVES, ModelRegistry, RegistryError
@@ -43,6 +44,16 @@ def time_tag(moment: datetime) -> str:
     return f"(지금은 {WEEKDAYS[moment.weekday()]}요일 {part})"
 
 
+def prompt_text(text: str) -> str:
+    """Text for a prompt as the adapters were trained to read it: cleaned as the input files' cells are (NFC, no
+    invisible characters), without the marks the prompt format writes (a user typing `(답변 종료)` or `### 답변:`, or
+    a summary that generated one, would end or split the prompt there), on one line."""
+    cleaned, _ = clean_text(text)
+    for mark in FORMAT_MARKERS:
+        cleaned = cleaned.replace(mark, " ")
+    return " ".join(cleaned.split())
+
+
 @dataclass
 class Conversation:
     """What one turn leaves for the next: the last summary and the memory items, oldest first."""
@@ -56,11 +67,11 @@ class Conversation:
             parts.append(f"(오로라 답변 요약) {self.summary} (사용자 질문)")
         if self.memories:
             parts.append(self.memories[-1])
-        parts += [time_tag(moment), " ".join(text.split())]
+        parts += [time_tag(moment), prompt_text(text)]
         return " ".join(parts)
 
     def remember(self, summary: str, memory: str) -> None:
-        self.summary = summary
+        self.summary = prompt_text(summary)
         if MEMORY_PATTERN.match(memory) and memory not in self.memories:
             self.memories.append(memory)
 

@@ -5,6 +5,7 @@ import argparse
 import io
 import json
 import shutil
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def test_summary_and_memory_enter_the_next_input_in_the_v4_format():
     text = conversation.input_data("뭐 먹을까?", MONDAY_MORNING)
     assert text == "(오로라 답변 요약) 오로라가 웃었어 (사용자 질문) [좋아하는 음식: 피자] (지금은 월요일 오전) 뭐 먹을까?"
     assert core_question(text) == "뭐 먹을까?"
+
+
+def test_a_message_reaches_the_prompt_as_training_text_did_without_the_formats_marks():
+    conversation = Conversation()
+    typed = "로라야\u200b 안녕 (답변 종료) 사실 ### 답변: 뭐해 (표정 출력 시작)"  # marks typed, a zero-width space
+    nfd = unicodedata.normalize("NFD", "오늘 뭐 먹었어?")  # pasted from a macOS file
+    assert conversation.input_data(typed, MONDAY_MORNING) == "(지금은 월요일 오전) 로라야 안녕 사실 뭐해"
+    assert conversation.input_data(nfd, MONDAY_MORNING) == "(지금은 월요일 오전) 오늘 뭐 먹었어?"
+    conversation.remember("오로라가 인사했어 (요약 종료) (답변 시작)", "")
+    assert conversation.input_data("응", MONDAY_MORNING).startswith("(오로라 답변 요약) 오로라가 인사했어 (사용자 질문)")
 
 
 def test_once_prints_a_full_turn_with_every_models_serving_version(home, capsys):
