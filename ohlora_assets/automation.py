@@ -3,15 +3,18 @@
 Declarative automation, in one paragraph. Every raw CSV is an observable source whose data version
 is the file's content hash. The sources carry `SOURCE_CONDITION`: the automation sensor observes
 them when they have never been observed and then every `OBSERVE_CRON` tick (a hash of a few small
-files; the settings that choose the bases likewise). Every other asset carries `ASSET_CONDITION`: it
-is requested when one of its parents got a *new data version* since the last tick (or is being
-requested on this tick, so the cheap part of a stale branch runs in one run), when its own
-`code_version` changed, or when it is missing; and never while a parent is missing or anything
-involved is in progress. Training and generation (the accelerator pool) carry `ACCELERATOR_CONDITION`,
-the same without "being requested": they run only once a parent's new data version is recorded, on
-the next tick. An edited CSV therefore re-materializes exactly its downstream, an unchanged CSV (same
-hash) requests nothing, and neither a re-validated file whose table came out the same (a blank row
-appended, a file back as it was) nor a retrain that yields byte-identical weights ripples further.
+files; the settings that choose the bases likewise). The data branch carries `ASSET_CONDITION`: an
+asset is requested when one of its parents got a *new data version* since the last tick (or is being
+requested on this tick, so validation and the splits go in one run), when its own `code_version`
+changed, or when it is missing; and never while a parent is missing or anything involved is in
+progress. Training steps carry `TRAINING_CONDITION`, the same without "being requested": they run
+only once an input's new data version is recorded, on the next tick. Everything downstream of them
+(samples, reports, thresholds, promotion) carries `evaluation_condition`: it runs in the run that
+trains its model and because of it, never a tick early on its own data parents with the old model.
+An edited CSV therefore re-materializes exactly its downstream in two runs (validate; train,
+evaluate and promote), an unchanged CSV (same hash) requests nothing, and neither a re-validated
+file whose table came out the same (a blank row appended, a file back as it was) nor a retrain that
+yields byte-identical weights ripples further.
 
 Why not `AutomationCondition.eager()`: eager reacts to any new materialization of a parent, even
 one with an unchanged data version, so re-running a model that came out identical would still
@@ -65,36 +68,49 @@ _parent_data_changed = (AC.data_version_changed() & ~AC.executed_with_root_targe
 )
 
 
-def _eager_on(parent_trigger: dg.AutomationCondition, label: str) -> dg.AutomationCondition:
+def _eager_on(parent_trigger: dg.AutomationCondition) -> dg.AutomationCondition:
     return (
         AC.in_latest_time_window()
-        & (AC.newly_missing() | AC.any_deps_match(parent_trigger).with_label(label) | AC.code_version_changed())
-        .since_last_handled()
+        & (AC.newly_missing() | parent_trigger | AC.code_version_changed()).since_last_handled()
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
     )
 
 
-# Also when a parent is requested on this very tick: the cheap part of a stale branch goes in one run.
+_parent_changed_or_requested = _parent_data_changed | AC.will_be_requested()
+
+# The data branch: also when a parent is requested on this very tick, so validation and the splits go in one run.
 ASSET_CONDITION = _eager_on(
-    _parent_data_changed | AC.will_be_requested(), "any_deps_data_version_changed_or_requested"
+    AC.any_deps_match(_parent_changed_or_requested).with_label("any_deps_data_version_changed_or_requested")
 ).with_label("ohlora: eager on new data versions")
-# Training and generation wait for the new data version itself: a parent re-run on this tick may come out the
-# same (a blank row appended, a file back as it was), and a retrain on the bet costs minutes here, GPU hours on
-# `full`. So a stale branch runs in a run per training level, each only when its input really changed.
-ACCELERATOR_CONDITION = _eager_on(_parent_data_changed, "any_deps_data_version_changed").with_label(
-    "ohlora: on new data versions only"
-)
+# Training waits for its input's new data version itself: a parent re-run on this tick may come out the same (a
+# blank row appended, a file back as it was), and a retrain on that bet costs minutes here, GPU hours on `full`.
+TRAINING_CONDITION = _eager_on(
+    AC.any_deps_match(_parent_data_changed).with_label("any_deps_data_version_changed")
+).with_label("ohlora: trains on new data versions only")
+
+
+def evaluation_condition(trained: dg.AssetSelection) -> dg.AutomationCondition:
+    """What evaluates and promotes a model (samples, reports, thresholds, promotion): in the run that trains it, and
+    only because of it. Their other parents (the split or dataset they score) are left out, or they would run a
+    tick early with the old model (and a promotion would judge it again)."""
+    return _eager_on(
+        AC.any_deps_match(_parent_changed_or_requested).allow(trained.downstream())
+        .with_label("any_trained_deps_data_version_changed_or_requested")
+    ).with_label("ohlora: with the model it evaluates")
 
 
 #: Materialized only on request: each trains several adapters to compare settings.
 EXPERIMENTS = frozenset({dg.AssetKey("lora_rank_experiment"), dg.AssetKey("rag_concept_experiment")})
 
 
-def _with_condition(assets: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    condition = ACCELERATOR_CONDITION if assets.node_def.pool == ACCELERATOR_POOL else ASSET_CONDITION
+def _trains(assets: dg.AssetsDefinition) -> bool:
+    """A training step: in the accelerator pool, and not in the reports group (whose pool steps generate)."""
+    return assets.node_def.pool == ACCELERATOR_POOL and "reports" not in set(assets.group_names_by_key.values())
 
+
+def _with_condition(assets: dg.AssetsDefinition, condition: dg.AutomationCondition) -> dg.AssetsDefinition:
     def default(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.automation_condition is not None or spec.key in EXPERIMENTS:
             return spec
@@ -106,17 +122,30 @@ def _with_condition(assets: dg.AssetsDefinition) -> dg.AssetsDefinition:
 
 def with_automation(loaded: Iterable[object]) -> list[object]:
     """The loaded definitions with a condition on every asset that sets none of its own, except the experiments:
-    `ACCELERATOR_CONDITION` on the steps in the accelerator pool (training, generation), `ASSET_CONDITION` on the
-    rest; observable sources keep `SOURCE_CONDITION` from their factories.
+    `TRAINING_CONDITION` on the training steps, `evaluation_condition` on everything downstream of them, and
+    `ASSET_CONDITION` on the data branch above; observable sources keep `SOURCE_CONDITION` from their factories.
 
     `dg.map_asset_specs` refuses the observable sources (SourceAsset objects), so they pass around it.
     """
     loaded = list(loaded)
     specs = [item for item in loaded if isinstance(item, dg.AssetsDefinition)]
     others = [item for item in loaded if not isinstance(item, dg.AssetsDefinition)]
+    training_keys = {key for assets in specs if _trains(assets) for key in assets.keys}
+    parents = {key: deps for assets in specs for key, deps in assets.asset_deps.items()}
+    below, frontier = set(), training_keys
+    while frontier:  # every asset downstream of a training step
+        frontier = {key for key, deps in parents.items() if deps & frontier} - below
+        below |= frontier
+    evaluation = evaluation_condition(dg.AssetSelection.assets(*training_keys))
+
+    def condition(assets: dg.AssetsDefinition) -> dg.AutomationCondition:
+        if _trains(assets):
+            return TRAINING_CONDITION
+        return evaluation if set(assets.keys) & below else ASSET_CONDITION
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [*map(_with_condition, specs), *others]
+        return [*(_with_condition(assets, condition(assets)) for assets in specs), *others]
 
 
 # --- jobs --------------------------------------------------------------------------------------

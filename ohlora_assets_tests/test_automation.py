@@ -25,7 +25,9 @@ import yaml
 
 from ohlora_assets import automation
 from ohlora_assets.assets import data
-from ohlora_assets.automation import ASSET_CONDITION, EXPERIMENTS, SOURCE_CONDITION, TRAINING_TAGS, with_automation
+from ohlora_assets.automation import (
+    ASSET_CONDITION, EXPERIMENTS, SOURCE_CONDITION, TRAINING_CONDITION, TRAINING_TAGS, with_automation,
+)
 from ohlora_assets.resources import PROJECT_ROOT, ModelProfile
 from ohlora_assets.definitions import defs as project_defs
 from ohlora_assets_tests.conftest import make_resources, sample_paths
@@ -295,8 +297,8 @@ def _until_quiet(ticker: Ticker, data_version: str) -> list[set[str]]:
 def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream_and_trains_only_on_new_data(tmp_path: Path):
     """Every asset of the real graph, materializations reported (runless) so nothing trains. The cheap part of the
     branch goes in one run; training waits for its input's new data version, so an edit that leaves the validated
-    table as it was (a blank row) trains nothing, and a real edit trains the ethics model once, a tick later, and
-    evaluates and promotes it the tick after."""
+    table as it was (a blank row) trains nothing, and a real edit trains the ethics model a tick later, evaluating
+    and promoting it in the same run."""
     ethics_csv = tmp_path / "ethics.csv"
     shutil.copy(sample_paths().ethics_csv, ethics_csv)
     resources = make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics_csv)))
@@ -320,19 +322,19 @@ def test_full_graph_edit_of_ethics_csv_requests_only_its_downstream_and_trains_o
         ticker.tick(cron=True)  # observation run: raw_ethics_csv gets a new data version
         [cheap_part] = _until_quiet(ticker, "built")
         assert "ethics_dataset" in cheap_part and cheap_part <= branch
-        assert "ethics_sbert_model" not in cheap_part, "no retrain on the bet that the table changed"
+        model_and_below = {k.to_user_string() for k in dg.AssetSelection.keys("ethics_sbert_model").downstream()
+                           .resolve(graph)}
+        # no retrain on the bet that the table changed, and no report or promotion of the old model either
+        assert not cheap_part & model_and_below
 
         # a real edit: the table changes, and the model trains once its new pairs are recorded
         ethics_csv.write_text(ethics_csv.read_text(encoding="utf-8") + "test,사귀자 진짜로,사랑 고백/만남\n", "utf-8")
         ticker.tick(cron=True)
-        # validate; train once the new pairs are recorded; then evaluate and promote once the new model is
-        requests = _until_quiet(ticker, "edited")
-        assert requests[0] == cheap_part
-        assert [i for i, requested in enumerate(requests) if "ethics_sbert_model" in requested] == [1]
-        assert set().union(*requests) == branch
-        assert not set().union(*requests[1:]) & {"ethics_dataset", "ethics_pairs"}
+        # validate; then, once the new pairs are recorded, train, evaluate and promote in one run
+        assert _until_quiet(ticker, "edited") == [cheap_part, model_and_below]
+        assert cheap_part | model_and_below == branch
         for untouched in ("dialogue_dataset", "output_message_split", "ml_qa_dataset", "base_models"):
-            assert untouched not in set().union(*requests)
+            assert untouched not in cheap_part | model_and_below
 
 
 def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_path: Path):
@@ -367,19 +369,19 @@ def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_pat
         ethics_branch = downstream("ethics_base_settings")
         assert "ethics_sbert_model" in ethics_branch and "base_models" not in ethics_branch
         own_encoder = {"ethics": str(encoder)}
-        assert set().union(*requested_after(ticker, own_encoder, "own encoder")) == ethics_branch
+        assert requested_after(ticker, own_encoder, "own encoder") == [ethics_branch]
         assert requested_after(ticker, own_encoder, "own encoder") == []
         (encoder / "model.safetensors").write_bytes(b"other weights, same folder")
-        assert set().union(*requested_after(ticker, own_encoder, "new weights")) == ethics_branch
+        assert requested_after(ticker, own_encoder, "new weights") == [ethics_branch]
 
         # the experiments train only when asked for (EXPERIMENTS)
         adapters_branch = downstream("base_model_settings") - {k.to_user_string() for k in EXPERIMENTS}
         assert "base_models" in adapters_branch and "ethics_sbert_model" not in adapters_branch
         requests = requested_after(ticker, {**own_encoder, "memory": "org/own-memory-base@v1"}, "own memory base")
-        assert requests[0] == {"base_models"} and set().union(*requests) == adapters_branch
+        assert requests == [{"base_models"}, adapters_branch - {"base_models"}]
 
 
-@pytest.mark.parametrize("condition", [ASSET_CONDITION, SOURCE_CONDITION])
+@pytest.mark.parametrize("condition", [ASSET_CONDITION, TRAINING_CONDITION, SOURCE_CONDITION])
 def test_conditions_serialize_for_the_ui(condition):
     # the automation sensor and the UI read conditions from the code location's snapshot
     assert condition.get_label()
