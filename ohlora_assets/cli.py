@@ -22,6 +22,8 @@ COMMAND_MODULES = (
 )
 
 EXIT_OK, EXIT_FAILURE = 0, 1  # 2 is argparse's, for usage errors only
+# The settings the commands read (chat, the gate, models, bench).
+COMMAND_SETTINGS = ("OHLORA_HOME", "OHLORA_DEVICE", "OHLORA_TORCH_THREADS", "OHLORA_SMOKE", "OHLORA_TRUST_REMOTE_CODE")
 
 DESCRIPTION = """Oh-LoRA from the command line: chat with the serving models, check a prompt with the ethics gate,
 list, promote and roll back model versions, run the benchmarks.
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ohlora_assets.resources import check_settings
 
-        check_settings()  # every setting at once, as the definitions check them, before a command half-runs
+        # what the commands read, all at once before a command half-runs (not the training's base overrides,
+        # whose folders may live on another machine); --home replaces OHLORA_HOME
+        check_settings([v for v in COMMAND_SETTINGS if not (v == "OHLORA_HOME" and getattr(args, "home", None))])
         status = args.handler(args)
     except SettingsError as error:  # a mistyped environment variable: its name and the fix, not a traceback
         print(f"ohlora: {error}", file=sys.stderr)

@@ -115,6 +115,14 @@ def decide(args: argparse.Namespace):
     from ohlora_assets.core.ethics.scoring import EthicsModelError, EthicsScorer
     from ohlora_assets.resources import ArtifactStore, ModelProfile
 
+    from ohlora_assets.cli import COMMAND_SETTINGS
+    from ohlora_assets.core.settings import SettingsError
+    from ohlora_assets.resources import check_settings
+
+    try:
+        check_settings(COMMAND_SETTINGS)
+    except SettingsError as error:
+        raise GateFailure(str(error)) from error
     limit_torch_threads()
     store = ArtifactStore.from_env()
     model_dir = Path(args.model) if args.model else _serving_model(store)

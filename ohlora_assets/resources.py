@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,35 +84,45 @@ def flag(variable: str, value: str | None = None) -> bool:
     return spelled in _ON
 
 
-def check_settings() -> None:
-    """Every OHLORA_* setting a run reads, checked when the definitions load: a typo fails the load naming the
-    variable, not a step deep in torch or pandas (or, worse, nowhere)."""
+def _setting_checks() -> dict[str, Callable[[], None]]:
+    """Each OHLORA_* setting a run reads, and how it is checked."""
     from ohlora_assets.core.base_models import check_overrides
     from ohlora_assets.core.device import check_device_name, configured_threads
     from ohlora_assets.core.recipes import PROFILES
     from ohlora_assets.core.tracking import check_tracking_settings
 
-    problems = []
-    for variable in ("OHLORA_SMOKE", "OHLORA_TRUST_REMOTE_CODE"):
-        problems += _problem(flag, variable)
-    profile = setting("OHLORA_PROFILE")
-    if profile not in PROFILES:
-        problems.append(f"OHLORA_PROFILE={profile!r}: expected one of {', '.join(PROFILES)}")
-    problems += _problem(check_device_name, setting("OHLORA_DEVICE"))
-    problems += _problem(lambda: check_overrides(parse_base_models(setting("OHLORA_BASE_MODELS"))))
-    problems += _problem(configured_threads)
-    problems += _problem(_check_home, setting("OHLORA_HOME"))
-    problems += _problem(check_tracking_settings)
-    # read by automation.py as it imports: checked here too, so that they are named with the others
-    problems += _problem(flag, "OHLORA_AUTOMATION", os.environ.get("OHLORA_AUTOMATION", "off"))
-    problems += _problem(check_cron, "OHLORA_OBSERVE_CRON")
+    def profile() -> None:
+        if (name := setting("OHLORA_PROFILE")) not in PROFILES:
+            raise SettingsError(f"OHLORA_PROFILE={name!r}: expected one of {', '.join(PROFILES)}")
+
+    return {
+        "OHLORA_SMOKE": lambda: flag("OHLORA_SMOKE"),
+        "OHLORA_TRUST_REMOTE_CODE": lambda: flag("OHLORA_TRUST_REMOTE_CODE"),
+        "OHLORA_PROFILE": profile,
+        "OHLORA_DEVICE": lambda: check_device_name(setting("OHLORA_DEVICE")),
+        "OHLORA_BASE_MODELS": lambda: check_overrides(parse_base_models(setting("OHLORA_BASE_MODELS"))),
+        "OHLORA_TORCH_THREADS": configured_threads,
+        "OHLORA_HOME": lambda: _check_home(setting("OHLORA_HOME")),
+        "OHLORA_MLFLOW_URI": check_tracking_settings,
+        # read by automation.py as it imports: checked here too, so that they are named with the others
+        "OHLORA_AUTOMATION": lambda: flag("OHLORA_AUTOMATION", os.environ.get("OHLORA_AUTOMATION", "off")),
+        "OHLORA_OBSERVE_CRON": lambda: check_cron("OHLORA_OBSERVE_CRON"),
+    }
+
+
+def check_settings(variables: Iterable[str] | None = None) -> None:
+    """Every OHLORA_* setting a run reads (or those of `variables`), checked when the definitions load: a typo
+    fails the load naming the variable, not a step deep in torch or pandas (or, worse, nowhere)."""
+    checks = _setting_checks()
+    problems = [problem for variable in (checks if variables is None else variables)
+                for problem in _problem(checks[variable])]
     if problems:
         raise SettingsError("settings (environment variables; see README.md):\n  " + "\n  ".join(problems))
 
 
-def _problem(check, *args) -> list[str]:
+def _problem(check: Callable[[], None]) -> list[str]:
     try:
-        check(*args)
+        check()
     except ValueError as error:
         return [str(error)]
     return []

@@ -1,4 +1,4 @@
-"""How asset code finds model versions: an asset's registry, and the candidate its latest run wrote.
+"""How asset code finds model versions: an asset's registry, and the candidate its own run wrote.
 
 A training asset writes a new immutable version (core/registry.py) and names it in its materialization's
 `version` metadata; the checks, reports and the promotion asset downstream read that name from the
@@ -25,13 +25,19 @@ def registry(store: ArtifactStore, asset_name: str) -> ModelRegistry:
 def own_materialization(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: dg.AssetKey
 ) -> dg.EventLogEntry | None:
-    """The asset's latest materialization in this run, else its latest on the instance (a check or report run on
-    its own): two overlapping runs each judge, report on and promote what they trained, not each other's."""
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
-    ).records
-    ours = (r.event_log_entry for r in records if r.event_log_entry.asset_materialization.asset_key == key)
-    return next(ours, None) or context.instance.get_latest_materialization_event(key)
+    """The asset's latest materialization in this run or in the runs it re-executes (a re-execution from failure
+    skips the training it does not repeat), else its latest on the instance (a check or report run on its own):
+    two overlapping runs each judge, report on and promote what they trained, not each other's."""
+    run = context.run
+    while run is not None:
+        records = context.instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, ascending=False
+        ).records
+        ours = (r.event_log_entry for r in records if r.event_log_entry.asset_materialization.asset_key == key)
+        if (found := next(ours, None)) is not None:
+            return found
+        run = context.instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    return context.instance.get_latest_materialization_event(key)
 
 
 def candidate(

@@ -151,3 +151,14 @@ def test_a_bad_benchmark_input_is_one_line_and_still_a_json_error(tmp_path):
     outcome = json.loads(result.stdout)
     assert outcome["name"] == "ethics-accuracy" and outcome["value"] is None
     assert str(missing) in outcome["error"] and "--train" in outcome["error"]
+
+
+def test_commands_check_only_the_settings_they_read(tmp_path, monkeypatch, capsys):
+    """A training override whose folder lives on another machine does not stop the serving host's commands, and
+    --home stands in for OHLORA_HOME."""
+    from ohlora_assets.cli import main
+
+    monkeypatch.setenv("OHLORA_BASE_MODELS", "memory=/models/only-on-the-training-host")
+    monkeypatch.setenv("OHLORA_HOME", "")
+    assert main(["models", "--home", str(tmp_path), "list"]) == 0
+    assert f"no models yet under {tmp_path}" in capsys.readouterr().out

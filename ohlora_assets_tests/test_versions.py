@@ -45,3 +45,35 @@ def test_a_run_judges_the_version_it_trained_not_the_latest_on_the_instance():
         # a run that did not train it (a report run on its own) judges the latest
         alone = dg.materialize([judged_on_its_own], instance=instance)
         assert _judged(alone, "judged_on_its_own") == "b" * 16
+
+
+@dg.asset(deps=[trained])
+def fails_until_fixed() -> None:
+    import os
+
+    if not os.environ.get("OHLORA_TEST_FIXED"):
+        raise RuntimeError("a step after training fails (out of disk, say)")
+
+
+@dg.asset(deps=[fails_until_fixed])
+def judged_after_the_failure(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"judged": own_materialization(context, MODEL).asset_materialization.metadata
+                                          ["version"].value})
+
+
+def _retrain_job() -> dg.JobDefinition:
+    assets = [trained, fails_until_fixed, judged_after_the_failure]
+    job = dg.define_asset_job("retrain", executor_def=dg.in_process_executor)
+    return dg.Definitions(assets=assets, jobs=[job]).resolve_job_def("retrain")
+
+
+def test_a_run_re_executed_from_failure_judges_the_version_its_parent_run_trained(monkeypatch):
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(dg.reconstructable(_retrain_job), instance=instance, raise_on_error=False) as failed:
+            assert not failed.success
+        instance.report_runless_asset_event(dg.AssetMaterialization(MODEL, metadata={"version": "b" * 16}))
+        monkeypatch.setenv("OHLORA_TEST_FIXED", "1")
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(dg.reconstructable(_retrain_job), instance=instance, reexecution_options=options) as rerun:
+            assert rerun.success  # it did not train again: the version is its parent run's
+            assert _judged(rerun, "judged_after_the_failure") == "a" * 16

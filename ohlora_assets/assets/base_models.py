@@ -18,7 +18,6 @@ from ohlora_assets.core.base_models import (
 from ohlora_assets.core.device import limit_torch_threads
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.progress import ProgressReporter
-from ohlora_assets.core.registry import remove_orphaned_reports
 from ohlora_assets.core.render import loss_curve_png
 from ohlora_assets.metadata import md_table, number, saved_png
 from ohlora_assets.resources import ArtifactStore, ModelProfile
@@ -69,7 +68,6 @@ def _serve_base(store: ArtifactStore, version: str, reason: str) -> Path:
     base_registry = registry(store, "base_models")
     base_registry.promote(version, reason)
     base_registry.prune(protected=referenced_base_versions(store))
-    remove_orphaned_reports(store.path("reports"), store.path("models"))  # the pruned bases' loss curves
     return base_registry.get(version).path
 
 

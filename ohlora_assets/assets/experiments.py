@@ -50,9 +50,11 @@ def _base(base_models: dict, store: ArtifactStore) -> BaseModelRef:
 
 
 def _scratch(store: ArtifactStore, name: str) -> Path:
-    """The experiment's scratch folder, emptied: a variant the config no longer names leaves nothing behind."""
+    """The experiment's scratch folder, emptied: a variant the config no longer names leaves nothing behind. (The
+    scratch of earlier releases, under models/, where `ohlora models list` took it for a model, goes too.)"""
     folder = store.experiment_dir(name)
-    shutil.rmtree(folder, ignore_errors=True)
+    for scratch in (folder, store.model_dir(name)):
+        shutil.rmtree(scratch, ignore_errors=True)
     return folder
 
 

@@ -1,10 +1,11 @@
 """Group `reports`: sampled answers and a quality report per adapter (one factory), with their checks.
 
 `<task>_inference_samples` draws answers for every validation prompt with the candidate adapter version (the
-one its latest training wrote) and keeps them per version; `<task>_quality_report` scores the candidate's and
-the serving version's answers with today's rules, side by side (core/samples.py, core/quality.py), and its
-blocking check refuses a candidate worse than what serves. The threshold checks read the report's latest
-metrics from the instance, so new thresholds can be tried without generating.
+one its run's training wrote, versions.own_materialization) and keeps them per version; `<task>_quality_report`
+scores the candidate's and the serving version's answers with today's rules, side by side (core/samples.py,
+core/quality.py), and its blocking check refuses a candidate worse than what serves. The threshold checks read
+the report's metrics from the instance (its run's, else the latest), so new thresholds can be tried without
+generating.
 
 No `from __future__ import annotations` here: Dagster reads Config classes from the annotations.
 """

@@ -44,14 +44,20 @@ def time_tag(moment: datetime) -> str:
     return f"(지금은 {WEEKDAYS[moment.weekday()]}요일 {part})"
 
 
+# The marks of the task formats and of the conversation's own input (the summary and the question it frames).
+PROMPT_MARKS = (*FORMAT_MARKERS, "(오로라 답변 요약)", "(사용자 질문)")
+
+
 def prompt_text(text: str) -> str:
     """Text for a prompt as the adapters were trained to read it: cleaned as the input files' cells are (NFC, no
     invisible characters), without the marks the prompt format writes (a user typing `(답변 종료)` or `### 답변:`, or
     a summary that generated one, would end or split the prompt there), on one line."""
-    cleaned, _ = clean_text(text)
-    for mark in FORMAT_MARKERS:
-        cleaned = cleaned.replace(mark, " ")
-    return " ".join(cleaned.split())
+    cleaned, before = " ".join(clean_text(text)[0].split()), None
+    while cleaned != before:  # a mark split by another (`(답변 (답변 종료)종료)`) is whole once that one goes
+        before = cleaned
+        for mark in PROMPT_MARKS:
+            cleaned = " ".join(cleaned.replace(mark, " ").split())
+    return cleaned
 
 
 @dataclass

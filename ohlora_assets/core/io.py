@@ -183,7 +183,9 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 
 def publish_files(folder: str | Path, files: dict[str, bytes]) -> Path:
     """`folder` holding exactly `files` (name -> bytes), replacing whatever it held in one step: a report's files are
-    one run's, never a failed run's beside the last good one's."""
+    one run's, never a failed run's beside the last good one's. Names are plain file names."""
+    if nested := [name for name in files if Path(name).name != name or name in ("", ".", "..")]:
+        raise ValueError(f"publish_files takes plain file names, not {nested}")
     with atomic_directory(folder) as staging:
         for name, payload in files.items():
             (staging / name).write_bytes(payload)

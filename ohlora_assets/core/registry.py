@@ -73,6 +73,10 @@ class RegistryError(ValueError):
     """An unknown version, nothing to roll back to, or a pointer to a missing version."""
 
 
+class DamagedRecord(RegistryError):
+    """A registry file that was read but holds no record: not JSON, not UTF-8, or not the expected shape."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -238,10 +242,10 @@ class ModelRegistry:
             problem = None if (isinstance(state["version"], str) and isinstance(state["stack"], list)
                                and isinstance(state["history"], list)) else (
                 f"{self.pointer}: not a serving pointer (version must be an id, stack and history lists)")
-        except RegistryError as error:
+        except DamagedRecord as error:
             problem = str(error)
         if problem is not None:
-            raise RegistryError(f"{problem}; promoting a version replaces it: ohlora models promote {self.name} ID"
+            raise DamagedRecord(f"{problem}; promoting a version replaces it: ohlora models promote {self.name} ID"
                                 f"{self._ids_hint()}")
         return state
 
@@ -290,14 +294,14 @@ class ModelRegistry:
 
     @exclusive
     def promote(self, version: str, reason: str) -> ModelVersion:
-        """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`. A pointer
-        that cannot be read (damaged, hand-edited) is how a person repairs it: it is replaced, kept beside as
-        .serving.json.unreadable (hidden, as registry files beside the versions are)."""
+        """Make `version` serve, in one `os.replace` of serving.json; the history records `reason`. Promoting is
+        how a person repairs a file that holds no pointer (damaged, hand-edited): it is replaced, and kept beside as
+        a hidden .serving.json.unreadable-<time>. One that cannot be read at all (permissions, the disk) raises."""
         target = self.get(version)
         try:
             state = self.state() or {"version": None, "stack": [], "history": []}
-        except RegistryError:
-            os.replace(self.pointer, self.pointer.with_name(f".{SERVING}.unreadable"))
+        except DamagedRecord:  # not a failed read (that raises): a file holding no pointer
+            os.replace(self.pointer, self.pointer.with_name(f".{SERVING}.unreadable-{_now()}"))
             state = {"version": None, "stack": [], "history": []}
         if state["version"] == target.version:
             return target
@@ -424,12 +428,18 @@ def remove_orphaned_reports(reports_root: str | Path, models_root: str | Path) -
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     """A registry JSON file as a dict holding `required`, or RegistryError naming the file."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:  # the disk or the permissions, not the record: nothing to repair by replacing it
         raise RegistryError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
+    except UnicodeDecodeError as error:
+        raise DamagedRecord(f"{path}: unreadable ({type(error).__name__}: {error})") from error
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DamagedRecord(f"{path}: unreadable ({type(error).__name__}: {error})") from error
     missing = [key for key in required if key not in record] if isinstance(record, dict) else list(required)
     if not isinstance(record, dict) or missing:
-        raise RegistryError(f"{path}: not a registry record (missing {', '.join(missing) or 'an object'})")
+        raise DamagedRecord(f"{path}: not a registry record (missing {', '.join(missing) or 'an object'})")
     return record
 
 

@@ -25,6 +25,9 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMa
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
     (root / "experiments" / "lora_rank_experiment" / "rank_8").mkdir(parents=True)  # a rank no longer configured
+    earlier_release = root / "models" / "lora_rank_experiment" / "rank_16"  # scratch where it used to be kept
+    earlier_release.mkdir(parents=True)
+    (earlier_release / "adapter_config.json").write_text("{}")
     result, instance, resources = smoke_materialization(root, ALL, selection=SELECTION)
     assert result.success
     return result, instance, resources, root

@@ -101,8 +101,10 @@ def test_published_files_replace_the_folder_whole_or_not_at_all(tmp_path):
     publish_files(folder, {"report.md": b"second run", "accuracy.png": b"second plot"})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"report.md": b"second run", "accuracy.png": b"second plot"}
 
-    # a run that fails part-way through its files (here: a name no file can have) leaves the last whole report
-    with pytest.raises(OSError):
-        publish_files(folder, {"report.md": b"third run", "sub/missing/plot.png": b"never written"})
+    # a run that fails part-way through its files (here: a plot that is no bytes) leaves the last whole report
+    with pytest.raises(TypeError):
+        publish_files(folder, {"report.md": b"third run", "plot.png": "a str, not bytes"})
+    with pytest.raises(ValueError, match="plain file names"):
+        publish_files(folder, {"report.md": b"third run", "../outside.png": b"x"})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == {"report.md": b"second run", "accuracy.png": b"second plot"}
     assert [p.name for p in folder.parent.iterdir()] == ["rag_concept_experiment"], "no staging debris left"
