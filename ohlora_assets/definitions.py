@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from ohlora_assets.resources import check_settings, default_resources
+from ohlora_assets.resources import default_resources
 
-# Every bad OHLORA_* setting named at once, before the modules that read some of them as they import.
-check_settings()
+# Configured (every bad OHLORA_* setting named at once) before the modules that read some of them as they import.
+resources = default_resources()
 
 from ohlora_assets import assets  # noqa: E402
 from ohlora_assets.automation import JOBS, SCHEDULES, SENSORS, with_automation  # noqa: E402
@@ -16,5 +16,5 @@ defs = dg.Definitions(
     jobs=JOBS,
     schedules=SCHEDULES,
     sensors=SENSORS,
-    resources=default_resources(),
+    resources=resources,
 )

@@ -94,7 +94,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _serving_model(store) -> Path:
-    """The serving version of ethics_sbert_model (core/registry.py), or its folder when nothing serves yet."""
+    """The serving version of ethics_sbert_model (core/registry.py); GateFailure saying how to serve one when
+    nothing does."""
     from ohlora_assets.core.model_training import ETHICS_MODEL
     from ohlora_assets.core.registry import NOTHING_SERVES, ModelRegistry, RegistryError
 
@@ -113,11 +114,9 @@ def decide(args: argparse.Namespace):
     from ohlora_assets.core.ethics.gate import check_turn
     from ohlora_assets.core.ethics.sanctions import SanctionLog
     from ohlora_assets.core.ethics.scoring import EthicsModelError, EthicsScorer
-    from ohlora_assets.resources import ArtifactStore, ModelProfile
-
     from ohlora_assets.cli import COMMAND_SETTINGS
     from ohlora_assets.core.settings import SettingsError
-    from ohlora_assets.resources import check_settings
+    from ohlora_assets.resources import ArtifactStore, ModelProfile, check_settings
 
     try:
         check_settings(COMMAND_SETTINGS)

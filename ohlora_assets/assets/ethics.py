@@ -19,7 +19,7 @@ from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.model_training import ETHICS_MODEL, train_ethics_version
 from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
-from ohlora_assets.metadata import inline_png, md_table, number, table
+from ohlora_assets.metadata import md_table, number, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, registry
 
@@ -177,7 +177,8 @@ def ethics_report(
     )
     decision = ethics_gate(measured, baseline, config.tolerances(profile.smoke))
     histograms = "\n\n".join(
-        f"**{category}**\n\n{inline_png(path.read_bytes(), CATEGORY_KEYS[category])}\n\n`{path}`" for category, path in report.histograms.items()
+        f"**{category}**\n\n{png_value(path.read_bytes(), CATEGORY_KEYS[category], path).value}"
+        for category, path in report.histograms.items()
     )
     misclassified = (
         table(evaluation.misclassified) if len(evaluation.misclassified) else dg.MetadataValue.md("_none: every test prompt is right_")

@@ -299,10 +299,11 @@ class ModelRegistry:
         a hidden .serving.json.unreadable-<time>. One that cannot be read at all (permissions, the disk) raises."""
         target = self.get(version)
         try:
-            state = self.state() or {"version": None, "stack": [], "history": []}
+            state = self.state()
         except DamagedRecord:  # not a failed read (that raises): a file holding no pointer
             os.replace(self.pointer, self.pointer.with_name(f".{SERVING}.unreadable-{_now()}"))
-            state = {"version": None, "stack": [], "history": []}
+            state = None
+        state = state or {"version": None, "stack": [], "history": []}
         if state["version"] == target.version:
             return target
         stack = [*state["stack"], target.version][-STACK_LIMIT:]
@@ -428,14 +429,12 @@ def remove_orphaned_reports(reports_root: str | Path, models_root: str | Path) -
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
     """A registry JSON file as a dict holding `required`, or RegistryError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:  # the disk or the permissions, not the record: nothing to repair by replacing it
         raise RegistryError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
-    except UnicodeDecodeError as error:
-        raise DamagedRecord(f"{path}: unreadable ({type(error).__name__}: {error})") from error
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as error:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DamagedRecord(f"{path}: unreadable ({type(error).__name__}: {error})") from error
     missing = [key for key in required if key not in record] if isinstance(record, dict) else list(required)
     if not isinstance(record, dict) or missing:
