@@ -92,9 +92,10 @@ class SamplingConfig(dg.Config):
 
 
 class GateConfig(dg.Config):
-    """How much worse than the serving version a candidate may be (core/promotion.Tolerances), and how many
-    versions to keep. The smoke profile's models are too small to judge: there every tolerance is open and
-    only "loads, and training lowered the loss" decides."""
+    """How much worse than the serving version a candidate may be (core/promotion.Tolerances): run config of the
+    reports, which judge the candidate and record these beside its figures for the promotion to decide with. The
+    smoke profile's models are too small to judge: there every tolerance is open and only "loads, and training
+    lowered the loss" decides."""
 
     # Rates, floors and tolerances are shares in [0, 1] (0.05, not 5): a value outside lets any candidate serve.
     quality_rate_tolerance: float = Field(default=0.05, ge=0, le=1, description="absolute, per failure-mode rate")
@@ -107,9 +108,6 @@ class GateConfig(dg.Config):
     )
     accuracy_floor: float = Field(default=0.80, ge=0, le=1, description="ethics accuracy no version may fall under")
     recall_floor: float = Field(default=0.50, ge=0, le=1, description="per-category recall no version may fall under")
-    keep_versions: int = Field(
-        default=5, ge=0, description="versions kept besides the serving one and its rollback target"
-    )
 
     def tolerances(self, smoke: bool):
         from ohlora_assets.core.promotion import Tolerances
@@ -122,3 +120,11 @@ class GateConfig(dg.Config):
             ethics_accuracy=self.ethics_accuracy_tolerance, ethics_recall=self.ethics_recall_tolerance,
             accuracy_floor=self.accuracy_floor, recall_floor=self.recall_floor,
         )
+
+
+class PromotionConfig(dg.Config):
+    """What a promotion asset keeps; it decides with the tolerances the candidate's report judged it by."""
+
+    keep_versions: int = Field(
+        default=5, ge=0, description="versions kept besides the serving one and its rollback target"
+    )

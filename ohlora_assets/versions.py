@@ -17,7 +17,6 @@ from ohlora_assets.core.registry import ModelRegistry, ModelVersion, version_in_
 from ohlora_assets.resources import ArtifactStore
 
 
-
 def registry(store: ArtifactStore, asset_name: str) -> ModelRegistry:
     return ModelRegistry(store.path("models"), asset_name)
 
@@ -49,6 +48,12 @@ def candidate(
     if VERSION_KEY not in metadata:
         raise dg.Failure(f"{asset_name} has no materialization that wrote a model version: materialize it first")
     return registry(store, asset_name).get(metadata[VERSION_KEY].value)
+
+
+def compared_serving(versions: ModelRegistry, version: ModelVersion) -> ModelVersion | None:
+    """The version a candidate is compared with: the serving one, unless that is the candidate itself."""
+    serving = versions.serving()
+    return serving if serving is not None and serving.version != version.version else None
 
 
 def referenced_base_versions(store: ArtifactStore) -> set[str]:

@@ -21,7 +21,7 @@ from ohlora_assets.core.progress import ProgressReporter
 from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
 from ohlora_assets.metadata import md_table, number, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import VERSION_KEY, candidate, registry
+from ohlora_assets.versions import VERSION_KEY, candidate, compared_serving, registry
 
 GROUP = "ethics"
 
@@ -86,6 +86,10 @@ def ethics_sbert_model(
     ))
 
 
+def _thresholds_file(store: ArtifactStore, version: str):
+    return store.report_dir("ethics_thresholds") / version / "thresholds.json"
+
+
 # The model is read from its folder, not through the IO manager: `deps` orders and versions it.
 @dg.asset(group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS, code_version="1", deps=[ethics_sbert_model])
 def ethics_thresholds(
@@ -100,10 +104,7 @@ def ethics_thresholds(
     calibrated = calibrate(scores, test["category"].tolist())
     thresholds_table = pd.DataFrame(threshold_table(scores, test["category"].tolist(), calibrated))
     result = {"default": dict(DEFAULT_THRESHOLDS), "calibrated": calibrated}
-    atomic_write_bytes(
-        store.report_dir("ethics_thresholds") / version.version / "thresholds.json",
-        json.dumps(result, ensure_ascii=False, indent=2).encode(),
-    )
+    atomic_write_bytes(_thresholds_file(store, version.version), json.dumps(result, ensure_ascii=False, indent=2).encode())
     context.add_output_metadata(
         {
             "thresholds": table(thresholds_table),
@@ -124,8 +125,10 @@ class EthicsReportConfig(GateConfig):
 
 @dg.asset(
     group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-    code_version="3",
-    deps=[ethics_sbert_model],
+    code_version="4",
+    # Both read from their version's folders, not through the IO manager: a run that overlaps another reports
+    # its own candidate with the thresholds calibrated for that candidate, never the other run's.
+    deps=[ethics_sbert_model, ethics_thresholds],
     check_specs=[
         dg.AssetCheckSpec(
             "accuracy_target",
@@ -145,7 +148,6 @@ def ethics_report(
     context: dg.AssetExecutionContext,
     config: EthicsReportConfig,
     ethics_dataset: pd.DataFrame,
-    ethics_thresholds: dict,
     store: ArtifactStore,
     profile: ModelProfile,
 ) -> dg.MaterializeResult:
@@ -155,13 +157,18 @@ def ethics_report(
     from ohlora_assets.core.promotion import ethics_gate, with_baseline
 
     versions = registry(store, ETHICS_MODEL)
-    version, serving = candidate(context, store, ETHICS_MODEL), versions.serving()
+    version = candidate(context, store, ETHICS_MODEL)
+    compared, tolerances = compared_serving(versions, version), config.tolerances(profile.smoke)
+    thresholds_file = _thresholds_file(store, version.version)
+    if not thresholds_file.is_file():
+        raise dg.Failure(f"no thresholds calibrated for {ETHICS_MODEL} {version.version} ({thresholds_file}): "
+                         "materialize ethics_thresholds first")
     test, scores = _test_scores(ethics_dataset, version.path, profile)
     # Per version, as every report: a candidate the gate refuses never replaces the serving version's files.
-    report = build_report(test, scores, ethics_thresholds, store.report_dir("ethics_report") / version.version)
+    report = build_report(test, scores, json.loads(thresholds_file.read_text(encoding="utf-8")),
+                          store.report_dir("ethics_report") / version.version)
     evaluation = report.evaluation
     measured = _metrics(evaluation)
-    compared = serving if serving is not None and serving.version != version.version else None
     columns = {f"candidate {version.version}": evaluation}
     baseline = None  # the serving version on today's test prompts: the gate compares like with like
     if compared is not None:
@@ -169,13 +176,13 @@ def ethics_report(
         columns[f"serving {compared.version}"] = evaluate(test["user_prompt"].tolist(), test["category"].tolist(), serving_scores)
         baseline = _metrics(columns[f"serving {compared.version}"])
     versions.record_metrics(version.version, with_baseline(
-        measured.to_dict(), compared.version if compared else None, baseline.to_dict() if baseline else None
+        measured.to_dict(), compared.version if compared else None, baseline.to_dict() if baseline else None, tolerances
     ))
     side_by_side = md_table(
         [{"metric": "accuracy", **{name: e.accuracy for name, e in columns.items()}}]
         + [{"metric": f"recall {c}", **{name: e.recall[c] for name, e in columns.items()}} for c in evaluation.recall]
     )
-    decision = ethics_gate(measured, baseline, config.tolerances(profile.smoke))
+    decision = ethics_gate(measured, baseline, tolerances)
     histograms = "\n\n".join(
         f"**{category}**\n\n{png_value(path.read_bytes(), CATEGORY_KEYS[category], path).value}"
         for category, path in report.histograms.items()

@@ -24,7 +24,7 @@ from ohlora_assets.core.quality import COPY_TASKS, FORMAT_VALIDATORS, METRICS, Q
 from ohlora_assets.core.samples import SAMPLES_FILE
 from ohlora_assets.metadata import caps_metadata, md_table, metric_metadata, png_value, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import VERSION_KEY, candidate, own_materialization, registry
+from ohlora_assets.versions import VERSION_KEY, candidate, compared_serving, own_materialization, registry
 
 GROUP = "reports"
 
@@ -174,17 +174,17 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         settings = QualitySettings(copy_similarity=config.copy_similarity, unrelated_below=config.unrelated_below)
         train = split[split["split"] == "train"]
         versions = registry(store, adapter)
-        version, serving = candidate(context, store, adapter), versions.serving()
+        version = candidate(context, store, adapter)
+        compared, tolerances = compared_serving(versions, version), config.tolerances(profile.smoke)
         rates = measured_rates(task)
         now = score_samples(task, store.report_dir(samples_name) / version.version, train, settings)
-        compared = serving if serving is not None and serving.version != version.version else None
         serving_folder = store.report_dir(samples_name) / compared.version if compared else None
         before = score_samples(task, serving_folder, train, settings) if serving_folder and has_samples(serving_folder) else None
         # The serving version's rates by today's rules when its samples are kept, else as recorded when it served.
         baseline = (before.metrics if before else compared.metrics) if compared else None
         versions.record_metrics(version.version, with_baseline(
             {rate: now.metrics.get(rate) for rate in rates}, compared.version if compared else None,
-            {rate: baseline.get(rate) for rate in rates} if baseline else None,
+            {rate: baseline.get(rate) for rate in rates} if baseline else None, tolerances,
         ))
         version = versions.get(version.version)
         scored = {f"serving {compared.version}": before, f"candidate {version.version}": now} if before else {"candidate": now}
@@ -203,7 +203,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
             check
             for check in adapter_gate(
                 AdapterMetrics.from_dict(version.metrics), AdapterMetrics.from_dict(baseline) if baseline else None,
-                config.tolerances(profile.smoke), rates,
+                tolerances, rates,
             ).checks
             if check.name.endswith("_not_worse")
         ]

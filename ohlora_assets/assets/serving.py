@@ -3,20 +3,23 @@
 A training asset writes a candidate version; its blocking checks (loads and stops at the end mark, loss fell;
 for the ethics model accuracy and recall) and the report's blocking `not_worse_than_serving` stand between it
 and here, so a failed check stops the run before this step. Here the whole gate (core/promotion.py) is decided
-once more over the figures the checks recorded, and the serving pointer moves in one atomic rename only when
-every check passed; otherwise the serving version stays and the metadata says why. Old versions are pruned,
-with the report folders kept for them (samples, loss curves, reports), and any such folder a killed run left.
+once more over the figures the checks recorded, by the tolerances the report judged with (its run config), and
+the serving pointer moves in one atomic rename only when every check passed; otherwise the serving version stays
+and the metadata says why. Old versions are pruned, with the report folders kept for them (samples, loss curves,
+reports), and any such folder a killed run left.
 """
+
+from dataclasses import asdict
 
 import dagster as dg
 
-from ohlora_assets.configs import GateConfig, KINDS, OWNERS
+from ohlora_assets.configs import KINDS, OWNERS, PromotionConfig
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.model_training import ETHICS_MODEL
 from ohlora_assets.core.registry import remove_orphaned_reports
 from ohlora_assets.metadata import table
-from ohlora_assets.resources import ArtifactStore, ModelProfile
-from ohlora_assets.versions import candidate, registry
+from ohlora_assets.resources import ArtifactStore
+from ohlora_assets.versions import candidate, compared_serving, registry
 
 GROUP = "serving"
 # gated model -> the asset that evaluates its candidate
@@ -35,7 +38,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         ),
     )
     def _promote(
-        context: dg.AssetExecutionContext, config: GateConfig, store: ArtifactStore, profile: ModelProfile
+        context: dg.AssetExecutionContext, config: PromotionConfig, store: ArtifactStore
     ) -> dg.MaterializeResult:
         from ohlora_assets.core.promotion import (
             AdapterMetrics,
@@ -46,20 +49,21 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
             measured_rates,
             promote_if_passed,
             recorded_baseline,
+            recorded_tolerances,
             versions_table,
         )
 
         versions = registry(store, model)
-        version, serving = candidate(context, store, model), versions.serving()
-        compared = serving if serving is not None and serving.version != version.version else None
-        tolerances = config.tolerances(profile.smoke)
-        # The serving figures this candidate's report measured beside it; if another version serves by now, the
-        # comparison is stale and the candidate waits for a new report.
+        version = candidate(context, store, model)
+        compared = compared_serving(versions, version)
+        # The serving figures and the tolerances this candidate's report judged it by; if another version serves
+        # by now, the comparison is stale and the candidate waits for a new report.
         baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, evaluated_by)
+        tolerances, unjudged = recorded_tolerances(version.metrics, evaluated_by)
         if model == ETHICS_MODEL and "accuracy" not in version.metrics:
             raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
-        if stale is not None:
-            decision = GateDecision((stale,))
+        if stale is not None or unjudged is not None:
+            decision = GateDecision(tuple(check for check in (stale, unjudged) if check is not None))
         elif model == ETHICS_MODEL:
             decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
                                    EthicsMetrics.from_dict(baseline) if baseline else None, tolerances)
@@ -81,6 +85,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
                 "candidate": version.version,
                 "serving": versions.serving_label() or "none",
                 "checks": table(decision.rows()),
+                "tolerances": table([asdict(tolerances)]) if tolerances else "none recorded",
                 "versions": table(versions_table(versions)),
                 "pruned": ", ".join(pruned) or "none",
             },

@@ -19,6 +19,9 @@ QUALITY_RATES = ("numbered_prefix_rate", "copied_answer_rate", "give_up_rate")
 # on the same data and rules: the promotion step decides with exactly these, not with figures the serving version
 # got on an older test set.
 BASELINE_KEY = "gate_baseline"
+# Where the report records the tolerances it judged the candidate with: the promotion decides with the same ones,
+# so they are set in one place (the report's run config), never on two assets that could disagree.
+TOLERANCES_KEY = "gate_tolerances"
 # Columns of the versions table, first when present; other numeric metrics follow by name.
 KEY_METRICS = ("final_train_loss", "final_valid_loss", "end_mark_rate", *QUALITY_RATES, "accuracy")
 
@@ -123,10 +126,22 @@ def measured_rates(task: str) -> tuple[str, ...]:
 
 
 def with_baseline(measured: Mapping[str, Any], serving_version: str | None,
-                  serving_figures: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A candidate's figures for `record_metrics`, with the serving figures the report compared them with."""
+                  serving_figures: Mapping[str, Any] | None, tolerances: Tolerances) -> dict[str, Any]:
+    """A candidate's figures for `record_metrics`, with the serving figures the report compared them with and
+    the tolerances it judged them by."""
     baseline = None if serving_version is None else {"version": serving_version, **(serving_figures or {})}
-    return {**measured, BASELINE_KEY: baseline}
+    return {**measured, BASELINE_KEY: baseline, TOLERANCES_KEY: asdict(tolerances)}
+
+
+def recorded_tolerances(metrics: Mapping[str, Any], evaluated_by: str) -> tuple[Tolerances | None, CheckOutcome | None]:
+    """(the tolerances the candidate's report judged it by, None), or (None, a failed check) when no report
+    recorded them: an older report, or none ran."""
+    recorded = metrics.get(TOLERANCES_KEY)
+    try:
+        return Tolerances(**{name: float(recorded[name]) for name in Tolerances.__dataclass_fields__}), None
+    except (KeyError, TypeError, ValueError):
+        return None, CheckOutcome("judged_by_report", False,
+                                  f"no report recorded the tolerances it judged it by: materialize {evaluated_by} again")
 
 
 def recorded_baseline(metrics: Mapping[str, Any], serving_version: str | None,
@@ -233,7 +248,7 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Numeric metrics, one level of dicts flattened (`recall` -> `recall[category]`)."""
     flat: dict[str, float] = {}
     for key, value in metrics.items():
-        if key == BASELINE_KEY:  # another version's figures
+        if key in (BASELINE_KEY, TOLERANCES_KEY):  # another version's figures; the gate's settings
             continue
         if isinstance(value, Mapping):
             flat.update({f"{key}[{inner}]": v for inner, v in value.items() if isinstance(v, (int, float))})

@@ -1,6 +1,7 @@
 """The ethics group materialized on the smoke profile, its lineage, and the commands built on its model."""
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -17,17 +18,22 @@ from ohlora_assets_tests.conftest import make_resources
 ETHICS = ["ethics_pairs", "ethics_sbert_model", "ethics_thresholds", "ethics_report"]
 
 
+ASSETS = dg.load_assets_from_modules([data, ethics, serving])
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def instance():
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, instance):
     import torch
 
     torch.set_num_threads(1)
     resources = make_resources(tmp_path_factory.mktemp("ethics") / "store")
-    assets = dg.load_assets_from_modules([data, ethics, serving])
     selection = dg.AssetSelection.assets(*ETHICS, "serving_ethics_sbert_model").upstream()
-    result = dg.materialize(
-        assets, selection=selection, resources=resources, instance=dg.DagsterInstance.ephemeral()
-    )
+    result = dg.materialize(ASSETS, selection=selection, resources=resources, instance=instance)
     return result, resources
 
 
@@ -82,6 +88,25 @@ def test_report_has_metrics_confusion_histograms_and_misclassified(run):
     assert check.severity == dg.AssetCheckSeverity.WARN
     assert check.passed == (metadata["accuracy"].value >= 0.95)
     assert check.metadata["accuracy"].value == metadata["accuracy"].value
+
+
+def test_the_report_draws_its_own_candidates_thresholds_from_that_versions_file(run, instance):
+    """Not the latest `ethics_thresholds` output: an overlapping run's calibration must not enter this report."""
+    result, resources = run
+    version = _materialization(result, "ethics_sbert_model").metadata["version"].value
+    thresholds_file = resources["store"].report_dir("ethics_thresholds") / version / "thresholds.json"
+    thresholds = json.loads(thresholds_file.read_text(encoding="utf-8"))
+    thresholds["calibrated"][BLOCKABLE[0]] = 0.1234  # what only this version's file says
+    thresholds_file.write_text(json.dumps(thresholds), encoding="utf-8")
+    again = dg.materialize(ASSETS, selection=["ethics_report"], resources=resources, instance=instance)
+    report = Path(_materialization(again, "ethics_report").metadata["report"].value).read_text(encoding="utf-8")
+    assert re.search(r"\|\s*0\.1234\s*\|", report) and "calibrated_threshold" in report
+    thresholds_file.unlink()
+    missing = dg.materialize(ASSETS, selection=["ethics_report"], resources=resources, instance=instance,
+                             raise_on_error=False)
+    assert not missing.success
+    (failure,) = [e for e in missing.all_events if e.is_step_failure]
+    assert f"no thresholds calibrated for ethics_sbert_model {version}" in str(failure.step_failure_data.error)
 
 
 def test_the_ethics_branch_reads_only_the_ethics_csv():

@@ -101,6 +101,9 @@ def test_first_versions_serve_once_the_gate_passed(pipeline):
         assert _registry(resources, name).serving_label() == version
         assert events[f"serving_{name}"].tags["dagster/data_version"] == version
         assert [r.data["version"] for r in meta["versions"].records if r.data["serving"] == "*"] == [version]
+        # decided by the tolerances the report judged with: the smoke profile's open ones
+        (tolerances,) = meta["tolerances"].records
+        assert tolerances.data["quality_rate"] == 1.0 and tolerances.data["min_end_mark_rate"] == 0.0
     load_adapter(_registry(resources, "adapter_summary").serving_path())  # plain PEFT
 
 
@@ -177,4 +180,5 @@ def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone
     meta = _materializations(alone)["serving_adapter_memory"].metadata
     assert meta["promoted"].value is False and registry.serving_label() == serving
     assert f"its report compared it never, but {serving} serves now" in meta["decision"].value
+    assert "judged_by_report: no report recorded the tolerances" in meta["decision"].value
     assert candidate in {v.version for v in registry.versions()}  # kept for a report, or a manual promote

@@ -7,11 +7,13 @@ from ohlora_assets.core.promotion import (
     EthicsMetrics,
     Tolerances,
     BASELINE_KEY,
+    TOLERANCES_KEY,
     adapter_gate,
     ethics_gate,
     measured_rates,
     promote_if_passed,
     recorded_baseline,
+    recorded_tolerances,
     versions_table,
     with_baseline,
 )
@@ -73,7 +75,7 @@ def test_a_candidate_whose_report_never_ran_is_refused(serving):
 
 
 def test_the_promotion_decides_with_the_serving_figures_its_report_measured():
-    recorded = with_baseline({"accuracy": 0.81}, "aaaa", {"accuracy": 0.97, "recall": RECALL})
+    recorded = with_baseline({"accuracy": 0.81}, "aaaa", {"accuracy": 0.97, "recall": RECALL}, Tolerances())
     baseline, stale = recorded_baseline(recorded, "aaaa", "ethics_report")
     assert stale is None and baseline["accuracy"] == 0.97  # today's figure for the serving version, not its old one
     assert _failed(ethics_gate(EthicsMetrics(0.81, RECALL), EthicsMetrics.from_dict(baseline))) == [
@@ -84,7 +86,24 @@ def test_the_promotion_decides_with_the_serving_figures_its_report_measured():
     assert stale.reason == "its report compared it with aaaa, but bbbb serves now: materialize ethics_report again"
     _, never = recorded_baseline({"accuracy": 0.9}, "bbbb", "ethics_report")
     assert never.reason.startswith("its report compared it never")
-    assert recorded_baseline(with_baseline({"accuracy": 0.9}, None, None), None, "ethics_report") == (None, None)
+    assert recorded_baseline(with_baseline({"accuracy": 0.9}, None, None, Tolerances()), None, "ethics_report") == (
+        None, None)
+
+
+def test_the_promotion_decides_by_the_tolerances_its_report_judged_with():
+    """Set once, on the report: a candidate the report let through within its tolerance is not refused by
+    other tolerances at the promotion, and one it judged by none is refused."""
+    loose = Tolerances(ethics_accuracy=0.2)
+    recorded = with_baseline({"accuracy": 0.85}, "aaaa", {"accuracy": 0.97, "recall": RECALL}, loose)
+    tolerances, unjudged = recorded_tolerances(recorded, "ethics_report")
+    assert unjudged is None and tolerances == loose
+    serving = EthicsMetrics(0.97, RECALL)
+    assert ethics_gate(EthicsMetrics(0.85, RECALL), serving, tolerances).promote
+    assert not ethics_gate(EthicsMetrics(0.85, RECALL), serving, Tolerances()).promote  # the defaults would refuse
+    for metrics in ({"accuracy": 0.85}, {**recorded, TOLERANCES_KEY: {"ethics_accuracy": "wide"}}):
+        none, check = recorded_tolerances(metrics, "ethics_report")
+        assert none is None and not check.passed
+        assert check.reason == "no report recorded the tolerances it judged it by: materialize ethics_report again"
 
 
 def test_a_category_without_test_prompts_is_named_not_compared_as_nan():
@@ -139,7 +158,7 @@ def test_versions_table_puts_key_metrics_first_and_flattens_recall(tmp_path):
             (pending.path / "model.safetensors").write_bytes(b"x")
     registry.promote("1111111111111111", "first version")
     # the serving figures a report compared the candidate with are not the candidate's own
-    registry.record_metrics("2222222222222222", with_baseline({}, "1111111111111111", {"accuracy": 0.97}))
+    registry.record_metrics("2222222222222222", with_baseline({}, "1111111111111111", {"accuracy": 0.97}, Tolerances()))
     assert registry.get("2222222222222222").metrics[BASELINE_KEY]["accuracy"] == 0.97
     rows = versions_table(registry)
     assert [list(row) for row in rows] == [["serving", "version", "created", "accuracy", "epochs", "recall[정치]"]] * 2

@@ -171,6 +171,8 @@ def build_report(test: pd.DataFrame, scores: np.ndarray, thresholds: dict[str, d
         summary,
         "## Confusion matrix (rows predicted, columns true)",
         confusion,
+        "## What the gate sanctions at the product's and the calibrated thresholds",
+        markdown_table(threshold_table(scores, truth, thresholds["calibrated"])),
         "## Scores per category: its own prompts vs `일반`",
         *(f"![{CATEGORY_KEYS[c]}]({name})" for c, name in names.items()),
         f"## Misclassified ({len(evaluation.misclassified)})",
