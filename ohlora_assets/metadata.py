@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from ohlora_assets.core.io import atomic_write_bytes
-from ohlora_assets.core.render import inline_png, markdown_table, typed_table
+from ohlora_assets.core.render import markdown_table, png_with_path, typed_table
 
 
 def md_table(rows: pd.DataFrame | Sequence[dict[str, Any]], digits: int = 4) -> dg.MetadataValue:
@@ -33,7 +33,7 @@ def number(value: float | None, digits: int = 4) -> dg.MetadataValue | None:
 
 def png_value(png: bytes, alt: str, path: Path) -> dg.MetadataValue:
     """The PNG inline, with the path it is saved at beneath."""
-    return dg.MetadataValue.md(f"{inline_png(png, alt)}\n\n`{path}`")
+    return dg.MetadataValue.md(png_with_path(png, alt, path))
 
 
 def saved_png(path: Path, png: bytes, alt: str) -> dg.MetadataValue:

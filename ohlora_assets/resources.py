@@ -170,7 +170,17 @@ def parse_base_models(text: str) -> dict[str, str]:
     return overrides
 
 
-class DataPaths(dg.ConfigurableResource):
+class _RunResource(dg.ConfigurableResource):
+    """A resource every step of a run starts with: it checks the whole run's config first (`run_config.py`)."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.dagster_run is not None:
+            from ohlora_assets.run_config import check_run_config
+
+            check_run_config(context.dagster_run.run_config)
+
+
+class DataPaths(_RunResource):
     """The user's input files. Defaults are our sample data in `data/`."""
 
     dialogue_csv: str = Field(description="v4 dialogue CSV (OHLORA_DIALOGUE_CSV)")
@@ -195,7 +205,7 @@ _PATH_VARIABLES = {
 }
 
 
-class ArtifactStore(dg.ConfigurableResource):
+class ArtifactStore(_RunResource):
     """The folder that holds models and reports, laid out as `<root>/<kind>/<name>`."""
 
     root: str = Field(description="artifact folder (OHLORA_HOME)")
@@ -224,7 +234,7 @@ class ArtifactStore(dg.ConfigurableResource):
         return self.path("reports", asset_name)
 
 
-class ModelProfile(dg.ConfigurableResource):
+class ModelProfile(_RunResource):
     """Which base models and how much compute: `embedded` (offline CPU), `small` (Gemma-3-270M from the
     `[small]` extra, offline; CPU budgets without a GPU) or `full` (hub models, GPU).
 

@@ -24,7 +24,7 @@ from ohlora_assets.core.io import atomic_write_bytes, directory_hash
 from ohlora_assets.core.progress import Progress
 from ohlora_assets.core.recipes import Budget
 from ohlora_assets.core.registry import ModelRegistry
-from ohlora_assets.core.render import inline_png, loss_curve_png, markdown_table
+from ohlora_assets.core.render import loss_curve_png, markdown_table, png_with_path
 from ohlora_assets.core.tracking import tracking_run
 
 ETHICS_MODEL = "ethics_sbert_model"
@@ -83,10 +83,10 @@ def adapter_name(task: str) -> str:
     return f"adapter_{task}"
 
 
-def _inline_png(path: Path, png: bytes, alt: str) -> Markdown:
+def _saved_png(path: Path, png: bytes, alt: str) -> Markdown:
     """Save the PNG atomically at `path`; Markdown that shows it inline (a data URI), with the path beneath."""
     atomic_write_bytes(path, png)
-    return Markdown(f"{inline_png(png, alt)}\n\n`{path}`")
+    return Markdown(png_with_path(png, alt, path))
 
 
 def train_adapter_version(
@@ -144,7 +144,7 @@ def train_adapter_version(
         "base_model_source": base.source,
         "per_epoch": Table(vars(e) for e in result.epochs),
         # Beside the version's other reports: a candidate the gate refuses must not replace the serving one's.
-        "loss_curve": _inline_png(
+        "loss_curve": _saved_png(
             artifact_root / "reports" / name / pending.version / "loss_curve.png", loss_curve_png(curves, "epoch"),
             "loss curve",
         ),

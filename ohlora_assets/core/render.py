@@ -100,3 +100,8 @@ def loss_curve_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]], x
 def inline_png(png: bytes, alt: str) -> str:
     """Markdown that shows a PNG inline (the Dagster UI renders data URIs; no file server needed)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def png_with_path(png: bytes, alt: str, path) -> str:
+    """The PNG inline, with the path it is saved at beneath."""
+    return f"{inline_png(png, alt)}\n\n`{path}`"

@@ -190,18 +190,22 @@ def test_normalized_input_is_accepted_with_notes_and_the_cell_limit_is_run_confi
     assert not check.passed and "the limit is 10" in check.metadata["issues"].value
 
 
-def test_a_run_config_value_out_of_range_fails_before_the_asset_body_naming_the_field(resources):
-    # Each Config validates on its own step: a launchpad typo never reaches pandas (or torch, or the gate).
+def test_run_config_out_of_range_fails_the_run_before_its_first_step_naming_every_value(resources, monkeypatch):
+    # Dagster checks bounds only as each step starts: the last step's typo would wait for every step before it.
+    monkeypatch.setenv("OHLORA_TEST_EPOCHS", "0")
     result = dg.materialize(
         DATA_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-        run_config={"ops": {"augmented_output_message_train": {"config": {"epochs": 0}}}},
+        run_config={"ops": {"augmented_output_message_train": {"config": {"epochs": {"env": "OHLORA_TEST_EPOCHS"}}},
+                            "dialogue_dataset": {"config": {"max_cell_chars": -5}}}},
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert failure.step_key == "augmented_output_message_train"
-    error = failure.step_failure_data.error
-    text = str(error.cause.message if error.cause else error.message)
-    assert "epochs" in text and "greater than or equal to 1" in text
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_START"]
+    [failure] = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+    error, text = failure.event_specific_data.error, ""
+    while error is not None:
+        text, error = text + error.message, error.cause
+    assert "ops.augmented_output_message_train.config.epochs = '0': Input should be greater than or equal to 1" in text
+    assert "ops.dialogue_dataset.config.max_cell_chars = -5: Input should be greater than or equal to 1" in text
 
 
 def test_one_split_can_be_materialized_alone(resources):
