@@ -34,7 +34,7 @@ def config_classes() -> dict[str, type[dg.Config]]:
     classes = {}
     for node in nodes:
         function = getattr(node.compute_fn, "decorated_fn", None)
-        parameter = inspect.signature(function).parameters.get("config") if function else None
+        parameter = inspect.signature(function, eval_str=True).parameters.get("config") if function else None
         if parameter is not None and inspect.isclass(parameter.annotation):
             classes[node.name] = parameter.annotation
     return classes
