@@ -6,14 +6,14 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ohlora_assets.assets import base_models, data, models, reports, serving
+from ohlora_assets.assets import base_models, data, models, reports, samples, serving
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.lora import load_adapter
 from ohlora_assets.core.model_training import VERSION_KEY
 from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets_tests.conftest import smoke_materialization
 
-ASSETS = dg.load_assets_from_modules([data, base_models, models, reports, serving])
+ASSETS = dg.load_assets_from_modules([data, base_models, models, samples, reports, serving])
 CHECKS = dg.load_asset_checks_from_modules([models, reports])
 ALL = [*ASSETS, *CHECKS]
 REPORTS = [f"{task}_quality_report" for task in TASKS]
