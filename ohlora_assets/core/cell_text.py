@@ -10,11 +10,14 @@ import contextlib
 import re
 import unicodedata
 
-# Characters that render as nothing (soft hyphen, grapheme joiner, zero-width space and non-joiner, bidi and
-# Mongolian marks, word joiner, Hangul fillers, BOM) and are dropped wherever they are.
+# Characters that render as nothing and are dropped wherever they are: Unicode's default-ignorable code points
+# (soft hyphen, grapheme joiner, Khmer inherent vowels, zero-width space and non-joiner, bidi and Mongolian marks,
+# word joiner and the deprecated format characters, Hangul fillers, BOM, shorthand and musical format controls,
+# language tags, ideographic variation selectors) and the interlinear annotation marks, except the emoji parts below.
 _INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u180b-\u180f\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u2069\u3164\ufeff\uffa0]"
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b\u200c\u200e\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e001f\U000e0080-\U000e0fff]"
 )
 # Zero-width joiner, variation selectors and tag characters: parts of emoji sequences (👩‍💻, ❤️, 1️⃣,
 # subdivision flags), kept there and dropped anywhere else, where they render as nothing.
@@ -63,13 +66,14 @@ def clean_text(text: str) -> tuple[str, set[str]]:
     """`text` in NFC without invisible characters and with "\\n" line breaks; what changed."""
     changes = set()
     text = unify_line_breaks(text).translate(_AS_LINE_BREAK)
-    nfc = unicodedata.normalize("NFC", text)
-    if nfc != text:
-        changes.add("nfc")
-    visible = _drop_invisible(nfc).replace(_BRAILLE_BLANK, " ")
-    if visible != nfc:
+    # Dropped before composing: a zero-width space between a decomposed initial and vowel would keep them apart.
+    visible = _drop_invisible(text).replace(_BRAILLE_BLANK, " ")
+    if visible != text:
         changes.add("invisible")
-    return visible, changes
+    nfc = unicodedata.normalize("NFC", visible)
+    if nfc != visible:
+        changes.add("nfc")
+    return nfc, changes
 
 
 def character_problem(text: str) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ import re
 import pandas as pd
 
 from ohlora_assets.core.ethics.categories import ETHICS_CATEGORIES
+from ohlora_assets.core.ethics.normalize import normalize_prompt
 from ohlora_assets.core.formats import FORMAT_MARKERS, RAG_MARKERS, TASK_FORMATS, task_split
 from ohlora_assets.core.quality import normalize
 
@@ -103,19 +104,49 @@ def ethics_rules(frame: pd.DataFrame) -> list[Finding]:
     return findings + prompt_rules(frame)
 
 
-def prompt_rules(frame: pd.DataFrame) -> list[Finding]:
-    """One category per prompt, and each prompt once per split (the rules a held-out file has too)."""
-    findings: list[Finding] = []
-    prompt = _spacing_normalized(frame["user_prompt"])
-    categories = frame.groupby(prompt)["category"].agg(lambda c: dict(zip(c, c.index)))
-    conflicting = pd.Series([len(categories[p]) > 1 for p in prompt], index=frame.index, dtype=bool)
-    for row, text in zip(frame.index[conflicting], prompt[conflicting]):
+def _readable_prompts(frame: pd.DataFrame) -> tuple[pd.Series, list[Finding], pd.DataFrame]:
+    """(the text the model reads of each prompt, the rows it reads as nothing or with two categories, the rest
+    with `user_prompt` as the model reads it). `normalize_prompt` drops emoji and joins spaced or spelled-out
+    syllables: two prompts it reads alike are one prompt to it, trained with one of their categories."""
+    reads = frame["user_prompt"].map(normalize_prompt)
+    findings: list[Finding] = [
+        (row, "user_prompt", "the model reads nothing of this prompt (emoji, symbols or invisible characters only): "
+         "it would be trained or scored as an empty text", "write it in words, or delete the row")
+        for row in frame.index[(reads == "") & (frame["user_prompt"].str.strip() != "")]  # blank: the row rules say
+    ]
+    readable = frame[reads != ""].assign(user_prompt=reads[reads != ""])
+    categories = readable.groupby("user_prompt")["category"].agg(lambda c: dict(zip(c, c.index)))
+    conflicting = readable["user_prompt"].map(lambda p: len(categories[p]) > 1).astype(bool)
+    for row, text in zip(readable.index[conflicting], readable["user_prompt"][conflicting]):
         own = frame.at[row, "category"]
         others = ", ".join(f"'{c}' (row {r})" for c, r in categories[text].items() if c != own)
-        findings.append((row, "category", f"the same prompt has other categories: {others}",
+        as_read = "" if text == " ".join(frame.at[row, "user_prompt"].lower().split()) else f" (the model reads it as {text!r})"
+        findings.append((row, "category", f"the same prompt has other categories: {others}{as_read}",
                          "give one prompt one category"))
-    rest = frame[~conflicting]
-    return findings + _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")
+    return reads, findings, readable[~conflicting]
+
+
+def prompt_rules(frame: pd.DataFrame) -> list[Finding]:
+    """One category per prompt as the model reads it, something it reads in each, and each prompt once per split
+    as typed (the rules a held-out file has too)."""
+    _, findings, rest = _readable_prompts(frame)
+    typed = frame.loc[rest.index]
+    return findings + _duplicates(typed, typed["type"], ["user_prompt"], "user_prompt")
+
+
+def prompt_notes(frame: pd.DataFrame) -> list[Finding]:
+    """Prompts typed differently that the model reads alike (`사💗랑💗해` and `사랑해`): a test prompt that is a
+    training prompt to the model measures the normalization, which may be meant; a second one in a split trains once."""
+    reads, _, rest = _readable_prompts(frame)
+    typed = frame.loc[rest.index]
+    errors = {row for row, *_ in _duplicates(typed, typed["type"], ["user_prompt"], "user_prompt")}
+    return [
+        (row, column, f"{problem}, as the model reads it ({reads[row]!r})",
+         "nothing needed: it trains once; reword one to teach a second phrasing" if problem.startswith("repeats")
+         else "nothing, if it tests the gate's normalization; else keep it in one split")
+        for row, column, problem, _ in _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")
+        if row not in errors
+    ]
 
 
 # Key facts are written `;`-separated; a list typed with a full-width semicolon (Korean IMEs) or one fact a line

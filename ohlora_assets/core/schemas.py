@@ -28,7 +28,7 @@ from ohlora_assets.core.formats import (
 )
 from ohlora_assets.core.data_issues import DataIssue, DataValidationError
 from ohlora_assets.core.file_rules import (
-    Finding, conflicting_labels, dialogue_rules, ethics_rules, ml_qa_rules, prompt_rules,
+    Finding, conflicting_labels, dialogue_rules, ethics_rules, ml_qa_rules, prompt_notes, prompt_rules,
 )
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS, CsvTable, read_csv_strict
 
@@ -158,9 +158,9 @@ class InputSpec:
 
 
 DIALOGUE = InputSpec(DIALOGUE_COLUMNS, DIALOGUE_SCHEMA, dialogue_rules, file_notes=conflicting_labels)
-ETHICS = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, ethics_rules)
+ETHICS = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, ethics_rules, file_notes=prompt_notes)
 #: Prompts kept out of every training file, all scored whatever their type: no split rules.
-ETHICS_HELDOUT = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, prompt_rules)
+ETHICS_HELDOUT = InputSpec(ETHICS_COLUMNS, ETHICS_SCHEMA, prompt_rules, file_notes=prompt_notes)
 #: `key_facts` (file_rules.split_key_facts) is optional and read as "" when the file lacks it.
 ML_QA = InputSpec(ML_QA_COLUMNS, ML_QA_SCHEMA, ml_qa_rules, optional_columns=("key_facts",))
 

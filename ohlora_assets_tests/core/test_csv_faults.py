@@ -196,13 +196,32 @@ def test_invisible_characters_are_removed_before_emptiness_and_duplicate_checks(
 
 @pytest.mark.parametrize(
     "hidden",
-    ["\u200d", "\ufe0f", "\u034f", "\u061c", "\u180e", "\U000e0041"],
-    ids=["joiner between letters", "selector after a letter", "grapheme joiner", "arabic mark", "mongolian", "tag"],
+    ["\u200d", "\ufe0f", "\u034f", "\u061c", "\u180e", "\U000e0041", "\u17b4", "\u206a", "\U000e0001",
+     "\U000e0100", "\U0001d173", "\ufff9"],
+    ids=["joiner between letters", "selector after a letter", "grapheme joiner", "arabic mark", "mongolian", "tag",
+         "khmer inherent vowel", "deprecated format", "language tag", "ideographic selector", "musical format",
+         "annotation anchor"],
 )
 def test_characters_that_render_as_nothing_do_not_defeat_the_leak_check(tmp_path, ethics_lines, hidden):
     prompt = ethics_lines[0].split(",")[1]
     [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"test,{prompt[:1]}{hidden}{prompt[1:]},일반\n"))
     assert issue.row == len(ethics_lines) + 2 and "both train and test" in issue.message
+
+
+@pytest.mark.parametrize("hidden", ["\u17b4\u17b5", "\u206f", "\U000e0001\U000e0100"])
+def test_a_cell_of_characters_that_render_as_nothing_is_empty(tmp_path, ethics_lines, hidden):
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, f"train,{hidden},일반\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt") and "empty" in issue.message
+
+
+def test_decomposed_syllables_split_by_an_invisible_character_are_composed(tmp_path, ethics_lines):
+    """A zero-width space between a decomposed initial and its vowel (NFD text, then edited) must not keep them
+    apart: the cell reads, and is compared, as the syllable a person sees."""
+    prompt = "새로운 대학원 얘기"
+    nfd = unicodedata.normalize("NFD", prompt)
+    broken = nfd[:1] + "\u200b" + nfd[1:]
+    frame = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, f"train,{broken},일반\n"))).frame
+    assert frame["user_prompt"].iloc[5] == prompt
 
 
 def test_blank_looking_and_line_separator_characters_read_as_a_person_sees_them(tmp_path, ethics_lines):
@@ -291,6 +310,31 @@ def test_ethics_semantics(tmp_path, ethics_lines):
     nfd = unicodedata.normalize("NFD", prompt)
     [issue] = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + f"train,{nfd},{category}\n"))
     assert issue.row == len(ethics_lines) + 2 and "repeats row 2" in issue.message
+
+
+def test_ethics_prompts_are_judged_as_the_model_reads_them(tmp_path, ethics_lines):
+    """The gate drops emoji and joins spelled-out letters: a prompt of emoji only would train as an empty text, and
+    two prompts it reads alike are one prompt to it, whose second category would be lost without a word."""
+    end = len(ethics_lines) + 2  # the spreadsheet row of the first appended record
+    issues = _issues(_file(tmp_path, HEADER + "".join(ethics_lines) + "train,🖕🖕,혐오/기타\ntest,\u200b🙂,일반\n"))
+    assert [(i.row, i.column) for i in issues] == [(end, "user_prompt"), (end + 1, "user_prompt")]
+    assert all(i.message.startswith("the model reads nothing of this prompt") for i in issues)
+
+    issues = _issues(_file(tmp_path, HEADER + "".join(ethics_lines)
+                           + "train,너네 엄마 뭐하셔,일반\ntrain,ㄴㅓㄴㅔ ㅇㅓㅁㅁㅏ ㅁㅝㅎㅏㅅㅕ,패드립\n"))
+    messages = {i.row: i.message for i in issues}
+    assert set(messages) == {end, end + 1}
+    assert messages[end + 1] == (f"the same prompt has other categories: '일반' (row {end}) "
+                                 "(the model reads it as '너네 엄마 뭐하셔')")
+
+    # the same category: the file loads, and a note says what the model reads (a test of the normalization may be meant)
+    loaded = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER + "".join(ethics_lines)
+                                                + "train,로라야 오늘 진짜 사랑해,사랑 고백/만남\n"
+                                                + "test,로라야 오늘 진짜 사💗랑💗해,사랑 고백/만남\n"))
+    [note] = [n for n in loaded.notes if n.row == end + 1]
+    assert note.message == (f"the same user_prompt is in both train and test (train row {end}), as the model reads it "
+                            "('로라야 오늘 진짜 사랑해')")
+    assert note.fix == "nothing, if it tests the gate's normalization; else keep it in one split"
 
 
 def test_dialogue_without_train_rows_is_rejected(tmp_path):
