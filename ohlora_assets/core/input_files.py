@@ -36,8 +36,9 @@ DEFAULT_MAX_CELL_CHARS = 5_000
 # `=======` between the sides counts only beside the others: alone, it is a divider a person may type in a cell.
 _CONFLICT_EDGE = re.compile(r"^(?:<{7}|>{7})(?: .*)?$", re.MULTILINE)
 _CONFLICT_MARKER = re.compile(r"^(?:<{7}|>{7})(?: .*)?$|^={7}$", re.MULTILINE)
-# The line Excel reads as "cells are separated by X" (and hides) when it is the first line of a CSV.
-_SEPARATOR_HINT = re.compile(r"sep=.")
+# The line Excel reads as "cells are separated by X" (and hides) when it is the first line of a CSV; a spreadsheet
+# that does not know it shows it as a cell and writes it back quoted or padded with the row's commas (`sep=,,,`).
+_SEPARATOR_HINT = re.compile(r'"?sep=."?,*')
 # A word of two or more question marks, bracketed or punctuated at most: what an "ANSI" save on a Windows
 # without the Korean code page leaves of each Hangul word.
 _QUESTION_MARK_WORD = re.compile(r"(?:^|(?<=[\s(\[]))\?{2,}(?=[\s)\].,!:~]|$)")
@@ -107,12 +108,13 @@ def _parse(text: str, name: str) -> tuple[list[str], list[int], list[list[str]],
         except StopIteration:
             return header, rows, records, issues
         except csv.Error as err:
-            if "field larger than field limit" in str(err):
-                column, problem, fix = None, f"a cell is longer than {csv.field_size_limit():,} characters", (
+            # A stray quote swallows the rest of the file into one cell: in a big file that passes the length limit
+            # first, so the quotes are looked at before the length is blamed.
+            column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
+            fix = _QUOTE_FIX
+            if column is None and "field larger than field limit" in str(err):
+                problem, fix = f"a cell is longer than {csv.field_size_limit():,} characters", (
                     "shorten it, or raise max_cell_chars in the dataset's run config")
-            else:
-                column, problem = _quote_problem("".join(lines[start_line - 1:]), header)
-                fix = _QUOTE_FIX
             problem = f"{problem} (record starts on line {start_line})"
             return header, rows, records, issues + [DataIssue(name, row + 1, column, problem, fix)]
         row += 1
@@ -209,9 +211,11 @@ def read_csv_strict(
     kept_names = [header[i] for i in keep]
     first_change: dict[str, tuple[int | None, str | None]] = {}
     change_counts: dict[str, int] = {}
-    table = []
+    table, kept_rows = [], []
     conflict = _CONFLICT_EDGE.search(text) is not None
     for row_number, cells in zip(rows, records):
+        if header[0] == "" and len(cells) == len(header) and not any(cell.strip() for cell in cells[1:]):
+            continue  # only the index column filled (numbers dragged down past the data): an empty row
         marker = conflict and next((m for cell in cells if (m := _CONFLICT_MARKER.search(cell))), None)
         if marker:
             issues.append(DataIssue(
@@ -243,15 +247,19 @@ def read_csv_strict(
                     f"{max_cell_chars:,}", "shorten it, or raise max_cell_chars in the dataset's run config"))
             values.append(value)
         table.append(values)
-    issues += _hangul_lost(name, rows, kept_names, table)
+        kept_rows.append(row_number)
+    issues += _hangul_lost(name, kept_rows, kept_names, table)
     if issues:
         raise DataValidationError(issues)
+    if not table:
+        raise file_issue(name, "the file has column names but no rows",
+                          "add rows below the header, or point the path at the right file")
     notes += change_notes(name, first_change, change_counts)
-    skipped = rows[-1] - 1 - len(records)  # empty rows between the first and the last record
+    skipped = rows[-1] - 1 - len(kept_rows)  # empty rows up to the last record read
     if skipped:
-        notes.append(DataIssue(name, None, None, f"{skipped} entirely empty row(s) were skipped",
-                               "none needed; delete them to silence this note"))
-    frame = pd.DataFrame(table, columns=kept_names, index=pd.Index(rows, name="row"), dtype=str)
+        notes.append(DataIssue(name, None, None, f"{skipped} entirely empty row(s) were skipped (an index number "
+                               "alone counts as empty)", "none needed; delete them to silence this note"))
+    frame = pd.DataFrame(table, columns=kept_names, index=pd.Index(kept_rows, name="row"), dtype=str)
     return CsvTable(frame, notes)
 
 
@@ -279,16 +287,24 @@ def _other_separator(first_line: str, required: list[str]) -> str | None:
 
 
 def _hangul_lost(name: str, rows: list[int], columns: list[str], table: list[list[str]]) -> list[DataIssue]:
-    """Cells whose words became question marks, in a file without a single Hangul letter: saved as "ANSI"
-    (Excel's plain "CSV (Comma delimited)", Notepad) on a Windows without the Korean code page, which
-    writes every character it cannot encode as '?'."""
-    if any(_HANGUL.search(value) for values in table for value in values):
-        return []
-    lost = [(row, column) for row, values in zip(rows, table) for column, value in zip(columns, values)
-            if _QUESTION_MARK_WORD.search(value)]
-    return [DataIssue(name, row, column, "the cell has words made only of question marks and the file has no Hangul "
-                      "at all: the Hangul was replaced by '?' when the file was saved in a legacy encoding",
-                      'export it again from the original as "CSV UTF-8"') for row, column in lost[:5]]
+    """Cells whose words became question marks: saved as "ANSI" (Excel's plain "CSV (Comma delimited)", Notepad)
+    on a Windows without the Korean code page, which writes every character it cannot encode as '?'. In a file
+    without a single Hangul letter one such word tells; in a file with Hangul (rows pasted from such an export),
+    a cell of two or more such words and no letter at all."""
+    file_lost = not any(_HANGUL.search(value) for values in table for value in values)
+    issues = []
+    for row, values in zip(rows, table):
+        for column, value in zip(columns, values):
+            words = _QUESTION_MARK_WORD.findall(value)
+            if file_lost and words:
+                issues.append(DataIssue(name, row, column, "the cell has words made only of question marks and the "
+                                        "file has no Hangul at all: the Hangul was replaced by '?' when the file was "
+                                        "saved in a legacy encoding", 'export it again from the original as "CSV UTF-8"'))
+            elif len(words) >= 2 and not any(char.isalpha() for char in value):
+                issues.append(DataIssue(name, row, column, "the cell has only words made of question marks: its "
+                                        "Hangul was replaced by '?' when it was saved in a legacy encoding (pasted "
+                                        "from an \"ANSI\" export?)", "restore the text from the original"))
+    return issues[:5] if file_lost else issues
 
 
 def _header_issues(
@@ -296,15 +312,16 @@ def _header_issues(
 ) -> list[DataIssue]:
     """Duplicated or missing column names (errors); unknown or unnamed columns (notes)."""
     issues = []
-    for column in sorted({c for c in header if c and header.count(c) > 1}):
+    known = set(required) | set(optional)
+    # Only a column that is read must be unique; an ignored one may repeat (two `비고` columns, say).
+    for column in sorted({c for c in header if c in known and header.count(c) > 1}):
         positions = ", ".join(str(i + 1) for i, c in enumerate(header) if c == column)
         issues.append(DataIssue(name, 1, column, f"the column name appears more than once (columns {positions})",
                                 "delete the extra column or rename it"))
     problem = next(filter(None, map(character_problem, header)), None)
     if problem:
         issues.append(DataIssue(name, 1, None, f"the header contains {problem[0]}", problem[1]))
-    known = set(required) | set(optional)
-    unknown = [c for c in header if c and c not in known]
+    unknown = list(dict.fromkeys(c for c in header if c and c not in known))
     missing = [c for c in required if c not in header]
     for column in missing:
         # Beside a missing column, an unknown one is likely its rename.

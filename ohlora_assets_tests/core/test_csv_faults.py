@@ -112,6 +112,14 @@ def test_unterminated_quote_is_located_not_swallowed(tmp_path, ethics_lines):
     assert issue.row == len(ethics_lines) + 2 and "never closed" in issue.message
 
 
+def test_a_stray_quote_in_a_big_file_is_named_not_blamed_on_the_cell_length(tmp_path, ethics_lines):
+    """Past ~128K characters after it, the swallowed rest outgrows the csv module's cell limit first."""
+    unquoted = [line for line in ethics_lines if '"' not in line] * 10  # ~400K characters, no quote to close it
+    [issue] = _issues(_file(tmp_path, _with_row(unquoted, 'train,"로라야 안녕,일반\n')))
+    assert (issue.row, issue.column) == (7, "user_prompt")
+    assert "a quote opens this cell (line 1 of the record) and is never closed" in issue.message
+
+
 def test_a_stray_quote_closed_rows_later_is_caught_not_swallowing_them(tmp_path, ethics_lines):
     # The opening quote of row 7 is closed by the inch mark of row 10: three records, no cell-count error.
     swallowed = 'train,"55인치 TV 추천해줘,일반\ntrain,둘째 줄,정치\ntrain,셋째 줄,패드립\ntrain,모니터 27",일반\n'
@@ -484,3 +492,42 @@ def test_held_out_prompts_are_checked_row_by_row(tmp_path):
     assert any("only in its spaces" in i.message for i in caught.value.issues if i.row == 5)
     # a file of test rows alone is what a held-out file is: no split rules
     assert len(schemas.load_ethics_heldout(_file(tmp_path, "type,user_prompt,category\ntest,안녕,일반\n", "ok.csv"))) == 1
+
+
+@pytest.mark.parametrize("hint", ["sep=,,,", '"sep=,"', '"sep=,",,'])
+def test_a_separator_hint_a_spreadsheet_wrote_back_is_still_skipped(tmp_path, ethics_lines, hint):
+    """LibreOffice and Google Sheets show Excel's `sep=,` line as a cell and save it padded or quoted."""
+    loaded = schemas.load(schemas.ETHICS, _file(tmp_path, f"{hint}\r\n" + HEADER + "".join(ethics_lines)))
+    assert len(loaded.frame) == len(ethics_lines)
+    assert [n.message for n in loaded.notes] == [
+        f"the first line {hint!r} (Excel's separator hint) was skipped: the column names are on the line after it"]
+
+
+def test_rows_holding_only_the_index_number_are_empty_rows(tmp_path, ethics_lines):
+    """The unnamed index column filled down past the data reads as empty rows, as a person sees them."""
+    indexed = ",".join(["", HEADER]) + "".join(f"{i},{line}" for i, line in enumerate(ethics_lines))
+    tail = "".join(f"{len(ethics_lines) + i},,,\n" for i in range(3))
+    loaded = schemas.load(schemas.ETHICS, _file(tmp_path, indexed + tail))
+    assert len(loaded.frame) == len(ethics_lines) and loaded.frame.index[-1] == len(ethics_lines) + 1
+    assert any(n.message.startswith("3 entirely empty row(s) were skipped") for n in loaded.notes)
+    [issue] = _issues(_file(tmp_path, ",".join(["", HEADER]) + tail, "only_numbers.csv"))
+    assert issue.message == "the file has column names but no rows"
+
+
+def test_an_ignored_column_may_repeat_a_read_one_may_not(tmp_path, ethics_lines):
+    body = "".join(line.rstrip("\n") + ",메모,\n" for line in ethics_lines)
+    loaded = schemas.load(schemas.ETHICS, _file(tmp_path, HEADER.rstrip("\n") + ",비고,비고\n" + body))
+    assert [n.message for n in loaded.notes if n.column == "비고"] == ["unknown column: ignored"]
+    [issue] = _issues(_file(tmp_path, HEADER.rstrip("\n") + ",category\n" + body.replace(",메모,", ",일반"),
+                            "twice.csv"))
+    assert (issue.column, issue.message) == ("category", "the column name appears more than once (columns 3, 4)")
+
+
+def test_rows_whose_hangul_became_question_marks_are_named_in_a_file_that_has_hangul(tmp_path, ethics_lines):
+    """Rows pasted from an "ANSI" export into a good file: the category column still has Hangul."""
+    [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, "train,?? ??? ?? ???,혐오/기타\n")))
+    assert (issue.row, issue.column) == (7, "user_prompt")
+    assert issue.message.startswith("the cell has only words made of question marks")
+    # a real question mark or two stays a message
+    loaded = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, "train,?? 뭐라고??,일반\n"), "ok.csv"))
+    assert loaded.frame["user_prompt"].iloc[5] == "?? 뭐라고??"
