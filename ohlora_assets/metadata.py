@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from ohlora_assets.core.data_issues import DataIssue, by_kind, more_rows
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.render import markdown_table, png_with_path, typed_table
 
@@ -52,3 +53,16 @@ def caps_metadata(caps) -> dg.MetadataValue:
     if caps is None:
         return dg.MetadataValue.md("none: the recipes as they are")
     return md_table([{"ceiling": key, "value": value} for key, value in vars(caps).items() if value is not None])
+
+
+def issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
+    """Input-file issues, at most ISSUES_SHOWN_PER_KIND of each kind and then a count of the rest (`by_kind`)."""
+    row = "row (group)" if any(i.unit == "group" for i in issues) else "row"
+    records = []
+    for shown, rest in by_kind(issues):
+        records += [{"file": i.file, row: "" if i.row is None else str(i.row), "column": i.column or "",
+                     "problem": i.message, "fix": i.fix} for i in shown]
+        if rest:
+            records.append({"file": rest[0].file, row: more_rows(rest), "column": rest[0].column or "",
+                            "problem": "the same kind of problem", "fix": rest[0].fix})
+    return md_table(records)

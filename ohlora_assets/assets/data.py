@@ -25,11 +25,11 @@ from ohlora_assets.automation import SOURCE_CONDITION
 from ohlora_assets.core import schemas
 from ohlora_assets.core.augment import SynonymGroups, SynonymSwapper, read_synonym_groups
 from ohlora_assets.core.formats import TASK_FORMATS, TASKS, task_split
-from ohlora_assets.core.data_issues import DataIssue, DataValidationError
+from ohlora_assets.core.data_issues import DataIssue, DataValidationError, by_kind, more_rows
 from ohlora_assets.core.input_files import DEFAULT_MAX_CELL_CHARS
 from ohlora_assets.core.text_decoding import path_problem
 from ohlora_assets.core.io import content_hash
-from ohlora_assets.metadata import md_table
+from ohlora_assets.metadata import issues_table, md_table
 from ohlora_assets.resources import DataPaths
 
 GROUP = "data"
@@ -42,25 +42,14 @@ def _markdown_sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS) -> dg.Metadat
     return md_table(frame.head(rows))
 
 
-ISSUES_SHOWN_PER_KIND = 5
-
-
-def _issues_table(issues: list[DataIssue]) -> dg.MetadataValue:
-    """The issues, at most ISSUES_SHOWN_PER_KIND of each kind (column and fix) and then a count of the rest: a
-    wrong column in a big file is thousands of rows that would bury the one cause and make a page of megabytes."""
-    row = "row (group)" if any(i.unit == "group" for i in issues) else "row"
-    kinds: dict[tuple, list[DataIssue]] = {}
-    for issue in issues:
-        kinds.setdefault((issue.file, issue.column, issue.fix), []).append(issue)
-    records = []
-    for (file, column, fix), found in kinds.items():
-        records += [{"file": file, row: "" if i.row is None else str(i.row), "column": column or "",
-                     "problem": i.message, "fix": fix} for i in found[:ISSUES_SHOWN_PER_KIND]]
-        if rest := found[ISSUES_SHOWN_PER_KIND:]:
-            rows = [i.row for i in rest if i.row is not None]
-            records.append({"file": file, row: f"{len(rest)} more" + (f" ({min(rows)}-{max(rows)})" if rows else ""),
-                            "column": column or "", "problem": "the same kind of problem", "fix": fix})
-    return md_table(records)
+def _log_notes(context: dg.AssetExecutionContext, notes: list[DataIssue]) -> None:
+    """Each kind of note in the run's log as the table shows it: one event per note would be thousands of rows in
+    the instance's event log (a greeting with many answers is a note per row)."""
+    for shown, rest in by_kind(notes):
+        for note in shown:
+            context.log.warning(str(note))
+        if rest:
+            context.log.warning(f"{more_rows(rest)} notes like the one above: see the schema_valid check's table")
 
 
 def _frame_version(frame: pd.DataFrame) -> dg.DataVersion:
@@ -114,6 +103,10 @@ class InputLimits(dg.Config):
     )
 
 
+def _raise_changed(path: str) -> None:
+    raise dg.Failure(description=f"{path} changed while it was read (saved again mid-run?): run again")
+
+
 Reader = Callable[[str, int], tuple[Any, list[DataIssue]]]
 Describer = Callable[[Any], tuple[dg.DataVersion, dict[str, Any]]]
 
@@ -136,16 +129,18 @@ def _validated_input(
         try:
             value, notes = read(path, config.max_cell_chars)
         except DataValidationError as err:
+            if _file_hash(path) != read_hash:  # saved while read: the half-written file is not the user's data
+                _raise_changed(path)
             yield dg.AssetCheckResult(
                 check_name=CHECK_NAME,
                 passed=False,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"failures": len(err.issues), "issues": _issues_table(err.issues)},
+                metadata={"failures": len(err.issues), "issues": issues_table(err.issues)},
             )
             # Raising stops the step before its output is stored: the last good dataset stays.
-            raise dg.Failure(description=str(err), metadata={"issues": _issues_table(err.issues)}) from None
+            raise dg.Failure(description=str(err), metadata={"issues": issues_table(err.issues)}) from None
         if _file_hash(path) != read_hash:
-            raise dg.Failure(description=f"{path} changed while it was read (saved again mid-run?): run again")
+            _raise_changed(path)
         # The source's data version is what this step read, not what was last observed (Dagster fixes that at
         # step start): materialized after an edit without an observation, the dataset would otherwise carry the
         # old file's version, and look fresh once the edit was undone although it holds the edit. So the step
@@ -153,9 +148,8 @@ def _validated_input(
         context.log_event(dg.AssetObservation(
             asset_key=raw.key, tags={DATA_VERSION_TAG: read_hash}, metadata={"read_by": name, "path": path}
         ))
-        noted = {"notes": _issues_table(notes)} if notes else {}
-        for note in notes:
-            context.log.warning(str(note))
+        noted = {"notes": issues_table(notes)} if notes else {}
+        _log_notes(context, notes)
         version, metadata = describe(value)
         yield dg.AssetCheckResult(check_name=CHECK_NAME, passed=True, metadata={"notes_count": len(notes), **noted})
         metadata = {"path": dg.MetadataValue.path(path), "file_hash": read_hash, **metadata, **noted}

@@ -35,6 +35,10 @@ def read_synonym_groups(
         raise DataValidationError([DataIssue(
             name, None, None, "the arrays are nested thousands deep: this is not a list of synonym groups", _SHAPE_FIX
         )]) from None
+    except ValueError:  # after JSONDecodeError, its subclass: a number past Python's 4,300-digit limit
+        raise DataValidationError([DataIssue(
+            name, None, None, "the file holds a number thousands of digits long: this is not a list of synonym groups",
+            _SHAPE_FIX)]) from None
     if not isinstance(groups, list) or not groups:
         problem = "the file holds no synonym groups" if groups == [] else "the file is not a JSON array of groups"
         raise DataValidationError([DataIssue(name, None, None, problem, _SHAPE_FIX)])

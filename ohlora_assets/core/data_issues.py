@@ -44,6 +44,24 @@ class DataValidationError(ValueError):
         super().__init__(f"{len(issues)} problem(s) in input data:\n{shown}{more}")
 
 
+ISSUES_SHOWN_PER_KIND = 5
+
+
+def by_kind(issues: list[DataIssue]) -> list[tuple[list[DataIssue], list[DataIssue]]]:
+    """(the first ISSUES_SHOWN_PER_KIND, the rest) per kind of issue (file, column and fix): a wrong column in a big
+    file is thousands of issues that would bury the one cause, and a page or a log of megabytes."""
+    kinds: dict[tuple, list[DataIssue]] = {}
+    for issue in issues:
+        kinds.setdefault((issue.file, issue.column, issue.fix), []).append(issue)
+    return [(found[:ISSUES_SHOWN_PER_KIND], found[ISSUES_SHOWN_PER_KIND:]) for found in kinds.values()]
+
+
+def more_rows(rest: list[DataIssue]) -> str:
+    """`12 more (40-388)`: how many issues a bounded table or log leaves out, and their rows."""
+    rows = [i.row for i in rest if i.row is not None]
+    return f"{len(rest)} more" + (f" ({min(rows)}-{max(rows)})" if rows else "")
+
+
 def file_issue(name: str, problem: str, fix: str, row: int | None = None) -> DataValidationError:
     """The error for a problem of the whole file (or of one row of it), before any cell is read."""
     return DataValidationError([DataIssue(name, row, None, problem, fix)])

@@ -42,6 +42,10 @@ _OTHER_FORMATS = {
     b"pk\x03\x04": ("a zipped workbook (Excel .xlsx, LibreOffice .ods or Numbers)", ""),
     b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an old Excel workbook (.xls)", ""),
     b"\x1f\x8b": ("a gzip-compressed file", "decompress it (gunzip) and point the path at the file inside"),
+    b"bzh": ("a bzip2-compressed file", "decompress it (bunzip2) and point the path at the file inside"),
+    b"\xfd7zxz\x00": ("an xz-compressed file", "decompress it (unxz) and point the path at the file inside"),
+    b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "extract it and point the path at the file inside"),
+    b"(\xb5/\xfd": ("a zstd-compressed file", "decompress it (unzstd) and point the path at the file inside"),
     b"%pdf-": ("a PDF document", ""),
     (b"<!doctype html", b"<html"): ("a web page (HTML), as a browser saves a sign-in or preview page",
                                     "download the file itself, not the page that shows it"),
@@ -78,6 +82,9 @@ def decode_utf8(raw: bytes, name: str, kind: str = "CSV") -> str:
         where = _where(line, row)
         offset = err.start + (len(UTF8_BOM) if bom else 0)
         problem = f"the file is not valid UTF-8 (invalid byte on {where}, byte {offset} of the file)"
+        if err.reason == "unexpected end of data" and err.end == len(raw):
+            raise file_issue(name, f"the file ends in the middle of a character ({where}): it was cut short, still "
+                             "being saved or copied", "wait until it is fully written (or copy it again)", row=row)
         line_start = max(raw.rfind(b"\n", 0, err.start), raw.rfind(b"\r", 0, err.start)) + 1
         line_end = min((i for i in (raw.find(b"\n", err.start), raw.find(b"\r", err.start)) if i >= 0), default=len(raw))
         if _decodes(raw, "cp949"):

@@ -190,6 +190,46 @@ def test_normalized_input_is_accepted_with_notes_and_the_cell_limit_is_run_confi
     assert not check.passed and "the limit is 10" in check.metadata["issues"].value
 
 
+def test_many_notes_of_one_kind_are_logged_as_the_table_shows_them(tmp_path):
+    """Five of a kind and a count: one warning event per note made a file with thousands of them 10x slower."""
+    import logging
+
+    ethics = tmp_path / "ethics.csv"
+    # twelve test prompts that are training prompts to the model (a note each); the sample file ends on row 1295
+    rows = "".join(f"train,로라야 {i}번째 진짜 사랑해,사랑 고백/만남\ntest,로라야 {i}번째 진짜 사💗랑해,사랑 고백/만남\n"
+                   for i in range(12))
+    ethics.write_text(Path(sample_paths().ethics_csv).read_text(encoding="utf-8") + rows, encoding="utf-8")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([data.ethics_dataset], instance=instance,
+                            resources=make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics))))
+    assert result.success
+    warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING]
+    assert sum("as the model reads it" in w for w in warnings) == 5
+    assert [w for w in warnings if "notes like the one above" in w] == [
+        "7 more (1307-1319) notes like the one above: see the schema_valid check's table"]
+
+
+def test_a_file_saved_while_it_is_read_is_named_as_changed_not_as_bad_data(tmp_path, monkeypatch):
+    """An editor writes a file in place (truncate, then write): read midway, it is empty or cut short."""
+    from ohlora_assets.core import schemas
+
+    ethics = tmp_path / "ethics.csv"
+    shutil.copy(sample_paths().ethics_csv, ethics)
+    real_load = schemas.load
+
+    def load_while_saved(spec, path, *args):
+        Path(path).write_bytes(b"")  # the editor has truncated it and not yet written the rest
+        return real_load(spec, path, *args)
+
+    monkeypatch.setattr(schemas, "load", load_while_saved)
+    result = dg.materialize([data.ethics_dataset], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                            resources=make_resources(tmp_path / "store", sample_paths(ethics_csv=str(ethics))))
+    assert not result.success and not result.get_asset_check_evaluations()  # not recorded as a data failure
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert f"{ethics} changed while it was read (saved again mid-run?): run again" in str(
+        failure.step_failure_data.error.message)
+
+
 def test_run_config_out_of_range_fails_the_run_before_its_first_step_naming_every_value(resources, monkeypatch):
     # Dagster checks bounds only as each step starts: the last step's typo would wait for every step before it.
     monkeypatch.setenv("OHLORA_TEST_EPOCHS", "0")

@@ -59,6 +59,7 @@ def test_a_variant_that_reads_as_a_validation_input_keeps_its_own_words():
     [
         ('[["오!", "우와!"],', (None, None, "not valid JSON")),
         ("[]", (None, None, "no synonym groups")),
+        ("[[" + "1" * 5000 + ', "오!"]]', (None, None, "a number thousands of digits long")),  # past int()'s limit
         ('{"오!": "우와!"}', (None, None, "not a JSON array")),
         ('[["오!", "우와!"], []]', (2, None, "has 0 word(s)")),
         ('[["혼자"], ["오!", "우와!"]]', (1, None, "has 1 word(s)")),

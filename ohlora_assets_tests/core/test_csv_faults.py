@@ -1,6 +1,8 @@
 """Files written the way users' real files go wrong: each gets a located error or a correct, noted acceptance."""
 
+import bz2
 import gzip
+import lzma
 import os
 import unicodedata
 from pathlib import Path
@@ -50,6 +52,11 @@ def _with_row(lines: list[str], row: str, at: int = 5) -> str:
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("utf-16-le"), "UTF-16"),  # no byte-order mark
         ("type,user_prompt,category\ntrain,안녕,일반\n".encode("cp949"), "cp949/EUC-KR"),
         (gzip.compress(HEADER.encode() + "train,안녕,일반\n".encode()), "gzip-compressed"),
+        (bz2.compress(HEADER.encode() + "train,안녕,일반\n".encode()), "bzip2-compressed"),
+        (lzma.compress(HEADER.encode() + "train,안녕,일반\n".encode()), "xz-compressed"),
+        (b"7z\xbc\xaf\x27\x1c\x00\x04", "7-Zip archive"),
+        # cut inside the last character's bytes: UTF-8 still being written, not another encoding
+        ((HEADER + "train,안녕,일반").encode()[:-1], "the file ends in the middle of a character (line 2)"),
         (b"\n  <!DOCTYPE html>\n<html><body>Sign in to continue</body></html>", "web page (HTML)"),
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 5234\n", "Git LFS pointer"),
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "PDF document"),
