@@ -82,6 +82,21 @@ def _emp_agrees(frame: pd.DataFrame) -> pd.Series:
     return ~parts_given | (frame["eyes_mouth_pose"] == pd.Series(expected, index=frame.index))
 
 
+# What a person types into a cell to mean "nothing here yet": trained on, an adapter would learn to write it.
+# (`...` and `?` are left alone: a persona may answer with them.)
+PLACEHOLDERS = frozenset({"-", "--", "---", "–", "—", "n/a", "na", "none", "null", "nan", "nil", "tbd", "todo",
+                          "미정", "해당 없음", "해당없음"})
+
+
+def _no_placeholder(column: str, why: str = "trained on, the adapter would learn to write it", file: str = "") -> pa.Check:
+    return _check(
+        f"{file}{column}_not_placeholder",
+        lambda series: ~series.str.strip().str.lower().isin(PLACEHOLDERS),
+        f"{column} holds a placeholder, not text: {why}",
+        "write the text, or leave the cell empty",
+    )
+
+
 def _filled(column: str) -> pa.Check:
     return _check(f"{column}_filled", _not_blank, f"{column} is empty (invisible characters do not count)",
                   f"write the {column}")
@@ -91,7 +106,7 @@ DIALOGUE_SCHEMA = pa.DataFrameSchema(
     {
         "data_type": pa.Column(str, _one_of("data_type_allowed", DATA_TYPES)),
         "input_data": pa.Column(str, _filled("input_data")),
-        "output_message": pa.Column(str),
+        "output_message": pa.Column(str, _no_placeholder("output_message")),
         "memory": pa.Column(
             str,
             _check(
@@ -101,7 +116,7 @@ DIALOGUE_SCHEMA = pa.DataFrameSchema(
                 "write it as [key: value], e.g. [사용자 전공: 경영학과], or leave it empty",
             ),
         ),
-        "summary": pa.Column(str),
+        "summary": pa.Column(str, _no_placeholder("summary")),
         "eyes_mouth_pose": pa.Column(str),
         "eyes": pa.Column(str, _one_of("eyes_allowed", EYES + ("",))),
         "mouth": pa.Column(str, _one_of("mouth_allowed", MOUTH + ("",))),
@@ -137,8 +152,9 @@ ML_QA_SCHEMA = pa.DataFrameSchema(
     {
         "data_type": pa.Column(str, _one_of("ml_qa_data_type_allowed", ("train", "valid"))),
         "user_question": pa.Column(str, _filled("user_question")),
-        "rag_retrieved_data": pa.Column(str, _filled("rag_retrieved_data")),
-        "output_message": pa.Column(str),
+        "rag_retrieved_data": pa.Column(str, [_filled("rag_retrieved_data"), _no_placeholder(
+            "rag_retrieved_data", "the experiment would retrieve it as the concept", "ml_qa_")]),
+        "output_message": pa.Column(str, _no_placeholder("output_message", file="ml_qa_")),
     },
     checks=[_needed_on(("train",), "output_message", " (the reference answer)")],
     name="ohlora_ml_qa",

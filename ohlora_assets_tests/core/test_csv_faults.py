@@ -538,3 +538,20 @@ def test_rows_whose_hangul_became_question_marks_are_named_in_a_file_that_has_ha
     # a real question mark or two stays a message
     loaded = schemas.load(schemas.ETHICS, _file(tmp_path, _with_row(ethics_lines, "train,?? 뭐라고??,일반\n"), "ok.csv"))
     assert loaded.frame["user_prompt"].iloc[5] == "?? 뭐라고??"
+
+
+def test_placeholders_typed_for_text_yet_to_write_are_named(tmp_path):
+    """`-`, `N/A`, `TBD`: a train row "has" its summary, and the adapter would learn to answer with the dash."""
+    frame = pd.read_csv(sample_paths().dialogue_csv, dtype=str, keep_default_na=False, index_col=0)
+    train = frame.index[frame["data_type"] == "train"]
+    frame.loc[train[0], "summary"], frame.loc[train[1], "output_message"] = " N/A", "-"
+    frame.loc[train[2], "output_message"] = "..."  # a persona may answer so
+    path = tmp_path / "dialogue.csv"
+    frame.to_csv(path)
+    issues = {(i.row, i.column): i.message for i in _issues(path, schemas.DIALOGUE)}
+    assert issues == {
+        (int(train[0]) + 2, "summary"): "summary holds a placeholder, not text: trained on, the adapter would learn "
+                                         "to write it (value ' N/A')",
+        (int(train[1]) + 2, "output_message"): "output_message holds a placeholder, not text: trained on, the adapter "
+                                                "would learn to write it (value '-')",
+    }
