@@ -162,3 +162,69 @@ def test_an_adapter_materialization_logs_to_mlflow_and_links_the_run(mlflow_serv
     epochs = event.materialization.metadata["per_epoch"].records
     assert [m.step for m in client.get_metric_history(logged.info.run_id, "loss")] == [r.data["epoch"] for r in epochs]
     assert "adapter/adapter_model.safetensors" in [a.path for a in client.list_artifacts(logged.info.run_id, "adapter")]
+
+
+def test_a_server_that_does_not_answer_leaves_the_training_untracked_not_failed(monkeypatch):
+    """Tracking copies the figures; an outage is a warning, and costs seconds, not MLflow's minutes of retries."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OHLORA_MLFLOW_URI", f"http://127.0.0.1:{port}")
+    for variable in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(variable, raising=False)
+    started = time.monotonic()
+    with tracking_run("adapter_memory", {"rank": 16}) as run:
+        events = _fake_training(run.progress())
+        run.log_artifact_dir("/nonexistent", "adapter")
+    assert len(events) > 0 and run.run_id is None
+    assert run.problem.startswith(f"no MLflow run at http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 60
+
+
+def test_an_upload_that_fails_after_training_marks_the_run_failed_and_the_training_stands(monkeypatch, tmp_path):
+    """The artifact store refuses the files (here its location lies under a plain file; a full disk or a dropped
+    connection alike): the run says FAILED, and the training's block ends normally."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "a_file").write_text("not a folder")
+    MlflowClient(tracking_uri=uri).create_experiment("broken-store", artifact_location=str(tmp_path / "a_file" / "art"))
+    monkeypatch.setenv("OHLORA_MLFLOW_URI", uri)
+    monkeypatch.setenv("OHLORA_MLFLOW_EXPERIMENT", "broken-store")
+    model_dir = tmp_path / "adapter"
+    model_dir.mkdir()
+    (model_dir / "adapter_config.json").write_text('{"r": 16}')
+    with tracking_run("adapter_summary", {"rank": 16}) as run:
+        _fake_training(run.progress())
+        run.log_artifact_dir(model_dir, "adapter")
+        run.log_metrics({"final_valid_loss": 0.5})  # tracking has stopped; nothing raises
+    assert run.problem.startswith("uploading the artifacts failed (NotADirectoryError")
+    logged = MlflowClient(tracking_uri=uri).get_run(run.run_id)
+    assert logged.info.status == "FAILED" and "final_valid_loss" not in logged.data.metrics
+    assert logged.data.metrics["loss"] == pytest.approx(2.0 / 3)  # what was logged before the failure stays
+
+
+def test_with_tracking_down_an_adapter_still_materializes_and_says_it_was_not_tracked(monkeypatch, tmp_path):
+    import socket
+
+    import dagster as dg
+
+    from ohlora_assets.assets import base_models, data, models
+    from ohlora_assets_tests.conftest import make_resources
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OHLORA_MLFLOW_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OHLORA_TORCH_THREADS", "1")
+    result = dg.materialize(
+        [*dg.load_assets_from_modules([data, base_models, models])],
+        selection=dg.AssetSelection.groups("data") | dg.AssetSelection.assets("base_models", "adapter_memory"),
+        resources=make_resources(tmp_path / "store"), instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success  # the model, its checks and its version are there as ever
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "adapter_memory"]
+    assert event.materialization.metadata["mlflow_run"].value.startswith(f"not tracked: no MLflow run at http://127.0.0.1:{port}")

@@ -166,6 +166,9 @@ def test_an_on_off_setting_with_a_typo_is_refused_not_taken_for_on(clean_env, ty
         ("OHLORA_TRUST_REMOTE_CODE", "nope", "expected on"),
         ("OHLORA_MLFLOW_URI", "htp://127.0.0.1:5000", "no MLflow tracking store has the scheme 'htp'"),
         ("MLFLOW_TRACKING_URI", "s3://bucket/runs", "no MLflow tracking store has the scheme 's3'"),
+        # mlflow 3 refuses folder stores unless MLFLOW_ALLOW_FILE_STORE is set: every training would fail to track
+        ("OHLORA_MLFLOW_URI", "/srv/mlruns", "this mlflow refuses folder stores"),
+        ("OHLORA_MLFLOW_URI", "file:///srv/mlruns", "use sqlite:///<folder>/mlflow.db"),
     ],
 )
 def test_a_bad_setting_fails_the_definitions_load_naming_the_variable(clean_env, variable, value, expected):
@@ -176,10 +179,16 @@ def test_a_bad_setting_fails_the_definitions_load_naming_the_variable(clean_env,
     assert expected in str(caught.value)
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "/srv/mlruns", "sqlite:///runs.db",
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "sqlite:///runs.db",
                                  "postgresql+psycopg2://ohlora@db/mlflow", "databricks"])
 def test_tracking_uris_mlflow_opens_pass_the_check(clean_env, uri):
     clean_env.setenv("OHLORA_MLFLOW_URI", uri)
+    check_settings()
+
+
+def test_a_folder_store_passes_once_mlflow_is_told_to_open_it(clean_env):
+    clean_env.setenv("OHLORA_MLFLOW_URI", "/srv/mlruns")
+    clean_env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     check_settings()
 
 

@@ -74,9 +74,18 @@ class TrainedVersion:
     metadata: dict[str, Any]
 
 
+# The MLflow tag that names the registry version a tracked training wrote.
+VERSION_TAG = "ohlora.version"
+
+
 def _tracked(tracked) -> dict[str, Any]:
-    """The MLflow run's address for the metadata, when tracking is on (core/tracking.py)."""
-    return {"mlflow_run": Url(tracked.run_url)} if tracked.run_url else {}
+    """The MLflow run for the metadata, when tracking is on (core/tracking.py): its address, its id, or why this
+    training was not (wholly) tracked."""
+    if tracked.problem:
+        return {"mlflow_run": f"not tracked: {tracked.problem}"}
+    if tracked.run_url:
+        return {"mlflow_run": Url(tracked.run_url)}
+    return {"mlflow_run": tracked.run_id} if tracked.run_id else {}
 
 
 def adapter_name(task: str) -> str:
@@ -114,7 +123,8 @@ def train_adapter_version(
     )
     log(f"{name}: {train_rows} train rows, {len(valid)} labelled valid rows, base {base.model}")
     registry = ModelRegistry(artifact_root / "models", name)
-    with tracking_run(name, {**vars(hp), "base_model": base.model, "profile": profile.name}) as tracked:
+    params = {**vars(hp), "base_model": base.model, "profile": profile.name, "smoke": profile.smoke}
+    with tracking_run(name, params) as tracked:
         with registry.write_version(notes=f"base {base.model}{SMOKE_NOTE if profile.smoke else ''}") as pending:
             # A killed training resumes from its last finished epoch (the checkpoint names its base and data).
             result = train_lora_adapter(
@@ -130,6 +140,7 @@ def train_adapter_version(
                 weights = directory_hash(pending.path)
                 pending.data_version = hashlib.sha256(f"{weights}|{base.model}|{base.revision}".encode()).hexdigest()
         directory = registry.get(pending.version).path
+        tracked.set_tags({VERSION_TAG: pending.version})
         tracked.log_artifact_dir(directory, "adapter")
     epochs = [e.epoch for e in result.epochs]
     curves = {"train": (epochs, [e.train_loss for e in result.epochs])}
@@ -191,6 +202,7 @@ def train_ethics_version(
                 progress=tracked.progress(progress),
             )
         target = registry.get(pending.version).path
+        tracked.set_tags({VERSION_TAG: pending.version})
         tracked.log_artifact_dir(target, "model")
     history = trained.history
     curve = pd.DataFrame(

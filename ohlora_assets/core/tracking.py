@@ -13,10 +13,17 @@ experiment OHLORA_MLFLOW_EXPERIMENT (default `ohlora`):
 
 mlflow is imported only when a URI is set, and talked to through `MlflowClient` (no global state,
 so runs in parallel threads stay apart).
+
+Tracking is a copy of what the training reports, never a condition of it: a server that does not answer, a
+full artifact store or a dropped connection is logged as a warning and the training goes on (its version is
+materialized, checked and promoted as ever; the metadata says "not tracked" and why). MLflow's own HTTP retries
+would spend about four minutes per call on a server that is down; unless you set them, they are 2 retries and
+a 10 s timeout here.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -33,6 +40,9 @@ DEFAULT_EXPERIMENT = "ohlora"
 # The tracking stores MLflow 3 opens by URI scheme (a database scheme may name its driver: `postgresql+psycopg2`);
 # no scheme is a local folder.
 _STORE_SCHEMES = {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
+# MLflow's HTTP client retries a failed call 7 times with backoff (minutes); a copy of the figures is not worth it.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_LOG = logging.getLogger(__name__)
 
 
 def tracking_uri() -> str | None:
@@ -56,10 +66,21 @@ def check_tracking_settings() -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise SettingsError(f"{variable}={uri!r}: tracking is on but mlflow is not installed: "
                             "pip install 'ohlora-assets[mlflow]' (or unset it)")
-    scheme = urlsplit(uri).scheme.partition("+")[0]
+    scheme = "databricks" if uri.partition(":")[0] == "databricks" else urlsplit(uri).scheme.partition("+")[0]
     if scheme not in _STORE_SCHEMES:
         raise SettingsError(f"{variable}={uri!r}: no MLflow tracking store has the scheme {scheme!r}: use "
-                            "http(s)://host:port, a folder, file:, sqlite:, postgresql:, mysql: or databricks")
+                            "http(s)://host:port, sqlite:, postgresql:, mysql: or databricks")
+    if scheme in ("", "file") and not _folder_store_allowed():
+        raise SettingsError(f"{variable}={uri!r}: this mlflow refuses folder stores (they are in maintenance mode): "
+                            "use sqlite:///<folder>/mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true")
+
+
+def _folder_store_allowed() -> bool:
+    """Whether the installed mlflow opens a folder store: from 3.x on only with MLFLOW_ALLOW_FILE_STORE set."""
+    from mlflow import environment_variables
+
+    allowed = getattr(environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)
+    return allowed is None or bool(allowed.get())
 
 
 class TrackingRun:
@@ -67,6 +88,7 @@ class TrackingRun:
 
     run_id: str | None = None
     run_url: str | None = None  # a link for the asset metadata, when the server has a web UI
+    problem: str | None = None  # why tracking stopped for this training (configured, but a call failed)
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         """Numeric metrics at `step`; None and non-numeric values are skipped."""
@@ -77,6 +99,9 @@ class TrackingRun:
 
     def log_artifact_dir(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Uploads a directory's files (a saved model, a report) to the run's artifacts."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Tags on the run (the version id a training wrote, known only once it is saved)."""
 
     def progress(self, forward: Progress | None = None) -> Progress:
         """A `Progress` that logs each epoch end's loss and metrics, and passes every event on to `forward`."""
@@ -91,11 +116,25 @@ class TrackingRun:
 
 
 class MlflowRun(TrackingRun):
+    """Logs to one MLflow run. A call that fails is logged as a warning and tracking stops for this run: the
+    training it copies goes on."""
+
     def __init__(self, client, run, uri: str):
         self.client = client
         self.run_id = run.info.run_id
+        self.problem: str | None = None
         if uri.startswith(("http://", "https://")):
             self.run_url = f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+
+    def _call(self, what: str, call, *args) -> None:
+        if self.problem is not None:
+            return
+        try:
+            call(*args)
+        except Exception as error:  # the server, the network, the artifact store: any of them, never the training
+            self.problem = f"{what} failed ({type(error).__name__}: {error})"
+            _LOG.warning("MLflow run %s: %s; tracking stops for this training, the training goes on",
+                         self.run_id, self.problem)
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -107,10 +146,32 @@ class MlflowRun(TrackingRun):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ]
         if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._call("logging metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
 
     def log_artifact_dir(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        self._call("uploading the artifacts", self.client.log_artifacts, self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._call("tagging the run", lambda: self.client.log_batch(
+            self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()]))
+
+    def finish(self, status: str) -> None:
+        if self.problem is None:
+            self._call("ending the run", self.client.set_terminated, self.run_id, status)
+        else:  # a run that missed part of the copy says so, whatever the training did
+            try:
+                self.client.set_terminated(self.run_id, "FAILED")
+            except Exception:
+                pass
+
+
+class UntrackedRun(TrackingRun):
+    """Tracking was configured but the run could not be created: the training goes on untracked."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
 
 
 def _experiment_id(client, name: str) -> str:
@@ -129,7 +190,8 @@ def _experiment_id(client, name: str) -> str:
 def tracking_run(name: str, params: Mapping[str, object], tags: Mapping[str, str] | None = None) -> Iterator[TrackingRun]:
     """One MLflow run named `name` with `params`, finished (or marked failed) when the block ends.
 
-    Without a configured URI it yields a `TrackingRun` that does nothing, so callers need no `if`.
+    Without a configured URI it yields a `TrackingRun` that does nothing, so callers need no `if`. A server that
+    cannot be reached yields an `UntrackedRun` saying why (`problem`), after a warning.
     """
     uri = tracking_uri()
     if uri is None:
@@ -143,13 +205,22 @@ def tracking_run(name: str, params: Mapping[str, object], tags: Mapping[str, str
             f"{'/'.join(URI_VARIABLES)} is set but mlflow is not installed: pip install 'ohlora-assets[mlflow]'"
         ) from err
 
-    client = MlflowClient(tracking_uri=uri)
-    experiment_id = _experiment_id(client, os.environ.get(EXPERIMENT_VARIABLE, DEFAULT_EXPERIMENT))
-    run = client.create_run(experiment_id, run_name=name, tags=dict(tags or {}))
-    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    for variable, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
     try:
-        yield MlflowRun(client, run, uri)
+        client = MlflowClient(tracking_uri=uri)
+        experiment_id = _experiment_id(client, os.environ.get(EXPERIMENT_VARIABLE, DEFAULT_EXPERIMENT))
+        run = client.create_run(experiment_id, run_name=name, tags=dict(tags or {}))
+        client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    except Exception as error:
+        problem = f"no MLflow run at {uri} ({type(error).__name__}: {error})"
+        _LOG.warning("%s: %s; the training goes on untracked", name, problem)
+        yield UntrackedRun(problem)
+        return
+    tracked = MlflowRun(client, run, uri)
+    try:
+        yield tracked
     except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
+        tracked.finish("FAILED")
         raise
-    client.set_terminated(run.info.run_id, "FINISHED")
+    tracked.finish("FINISHED")
