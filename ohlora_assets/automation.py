@@ -50,6 +50,10 @@ WORKLOAD_TAG = "ohlora/workload"
 TRAINING_TAGS = {WORKLOAD_TAG: "training"}  # may train models: at most one such run at a time
 REPORTS_TAGS = {WORKLOAD_TAG: "reports"}  # generation and evaluation on trained models
 OBSERVE_TAGS = {WORKLOAD_TAG: "observe"}  # hashing the raw files: never queued behind training
+# A run the automation sensor launched is retried once, from its failed steps, by the daemon (`run_retries` in
+# deploy/*/dagster.yaml): its request consumed the trigger, so without a retry a transient failure (a killed
+# worker, an out-of-memory kill) would leave the model stale until the next edit. A second failure stays failed.
+RETRY_TAGS = {"dagster/max_retries": "1", "dagster/retry_strategy": "FROM_FAILURE"}
 
 # --- conditions ------------------------------------------------------------------------------
 
@@ -69,9 +73,16 @@ _parent_data_changed = (AC.data_version_changed() & ~AC.executed_with_root_targe
 
 
 def _eager_on(parent_trigger: dg.AutomationCondition) -> dg.AutomationCondition:
+    # A parent that changes while this asset's own run is in progress: that run read the parent before the change,
+    # so its materialization must not count as handling it (an edit during a training would never be trained on).
+    # Held until this asset is requested again, which the end of that run allows.
+    changed_while_running = (parent_trigger & AC.in_progress()).since(AC.newly_requested()).with_label(
+        "a parent changed while it ran"
+    )
     return (
         AC.in_latest_time_window()
-        & (AC.newly_missing() | parent_trigger | AC.code_version_changed()).since_last_handled()
+        & ((AC.newly_missing() | parent_trigger | AC.code_version_changed()).since_last_handled()
+           | changed_while_running)
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
@@ -211,7 +222,7 @@ _automation_status = dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.Def
 observe_raw_files = dg.AutomationConditionSensorDefinition(
     "observe_raw_files",
     target=SOURCES,
-    run_tags=OBSERVE_TAGS,
+    run_tags={**OBSERVE_TAGS, **RETRY_TAGS},
     default_status=_automation_status,
     minimum_interval_seconds=30,
     description="Observes the raw CSV/JSON sources (content hash) so that edits are noticed.",
@@ -220,10 +231,11 @@ observe_raw_files = dg.AutomationConditionSensorDefinition(
 rematerialize_stale = dg.AutomationConditionSensorDefinition(
     "rematerialize_stale",
     target=dg.AssetSelection.all() - dg.AssetSelection.assets(*EXPERIMENTS),
-    run_tags=TRAINING_TAGS,
+    run_tags={**TRAINING_TAGS, **RETRY_TAGS},
     default_status=_automation_status,
     minimum_interval_seconds=30,
-    description="Re-materializes exactly the assets whose parents got a new data version.",
+    description="Re-materializes exactly the assets whose parents got a new data version (a failed run is retried "
+    "once, from its failed steps).",
 )
 
 SENSORS: Sequence[dg.SensorDefinition] = [observe_raw_files, rematerialize_stale]

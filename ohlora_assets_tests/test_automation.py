@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -134,7 +135,7 @@ def test_every_asset_but_the_experiments_carries_a_condition_and_sensors_cover_t
     rematerialized = sensors["rematerialize_stale"].asset_selection.resolve(graph)
     assert observed == set(graph.observable_asset_keys)
     assert rematerialized == automated
-    assert sensors["rematerialize_stale"].run_tags == TRAINING_TAGS
+    assert sensors["rematerialize_stale"].run_tags == {**TRAINING_TAGS, **automation.RETRY_TAGS}
 
 
 def test_experiments_run_only_when_asked_for():
@@ -379,6 +380,90 @@ def test_a_changed_base_setting_requests_exactly_the_models_on_that_base(tmp_pat
         assert "base_models" in adapters_branch and "ethics_sbert_model" not in adapters_branch
         requests = requested_after(ticker, {**own_encoder, "memory": "org/own-memory-base@v1"}, "own memory base")
         assert requests == [{"base_models"}, adapters_branch - {"base_models"}]
+
+
+# --- a training that is running when its input changes -----------------------------------------
+
+EDITS = Path(os.environ.get("OHLORA_TEST_EDITS", "/nonexistent"))
+TRAINING_GATE = threading.Event()
+
+
+@dg.asset
+def pairs_stand_in() -> dg.MaterializeResult:
+    text = (EDITS / "pairs.txt").read_text()
+    return dg.MaterializeResult(data_version=dg.DataVersion(text), metadata={"text": text})
+
+
+@dg.asset(pool="accelerator", deps=[pairs_stand_in])
+def model_stand_in() -> dg.MaterializeResult:
+    read = (EDITS / "pairs.txt").read_text()  # what a training reads when it starts
+    (EDITS / "training_started").write_text(read)
+    TRAINING_GATE.wait(timeout=60)
+    return dg.MaterializeResult(data_version=dg.DataVersion(f"trained on {read}"), metadata={"read": read})
+
+
+def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_run_ends(tmp_path, monkeypatch):
+    """The running training read the input before the edit; its materialization must not count as having handled
+    the edit, or the model would never learn it (and stay stale for good)."""
+    monkeypatch.setattr(sys.modules[__name__], "EDITS", tmp_path)
+    assets = with_automation([pairs_stand_in, model_stand_in])
+    edit = (tmp_path / "pairs.txt").write_text
+    edit("first")
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(assets, {}, instance)
+        TRAINING_GATE.set()
+        ticker.run({"pairs_stand_in", "model_stand_in"})  # built
+        assert ticker.tick() == set()
+
+        edit("second")
+        ticker.run({"pairs_stand_in"})  # validated anew by a run of its own
+        assert ticker.tick(execute=False) == {"model_stand_in"}
+        TRAINING_GATE.clear()
+        (tmp_path / "training_started").unlink()  # the build's
+        training = threading.Thread(target=ticker.run, args=({"model_stand_in"},))
+        training.start()  # the training reads "second", then runs on
+
+        deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+        while not (tmp_path / "training_started").exists():
+            assert dt.datetime.now() < deadline, "the training run never started"
+        assert ticker.tick() == set()  # the sensor ticks on while it trains (every 30 s)
+        edit("third")  # the user edits again while it trains
+        ticker.run({"pairs_stand_in"})
+        assert ticker.tick() == set(), "never while its own training runs"
+        TRAINING_GATE.set()
+        training.join(timeout=60)
+        read = instance.get_latest_materialization_event(dg.AssetKey("model_stand_in")).asset_materialization
+        assert read.metadata["read"].value == "second"
+
+        assert ticker.tick() == {"model_stand_in"}, "the edit made during the training is trained on next"
+        read = instance.get_latest_materialization_event(dg.AssetKey("model_stand_in")).asset_materialization
+        assert read.metadata["read"].value == "third"
+        assert ticker.tick() == set()
+
+
+@dg.asset
+def fails_once_stand_in() -> None:
+    raise RuntimeError("the worker was killed (out of memory)")
+
+
+@pytest.mark.parametrize("config", ["local", "."])
+def test_a_failed_automation_run_is_retried_by_the_daemon_and_a_manual_run_is_not(config):
+    """Its request consumed the trigger: without a retry, a transient failure would leave the model stale. (How
+    many times: the run's dagster/max_retries, counted by Dagster over the run's group.)"""
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import filter_runs_to_should_retry
+
+    instance_yaml = yaml.safe_load((PROJECT_ROOT / "deploy" / config / "dagster.yaml").read_text())
+    sensor = project_defs.resolve_sensor_def("rematerialize_stale")
+    job = dg.Definitions(assets=[fails_once_stand_in], jobs=[dg.define_asset_job("once", [fails_once_stand_in])])
+    with dg.instance_for_test(overrides={"run_retries": instance_yaml["run_retries"]}) as instance:
+        def failed_run(tags: dict[str, str]) -> dg.DagsterRun:
+            result = job.resolve_job_def("once").execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            assert not result.success
+            return instance.get_run_by_id(result.run_id)
+
+        automated, manual = failed_run(sensor.run_tags), failed_run({})
+        assert [r.run_id for r in filter_runs_to_should_retry([automated, manual], instance)] == [automated.run_id]
+        assert automated.tags["dagster/retry_strategy"] == "FROM_FAILURE"  # the failed steps, not what succeeded
 
 
 @pytest.mark.parametrize("condition", [ASSET_CONDITION, TRAINING_CONDITION, SOURCE_CONDITION])
