@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> float:
 
     limit_torch_threads()
     count = QUICK_PROMPTS if getattr(args, "quick", False) else PROMPTS
-    sample = load_ethics(DataPaths.from_env().ethics_csv)["user_prompt"].tolist()
+    ethics_csv = DataPaths.from_env().ethics_csv
+    sample = load_ethics(ethics_csv)["user_prompt"].tolist()
     prompts = list(itertools.islice(itertools.cycle(sample), count))
     model, described = _model()
-    print(f"model: {described}\nprompts: {len(prompts)}", flush=True)
+    print(f"model: {described}\nprompts: {len(prompts)}, cycling the {len(sample)} of {ethics_csv}", flush=True)
 
     started = time.perf_counter()
     scorer = EthicsScorer(model)  # includes computing the category embeddings once

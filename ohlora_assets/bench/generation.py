@@ -59,7 +59,9 @@ def run(args) -> float:
 
     limit_torch_threads()
     quick = bool(getattr(args, "quick", False))
-    dialogue = load_dialogue(DataPaths.from_env().dialogue_csv)
+    dialogue_csv = DataPaths.from_env().dialogue_csv
+    dialogue = load_dialogue(dialogue_csv)
+    print(f"data: {dialogue_csv} (output_message train rows for the adapter, valid prompts to answer)")
     valid = task_split(dialogue, "output_message", "valid")["prompt"].tolist()
     count = QUICK_PROMPTS if quick else PROMPTS
     prompts = [valid[i % len(valid)] for i in range(count)]  # cycles only if the data has fewer prompts
@@ -69,7 +71,7 @@ def run(args) -> float:
         adapter = _adapter(dialogue, Path(workdir), quick)
         model, tokenizer = load_adapter(adapter, "cpu")
         model = merged_for_inference(model)  # both sides run the same merged weights: only batching differs
-        print(f"adapter: {adapter}; {count} prompts x {ANSWERS} answers, max_new_tokens {settings.max_new_tokens}")
+        print(f"answering: {count} prompts x {ANSWERS} answers, max_new_tokens {settings.max_new_tokens}")
         # Warm-up, so neither side pays for first-call allocations.
         generate_answers(model, tokenizer, prompts[:2], "output_message", 1, dataclasses.replace(settings, max_new_tokens=4))
         ours = generate_answers(model, tokenizer, prompts, "output_message", ANSWERS, settings)

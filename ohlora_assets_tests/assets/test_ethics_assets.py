@@ -13,7 +13,7 @@ from ohlora_assets.assets import data, ethics, serving
 from ohlora_assets.core.ethics.categories import BLOCKABLE, ETHICS_CATEGORIES
 from ohlora_assets.core.device import bf16_is_native
 from ohlora_assets.core.io import directory_hash
-from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.conftest import make_resources, sample_paths
 
 ETHICS = ["ethics_pairs", "ethics_sbert_model", "ethics_thresholds", "ethics_report"]
 
@@ -148,6 +148,7 @@ def test_throughput_bench_scores_both_ways_alike_and_prints_its_ratio_last(monke
     ratio = ethics_throughput.run(argparse.Namespace(quick=True))  # raises if the two methods' scores differ
     lines = capsys.readouterr().out.strip().splitlines()
     assert "not fine-tuned" in lines[0]
+    assert lines[1].endswith(f"of {sample_paths().ethics_csv}")  # which data, as every benchmark says
     assert float(lines[-2].split(":")[1]) <= 1e-3  # max |score difference|
     assert lines[-1] == f"ratio={ratio:.2f}" and ratio > 0
 
