@@ -40,6 +40,9 @@ from typing import Iterable, Sequence
 import dagster as dg
 
 from ohlora_assets.configs import ACCELERATOR_POOL
+
+# The tag Dagster puts on every run the automation sensors launch (no public name in 1.13).
+AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
 from ohlora_assets.resources import check_cron, flag
 
 AC = dg.AutomationCondition
@@ -50,7 +53,7 @@ WORKLOAD_TAG = "ohlora/workload"
 TRAINING_TAGS = {WORKLOAD_TAG: "training"}  # may train models: at most one such run at a time
 REPORTS_TAGS = {WORKLOAD_TAG: "reports"}  # generation and evaluation on trained models
 OBSERVE_TAGS = {WORKLOAD_TAG: "observe"}  # hashing the raw files: never queued behind training
-# A run the automation sensor launched is retried once, from its failed steps, by the daemon (`run_retries` in
+# A run the training sensor launched is retried once, from its failed steps, by the daemon (`run_retries` in
 # deploy/*/dagster.yaml): its request consumed the trigger, so without a retry a transient failure (a killed
 # worker, an out-of-memory kill) would leave the model stale until the next edit. A second failure stays failed.
 RETRY_TAGS = {"dagster/max_retries": "1", "dagster/retry_strategy": "FROM_FAILURE"}
@@ -72,11 +75,21 @@ _parent_data_changed = (AC.data_version_changed() & ~AC.executed_with_root_targe
 )
 
 
-def _eager_on(parent_trigger: dg.AutomationCondition) -> dg.AutomationCondition:
-    # A parent that changes while this asset's own run is in progress: that run read the parent before the change,
-    # so its materialization must not count as handling it (an edit during a training would never be trained on).
-    # Held until this asset is requested again, which the end of that run allows.
-    changed_while_running = (parent_trigger & AC.in_progress()).since(AC.newly_requested()).with_label(
+# The same, by a run the automation sensors launched. Those runs name their assets, so `executed_with_root_target`
+# tells whether this asset was in it; a whole job's run (retrain_all, the schedule, `make run`) names none, so its
+# own parents' new versions would look like another run's.
+_parent_changed_by_automation = (
+    _parent_data_changed & AC.executed_with_tags(tag_keys={AUTOMATION_CONDITION_TAG})
+).with_label("data_version_changed_by_automation_without_root")
+
+
+def _eager_on(
+    parent_trigger: dg.AutomationCondition, changed_by_automation: dg.AutomationCondition
+) -> dg.AutomationCondition:
+    # A parent that automation changes while this asset's own run is in progress: that run read the parent before
+    # the change, so its materialization must not count as handling it (an edit during a training would never be
+    # trained on). Held until this asset is requested again, which the end of that run allows.
+    changed_while_running = (changed_by_automation & AC.in_progress()).since(AC.newly_requested()).with_label(
         "a parent changed while it ran"
     )
     return (
@@ -92,13 +105,16 @@ def _eager_on(parent_trigger: dg.AutomationCondition) -> dg.AutomationCondition:
 _parent_changed_or_requested = _parent_data_changed | AC.will_be_requested()
 
 # The data branch: also when a parent is requested on this very tick, so validation and the splits go in one run.
+_any_parent_changed_by_automation = AC.any_deps_match(_parent_changed_by_automation)
 ASSET_CONDITION = _eager_on(
-    AC.any_deps_match(_parent_changed_or_requested).with_label("any_deps_data_version_changed_or_requested")
+    AC.any_deps_match(_parent_changed_or_requested).with_label("any_deps_data_version_changed_or_requested"),
+    _any_parent_changed_by_automation,
 ).with_label("ohlora: eager on new data versions")
 # Training waits for its input's new data version itself: a parent re-run on this tick may come out the same (a
 # blank row appended, a file back as it was), and a retrain on that bet costs minutes here, GPU hours on `full`.
 TRAINING_CONDITION = _eager_on(
-    AC.any_deps_match(_parent_data_changed).with_label("any_deps_data_version_changed")
+    AC.any_deps_match(_parent_data_changed).with_label("any_deps_data_version_changed"),
+    _any_parent_changed_by_automation,
 ).with_label("ohlora: trains on new data versions only")
 
 
@@ -108,7 +124,8 @@ def evaluation_condition(trained: dg.AssetSelection) -> dg.AutomationCondition:
     tick early with the old model (and a promotion would judge it again)."""
     return _eager_on(
         AC.any_deps_match(_parent_changed_or_requested).allow(trained.downstream())
-        .with_label("any_trained_deps_data_version_changed_or_requested")
+        .with_label("any_trained_deps_data_version_changed_or_requested"),
+        AC.any_deps_match(_parent_changed_by_automation).allow(trained.downstream()),
     ).with_label("ohlora: with the model it evaluates")
 
 
@@ -222,7 +239,7 @@ _automation_status = dg.DefaultSensorStatus.RUNNING if AUTOMATION_ON else dg.Def
 observe_raw_files = dg.AutomationConditionSensorDefinition(
     "observe_raw_files",
     target=SOURCES,
-    run_tags={**OBSERVE_TAGS, **RETRY_TAGS},
+    run_tags=OBSERVE_TAGS,  # an observation that failed is simply made again at the next cron tick
     default_status=_automation_status,
     minimum_interval_seconds=30,
     description="Observes the raw CSV/JSON sources (content hash) so that edits are noticed.",

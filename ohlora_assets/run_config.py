@@ -57,12 +57,28 @@ def run_config_errors(run_config: Mapping[str, Any]) -> list[str]:
         if config_class is None or not isinstance(section, Mapping) or not isinstance(section.get("config"), Mapping):
             continue
         try:
-            config_class(**_resolved(section["config"]))
+            _as_the_step_builds_it(config_class(**_resolved(section["config"])))
         except pydantic.ValidationError as error:
             for detail in error.errors():
                 where = ".".join([f"ops.{op}.config", *map(str, detail["loc"])])
                 errors.append(f"{where} = {detail['input']!r}: {detail['msg']}")
+        except ValueError as error:  # the core settings' own checks
+            errors.append(f"ops.{op}.config: {error}")
     return errors
+
+
+def _as_the_step_builds_it(config: dg.Config) -> None:
+    """The core settings a step builds from its config, whose own checks (`__post_init__`) pydantic's bounds do
+    not repeat: sampling (`SamplingSettings`), and LoRA (`LoraHyperParams`, from the values the config sets)."""
+    from dataclasses import fields
+
+    from ohlora_assets.core.recipes import LoraHyperParams
+
+    if callable(getattr(config, "settings", None)):
+        config.settings()
+    lora = {f.name: getattr(config, f.name) for f in fields(LoraHyperParams) if getattr(config, f.name, None) is not None}
+    if "rank" in lora:  # an adapter's (an experiment sets its ranks elsewhere)
+        LoraHyperParams(**lora)
 
 
 def check_run_config(run_config: Mapping[str, Any]) -> None:

@@ -220,10 +220,12 @@ class Ticker:
             self.run(requested)
         return requested
 
-    def run(self, keys: set[str]) -> None:
+    def run(self, keys: set[str], automated: bool = True) -> None:
+        """A run of `keys`, tagged as the automation sensor tags its runs unless `automated` is False (a person)."""
         job = dg.define_asset_job("tick", selection=dg.AssetSelection.keys(*sorted(keys)))
         defs = dg.Definitions(assets=self.assets, resources=self.resources, jobs=[job])
-        assert defs.resolve_job_def("tick").execute_in_process(instance=self.instance).success
+        tags = {automation.AUTOMATION_CONDITION_TAG: "true"} if automated else {}
+        assert defs.resolve_job_def("tick").execute_in_process(instance=self.instance, tags=tags).success
 
 
 def _names(selection: dg.AssetSelection, defs: dg.Definitions) -> set[str]:
@@ -256,7 +258,7 @@ def test_edited_ethics_csv_rematerializes_exactly_the_ethics_branch(tmp_path: Pa
         assert ticker.tick() == set()
 
         # a manual re-run of an unchanged dataset keeps its data version: no ripple downstream
-        ticker.run({"dialogue_dataset"})
+        ticker.run({"dialogue_dataset"}, automated=False)
         assert ticker.tick() == set()
 
         # the user edits the ethics CSV
@@ -416,7 +418,7 @@ def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_r
         assert ticker.tick() == set()
 
         edit("second")
-        ticker.run({"pairs_stand_in"})  # validated anew by a run of its own
+        ticker.run({"pairs_stand_in"})  # the sensor's validation run
         assert ticker.tick(execute=False) == {"model_stand_in"}
         TRAINING_GATE.clear()
         (tmp_path / "training_started").unlink()  # the build's
@@ -439,6 +441,23 @@ def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_r
         read = instance.get_latest_materialization_event(dg.AssetKey("model_stand_in")).asset_materialization
         assert read.metadata["read"].value == "third"
         assert ticker.tick() == set()
+
+        # A whole job's run (the weekly schedule, `make run`) that validates and trains in one run while the sensor
+        # ticks: the model it trains read the new data, so nothing is requested after it.
+        edit("fourth")
+        job = dg.define_asset_job("whole", [pairs_stand_in, model_stand_in])
+        whole = dg.Definitions(assets=assets, jobs=[job]).resolve_job_def("whole")
+        TRAINING_GATE.clear()
+        (tmp_path / "training_started").unlink()
+        training = threading.Thread(target=lambda: whole.execute_in_process(instance=instance))
+        training.start()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+        while not (tmp_path / "training_started").exists():
+            assert dt.datetime.now() < deadline, "the job's training never started"
+        assert ticker.tick() == set() and ticker.tick() == set()
+        TRAINING_GATE.set()
+        training.join(timeout=60)
+        assert ticker.tick() == set() and ticker.tick(cron=True) == set()
 
 
 @dg.asset

@@ -37,3 +37,17 @@ def test_each_refused_value_is_named_with_its_step_and_field():
         "ops.ethics_report.config.target_accuracy = 95: Input should be less than or equal to 1",
         "ops.memory_quality_checks.config.max_give_up_rate = 5: Input should be less than or equal to 1",
     ]
+
+
+def test_lora_and_sampling_values_the_core_settings_refuse_are_named_too():
+    """Checked by the core settings' own rules (PEFT's and generate's limits), not by pydantic bounds."""
+    errors = run_config_errors({"ops": {
+        "adapter_summary": {"config": {"rank": 0, "dropout": 1.0}},
+        "summary_inference_samples": {"config": {"temperature": 0.0}},
+        "adapter_memory": {"config": {"rank": 8, "learning_rate": 1e-4}},  # fine
+    }})
+    assert errors == [
+        "ops.adapter_summary.config: LoRA hyper-parameters: rank must be at least 1, got 0; dropout must be at least 0 "
+        "and below 1, got 1.0",
+        "ops.summary_inference_samples.config: sampling settings: temperature must be a positive number, got 0.0",
+    ]

@@ -77,7 +77,7 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name=GROUP, kinds=KINDS[GROUP], owners=OWNERS,
-        code_version="3",
+        code_version="4",  # 4: records the tolerances it judged with, which the promotion decides by
         deps=[samples_name],
         ins={"split": dg.AssetIn(f"{task}_split")},
         description=(

@@ -62,7 +62,12 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         tolerances, unjudged = recorded_tolerances(version.metrics, evaluated_by)
         if model == ETHICS_MODEL and "accuracy" not in version.metrics:
             raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
-        if stale is not None or unjudged is not None:
+        # The candidate serves already (the same weights trained again, an earlier release's or a manual promotion):
+        # nothing to decide, and no report need have judged it.
+        serves_already = versions.serving_label() == version.version
+        if serves_already:
+            decision = GateDecision(())
+        elif stale is not None or unjudged is not None:
             decision = GateDecision(tuple(check for check in (stale, unjudged) if check is not None))
         elif model == ETHICS_MODEL:
             decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
@@ -71,7 +76,10 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
             decision = adapter_gate(AdapterMetrics.from_dict(version.metrics),
                                     AdapterMetrics.from_dict(baseline) if baseline else None, tolerances,
                                     measured_rates(model.removeprefix("adapter_")))
-        promoted, message = promote_if_passed(versions, version.version, decision)
+        if serves_already:
+            promoted, message = False, f"{version.version} serves already"
+        else:
+            promoted, message = promote_if_passed(versions, version.version, decision)
         # The candidate is kept whatever its age says (a clock set back would sort it oldest): a refused one
         # stays for `ohlora models promote`.
         pruned = versions.prune(config.keep_versions, protected={version.version})

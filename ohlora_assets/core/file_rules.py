@@ -23,6 +23,11 @@ def _spacing_normalized(series: pd.Series) -> pd.Series:
     return series.str.split().str.join(" ")
 
 
+# The fixes of the two kinds of duplicate, by which `prompt_notes` tells them apart.
+SAME_SPLIT_FIX = "delete one of the two rows"
+ACROSS_SPLITS_FIX = "keep it in one split: an evaluation on training text measures memory"
+
+
 def _duplicates(frame: pd.DataFrame, split: pd.Series, within: list[str], across: str) -> list[Finding]:
     """Rows repeating an earlier row of their split (on `within`), and non-train rows whose `across`
     text is also in train: both compared after NFC (done by the reader) and spacing normalization."""
@@ -32,7 +37,7 @@ def _duplicates(frame: pd.DataFrame, split: pd.Series, within: list[str], across
     for row, key in zip(frame.index, keys.itertuples(index=False, name=None)):
         if key in first_row:
             findings.append((row, within[0], f"repeats row {first_row[key]} of the same split ({key[-1]})",
-                             "delete one of the two rows"))
+                             SAME_SPLIT_FIX))
         else:
             first_row[key] = row
     text = _spacing_normalized(frame[across])
@@ -40,8 +45,7 @@ def _duplicates(frame: pd.DataFrame, split: pd.Series, within: list[str], across
     for row, value, part in zip(frame.index, text, split):
         if part != "train" and value in train_row:
             problem = f"the same {across} is in both train and {part} (train row {train_row[value]})"
-            findings.append((row, across, problem,
-                             "keep it in one split: an evaluation on training text measures memory"))
+            findings.append((row, across, problem, ACROSS_SPLITS_FIX))
     return findings
 
 
@@ -134,19 +138,20 @@ def prompt_rules(frame: pd.DataFrame) -> list[Finding]:
     return findings + _duplicates(typed, typed["type"], ["user_prompt"], "user_prompt")
 
 
+_NOTE_FIXES = {
+    SAME_SPLIT_FIX: "nothing needed: it trains once; reword one to teach a second phrasing",
+    ACROSS_SPLITS_FIX: "nothing, if it tests the gate's normalization; else keep it in one split",
+}
+
+
 def prompt_notes(frame: pd.DataFrame) -> list[Finding]:
     """Prompts typed differently that the model reads alike (`사💗랑💗해` and `사랑해`): a test prompt that is a
-    training prompt to the model measures the normalization, which may be meant; a second one in a split trains once."""
+    training prompt to the model measures the normalization, which may be meant; a second one in a split trains
+    once. (Notes are read once the rules passed: no duplicate as typed is left.)"""
     reads, _, rest = _readable_prompts(frame)
-    typed = frame.loc[rest.index]
-    errors = {row for row, *_ in _duplicates(typed, typed["type"], ["user_prompt"], "user_prompt")}
-    return [
-        (row, column, f"{problem}, as the model reads it ({reads[row]!r})",
-         "nothing needed: it trains once; reword one to teach a second phrasing" if problem.startswith("repeats")
-         else "nothing, if it tests the gate's normalization; else keep it in one split")
-        for row, column, problem, _ in _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")
-        if row not in errors
-    ]
+    notes = [(row, column, f"{problem}, as the model reads it ({reads[row]!r})", _NOTE_FIXES[fix])
+             for row, column, problem, fix in _duplicates(rest, rest["type"], ["user_prompt"], "user_prompt")]
+    return sorted(notes, key=lambda note: note[0])
 
 
 # Key facts are written `;`-separated; a list typed with a full-width semicolon (Korean IMEs) or one fact a line

@@ -17,8 +17,7 @@ so runs in parallel threads stay apart).
 Tracking is a copy of what the training reports, never a condition of it: a server that does not answer, a
 full artifact store or a dropped connection is logged as a warning and the training goes on (its version is
 materialized, checked and promoted as ever; the metadata says "not tracked" and why). MLflow's own HTTP retries
-would spend about four minutes per call on a server that is down; unless you set them, they are 2 retries and
-a 10 s timeout here.
+would spend about four minutes per call on a server that is down; unless you set them, they are 2 here.
 """
 
 from __future__ import annotations
@@ -40,8 +39,9 @@ DEFAULT_EXPERIMENT = "ohlora"
 # The tracking stores MLflow 3 opens by URI scheme (a database scheme may name its driver: `postgresql+psycopg2`);
 # no scheme is a local folder.
 _STORE_SCHEMES = {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
-# MLflow's HTTP client retries a failed call 7 times with backoff (minutes); a copy of the figures is not worth it.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# MLflow's HTTP client retries a failed call 7 times with growing backoff (minutes); a copy of the figures is not
+# worth it. (Its 120 s timeout stays: a model upload to a slow store may need it.)
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
 _LOG = logging.getLogger(__name__)
 
 
@@ -211,13 +211,14 @@ def tracking_run(name: str, params: Mapping[str, object], tags: Mapping[str, str
         client = MlflowClient(tracking_uri=uri)
         experiment_id = _experiment_id(client, os.environ.get(EXPERIMENT_VARIABLE, DEFAULT_EXPERIMENT))
         run = client.create_run(experiment_id, run_name=name, tags=dict(tags or {}))
-        client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
     except Exception as error:
         problem = f"no MLflow run at {uri} ({type(error).__name__}: {error})"
         _LOG.warning("%s: %s; the training goes on untracked", name, problem)
         yield UntrackedRun(problem)
         return
     tracked = MlflowRun(client, run, uri)
+    tracked._call("logging the parameters", lambda: client.log_batch(
+        run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()]))
     try:
         yield tracked
     except BaseException:

@@ -182,3 +182,16 @@ def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone
     assert f"its report compared it never, but {serving} serves now" in meta["decision"].value
     assert "judged_by_report: no report recorded the tolerances" in meta["decision"].value
     assert candidate in {v.version for v in registry.versions()}  # kept for a report, or a manual promote
+
+
+def test_a_promotion_run_again_for_the_version_that_serves_decides_nothing(pipeline):
+    """No report need judge a version that serves already (the same weights trained again, or one an earlier
+    release or a person promoted): the pointer stays, and the metadata says so instead of "refused"."""
+    _, instance, resources = pipeline
+    registry = _registry(resources, "adapter_eyes_mouth_pose")
+    serving, pointer = registry.serving_label(), registry.pointer
+    before = pointer.read_bytes()
+    again = dg.materialize(ALL, selection=["serving_adapter_eyes_mouth_pose"], resources=resources, instance=instance)
+    meta = _materializations(again)["serving_adapter_eyes_mouth_pose"].metadata
+    assert meta["decision"].value == f"{serving} serves already" and meta["promoted"].value is False
+    assert pointer.read_bytes() == before
