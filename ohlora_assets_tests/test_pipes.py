@@ -105,11 +105,16 @@ def test_a_remote_crash_fails_the_step_with_its_error_and_leaves_serving_alone(u
     registry = ModelRegistry(upstream[0]["store"].path("models"), "adapter_memory")
     registry.promote(_materialization(adapter_runs[0])[0]["version"], "serving before the crash")
     before = (registry.serving_label(), [v.version for v in registry.versions()])
-    # rank 0 is refused by the recipe inside the remote process, after the Pipes session opened
-    result = _train(upstream, "adapter_memory", raise_on_error=False, launcher="pipes", rank=0)
+    # the remote machine's own setting is broken: the training fails there, after the Pipes session opened (a bad
+    # run config value would be refused before the run started)
+    resources, instance = upstream
+    broken_remote = {**resources, "pipes_client": dg.PipesSubprocessClient(env={"OHLORA_TORCH_THREADS": "0"})}
+    result = dg.materialize(ASSETS, selection=["adapter_memory"], resources=broken_remote, instance=instance,
+                            run_config={"ops": {"adapter_memory": {"config": {"launcher": "pipes"}}}},
+                            raise_on_error=False)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     text = failure.step_failure_data.error.to_string()
-    assert "rank must be at least 1, got 0" in text and "remote training failed" in text
+    assert "OHLORA_TORCH_THREADS" in text and "1 or more" in text and "remote training failed" in text
     assert (registry.serving_label(), [v.version for v in registry.versions()]) == before
     assert not list(registry.root.glob(".staging-*"))
