@@ -39,10 +39,9 @@ from typing import Iterable, Sequence
 
 import dagster as dg
 
-from ohlora_assets.configs import ACCELERATOR_POOL
+from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG  # on every automation run; no public name in 1.13
 
-# The tag Dagster puts on every run the automation sensors launch (no public name in 1.13).
-AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
+from ohlora_assets.configs import ACCELERATOR_POOL
 from ohlora_assets.resources import check_cron, flag
 
 AC = dg.AutomationCondition

@@ -18,8 +18,9 @@ from ohlora_assets.core.ethics.training import make_pairs
 from ohlora_assets.core.io import atomic_write_bytes
 from ohlora_assets.core.model_training import ETHICS_MODEL, train_ethics_version
 from ohlora_assets.core.progress import ProgressReporter
+from ohlora_assets.core.render import png_with_path
 from ohlora_assets.launchers import LauncherConfig, artifact_root, materialized, run_through_pipes, training_profile
-from ohlora_assets.metadata import md_table, number, png_value, table
+from ohlora_assets.metadata import md_table, number, table
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 from ohlora_assets.versions import VERSION_KEY, candidate, compared_serving, registry
 
@@ -184,7 +185,7 @@ def ethics_report(
     )
     decision = ethics_gate(measured, baseline, tolerances)
     histograms = "\n\n".join(
-        f"**{category}**\n\n{png_value(path.read_bytes(), CATEGORY_KEYS[category], path).value}"
+        f"**{category}**\n\n{png_with_path(path.read_bytes(), CATEGORY_KEYS[category], path)}"
         for category, path in report.histograms.items()
     )
     misclassified = (
