@@ -19,6 +19,7 @@ import dagster as dg
 
 from ohlora_assets import definitions as project  # the module: one Definitions object at module scope
 from ohlora_assets.launchers import PIPES_CLIENT
+from ohlora_assets.pipes_clients import docker_training_client, k8s_training_client, subprocess_training_client
 from ohlora_assets.core.settings import SettingsError
 from ohlora_assets.resources import setting
 
@@ -49,8 +50,7 @@ def _required(variable: str) -> str:
 def pipes_client() -> dg.PipesClient:
     chosen = os.environ.get("OHLORA_PIPES_CLIENT", "subprocess")
     if chosen == "subprocess":
-        return dg.PipesSubprocessClient()
-    from ohlora_assets.pipes_clients import docker_training_client, k8s_training_client
+        return subprocess_training_client()
 
     image, root = _required("OHLORA_TRAINING_IMAGE"), setting("OHLORA_HOME")
     gpus = int(os.environ.get("OHLORA_TRAINING_GPUS", "1"))

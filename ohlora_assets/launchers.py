@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
+from dagster_pipes import DagsterPipesError
 from pydantic import Field
 
 from ohlora_assets.core.model_training import Markdown, Table, TrainedVersion, TrainingProfile, Url
@@ -106,7 +107,13 @@ def run_through_pipes(
         raise dg.Failure(f"remote training failed ({error}):\n{remote}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return invocation.get_materialize_result()
+    try:  # not Dagster's implicit, empty materialization: a lost report must fail the step, not pass unjudged
+        return invocation.get_materialize_result(implicit_materialization=False)
+    except DagsterPipesError as error:
+        raise dg.Failure(
+            f"the remote training ended without reporting its materialization ({error}); the [pipes] events of "
+            "this step say why. A version it wrote is in the registry but was not materialized and does not serve"
+        ) from None
 
 
 def remote_error(context: dg.AssetExecutionContext) -> str | None:

@@ -1,16 +1,89 @@
-"""Pipes clients that run the training entry point on a GPU machine: a Kubernetes pod or a Docker container.
+"""Pipes clients that run the training entry point: a local subprocess, a Kubernetes pod or a Docker container.
 
 Each is the `pipes_client` resource of deploy/README.md ("GPU training elsewhere"): the training assets call
-`client.run(context=..., command=..., extras=...)` (ohlora_assets/launchers.py), and these clients add what the
+`client.run(context=..., command=..., extras=...)` (ohlora_assets/launchers.py). The subprocess client is the
+default; it reads the messages through a file, whole lines only. The Kubernetes and Docker clients add what the
 platform needs: the image (deploy/Dockerfile), one GPU, and the shared artifact folder mounted at the path the
 orchestrator's OHLORA_HOME has, so that the paths in the Pipes extras mean the same file on both sides.
 dagster-k8s and dagster-docker are imported only when a client is built (neither is a dependency here).
 """
 
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+from dagster_pipes import PipesDefaultMessageWriter
+
 ARTIFACT_VOLUME = "ohlora-artifacts"
+MESSAGES_FILE = "messages"
+
+
+def whole_lines(path: str, session_closed: Callable[[], bool]) -> Iterator[str]:
+    """The lines of a file another process appends to, each once it is whole, until `session_closed()` is true and
+    the file is read to its end. A line left without its newline then is yielded as it is (the writer died in it)."""
+    pending = b""
+    with open(path, "rb") as stream:
+        while True:
+            closed = session_closed()  # asked before reading, so that the last read sees everything written
+            chunk = stream.read(1 << 16)
+            if chunk:
+                *lines, pending = (pending + chunk).split(b"\n")
+                yield from (line.decode("utf-8") for line in lines if line.strip())
+            elif closed:
+                if pending.strip():
+                    yield pending.decode("utf-8", errors="replace")
+                return
+            else:
+                time.sleep(0.01)
+
+
+class WholeLineMessageReader(dg.PipesMessageReader):
+    """Dagster's temporary-file message reader, handing on only whole messages.
+
+    Dagster's own tails the file with `readline()`, which returns the part of a line written so far, and Linux
+    shows a large write to a concurrent reader a page at a time. A message over 4 KiB (a materialization with
+    its loss-curve PNG) could be read cut in two: the reader thread died on the JSON, the materialization was
+    lost, and the step still succeeded with an implicit, empty one.
+    """
+
+    @contextmanager
+    def read_messages(self, handler) -> Iterator[dict[str, Any]]:
+        session_closed = threading.Event()
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, MESSAGES_FILE)
+            open(path, "wb").close()
+            reader = threading.Thread(target=self._read, args=(path, handler, session_closed.is_set), daemon=True)
+            reader.start()
+            try:
+                yield {PipesDefaultMessageWriter.FILE_PATH_KEY: path}
+            finally:
+                session_closed.set()
+                reader.join()
+
+    @staticmethod
+    def _read(path: str, handler, session_closed: Callable[[], bool]) -> None:
+        try:
+            for line in whole_lines(path, session_closed):
+                handler.handle_message(json.loads(line))
+        except Exception:
+            handler.report_pipes_framework_exception(WholeLineMessageReader.__name__, sys.exc_info())
+            raise
+
+    def no_messages_debug_text(self) -> str:
+        return f"Attempted to read messages from a temporary file ({self.__class__.__name__})."
+
+
+def subprocess_training_client(**client_args: Any) -> dg.PipesSubprocessClient:
+    """The default `pipes_client`: the entry point in a subprocess on this machine, its messages read whole."""
+    return dg.PipesSubprocessClient(message_reader=WholeLineMessageReader(), **client_args)
 
 
 def k8s_training_pod_spec(artifact_root: str, artifact_claim: str, gpus: int = 1) -> dict[str, Any]:

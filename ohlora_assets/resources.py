@@ -19,6 +19,7 @@ from pydantic import Field
 
 from ohlora_assets.core.settings import SettingsError
 from ohlora_assets.io_manager import AtomicFilesystemIOManager
+from ohlora_assets.pipes_clients import subprocess_training_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = PROJECT_ROOT / "data"
@@ -303,5 +304,5 @@ def default_resources() -> dict[str, object]:
         "io_manager": AtomicFilesystemIOManager(base_dir=str(ArtifactStore.from_env().path("io"))),
         # the training assets' `launcher: pipes` (ohlora_assets/launchers.py); deploy/README.md swaps in
         # a Kubernetes or Docker client for GPU machines
-        "pipes_client": dg.PipesSubprocessClient(),
+        "pipes_client": subprocess_training_client(),
     }

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from ohlora_assets.io_manager import AtomicFilesystemIOManager
+from ohlora_assets.pipes_clients import subprocess_training_client
 from ohlora_assets.resources import PROJECT_ROOT, ArtifactStore, DataPaths, ModelProfile
 
 UPSTREAM = PROJECT_ROOT.parent / "shared" / "upstream"
@@ -30,7 +31,7 @@ def make_resources(root: Path, paths: DataPaths | None = None, smoke: bool = Tru
         "store": store,
         "profile": ModelProfile(smoke=smoke),
         "io_manager": AtomicFilesystemIOManager(base_dir=str(store.path("io"))),
-        "pipes_client": dg.PipesSubprocessClient(),
+        "pipes_client": subprocess_training_client(),
     }
 
 

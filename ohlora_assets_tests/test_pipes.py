@@ -15,6 +15,7 @@ import pytest
 
 from ohlora_assets.assets import base_models, data, ethics, models
 from ohlora_assets.core.registry import ModelRegistry
+from ohlora_assets.pipes_clients import subprocess_training_client
 from ohlora_assets.resources import PROJECT_ROOT
 from ohlora_assets_tests.conftest import make_resources
 
@@ -108,7 +109,7 @@ def test_a_remote_crash_fails_the_step_with_its_error_and_leaves_serving_alone(u
     # the remote machine's own setting is broken: the training fails there, after the Pipes session opened (a bad
     # run config value would be refused before the run started)
     resources, instance = upstream
-    broken_remote = {**resources, "pipes_client": dg.PipesSubprocessClient(env={"OHLORA_TORCH_THREADS": "0"})}
+    broken_remote = {**resources, "pipes_client": subprocess_training_client(env={"OHLORA_TORCH_THREADS": "0"})}
     result = dg.materialize(ASSETS, selection=["adapter_memory"], resources=broken_remote, instance=instance,
                             run_config={"ops": {"adapter_memory": {"config": {"launcher": "pipes"}}}},
                             raise_on_error=False)
