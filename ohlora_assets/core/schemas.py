@@ -10,6 +10,9 @@ characters, so "empty" and "the same" mean what a person sees.
 
 from __future__ import annotations
 
+import difflib
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -182,9 +185,31 @@ ML_QA = InputSpec(ML_QA_COLUMNS, ML_QA_SCHEMA, ml_qa_rules, optional_columns=("k
 
 
 def _not_allowed(value: object, allowed: list[str]) -> str:
-    message = f"{value!r} is not one of {', '.join(repr(v) for v in allowed)}"
-    near = [v for v in allowed if v and str(value).split() == v.split()]
-    return message + (f" (it differs from {near[0]!r} only in its spaces)" if near else "")
+    return f"{value!r} is not one of {', '.join(repr(v) for v in allowed)}{_nearest_allowed(str(value), allowed)}"
+
+
+def _nearest_allowed(value: str, allowed: list[str]) -> str:
+    """The allowed value a person most likely meant, and how theirs differs: spaces, letter case or width
+    (`Train`, `ｔｒａｉｎ`), a close spelling (difflib's ratio of 0.6 or more), or the one allowed value that shares a
+    word with it (`혐오 발언` -> `혐오/기타`)."""
+    filled = [v for v in allowed if v]
+
+    def folded(text: str) -> str:
+        return unicodedata.normalize("NFKC", text).casefold()
+
+    for differs_in, same in (
+        ("its spaces", lambda text: "".join(text.split())),
+        ("letter case, width or spaces", lambda text: "".join(folded(text).split())),
+    ):
+        near = [v for v in filled if same(value) == same(v)]
+        if near:
+            return f" (it differs from {near[0]!r} only in {differs_in})"
+    close = difflib.get_close_matches(value, filled, n=1, cutoff=0.6)
+    if not close:
+        words = set(re.split(r"[\s/]+", folded(value))) - {""}
+        sharing = [v for v in filled if words & set(re.split(r"[\s/]+", folded(v)))]
+        close = sharing if len(sharing) == 1 else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]:
