@@ -15,6 +15,7 @@ orphan. Valid where run workers run on this machine; container launchers have th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,10 +36,12 @@ def process_alive(pid: int, started_before: float) -> bool:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if not stat.exists():  # not Linux: trust the signal check
+    if not Path("/proc/self/stat").exists():  # not Linux: trust the signal check
         return True
-    fields = stat.read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):  # reaped since the signal check
+        return False
     if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
         return False
     boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if "btime" in line)
@@ -73,7 +76,8 @@ def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthR
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {worker[0]} is running")
     orphans = [pid for pid, logged in steps if process_alive(pid, logged)]
     for pid in orphans:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may exit on its own meanwhile
+            os.kill(pid, signal.SIGKILL)
     stopped = f"; its step processes {orphans} were stopped" if orphans else ""
     return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker pid {worker[0]} is gone (killed or crashed){stopped}")
 

@@ -10,12 +10,14 @@ instance, executing what each tick requests, exactly as the automation sensor wo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -191,8 +193,8 @@ class Ticker:
     """Evaluates the automation conditions tick by tick, keeping the cursor like the sensor does,
     and executes each tick's request in one run (observations and materializations together).
 
-    Time is explicit: ticks start just after an observation cron tick at least two minutes ahead
-    (so the runs of the test happen before it), a plain tick adds one second (never crossing the
+    Time is explicit: ticks start just after an observation cron tick at least ten minutes ahead
+    (so the runs of the test happen before it, even on a slow machine), a plain tick adds one second (never crossing the
     next cron tick), and `tick(cron=True)` jumps just past the next cron tick.
     """
 
@@ -200,7 +202,7 @@ class Ticker:
         self.assets, self.resources, self.instance = assets, resources, instance
         self.defs = dg.Definitions(assets=assets, resources=resources)
         self.cursor = None
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)
+        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
         self.now = _next_observation_tick(start) + dt.timedelta(seconds=1)
 
     def tick(self, cron: bool = False, execute: bool = True) -> set[str]:
@@ -400,8 +402,30 @@ def pairs_stand_in() -> dg.MaterializeResult:
 def model_stand_in() -> dg.MaterializeResult:
     read = (EDITS / "pairs.txt").read_text()  # what a training reads when it starts
     (EDITS / "training_started").write_text(read)
-    TRAINING_GATE.wait(timeout=60)
+    TRAINING_GATE.wait(timeout=600)  # the test opens it (at the latest when it ends); the bound only stops a hang
     return dg.MaterializeResult(data_version=dg.DataVersion(f"trained on {read}"), metadata={"read": read})
+
+
+@contextlib.contextmanager
+def _gate_opened_at_the_end():
+    """A failed assertion must not leave a training thread waiting at the gate."""
+    try:
+        yield
+    finally:
+        TRAINING_GATE.set()
+
+
+def _started_training(edits: Path, run: threading.Thread) -> None:
+    deadline = time.monotonic() + 120
+    while not (edits / "training_started").exists():
+        assert run.is_alive() and time.monotonic() < deadline, "the training run never started"
+        time.sleep(0.01)
+
+
+def _finished(run: threading.Thread) -> None:
+    TRAINING_GATE.set()
+    run.join(timeout=120)
+    assert not run.is_alive(), "the training run did not end once the gate opened"
 
 
 def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_run_ends(tmp_path, monkeypatch):
@@ -411,7 +435,7 @@ def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_r
     assets = with_automation([pairs_stand_in, model_stand_in])
     edit = (tmp_path / "pairs.txt").write_text
     edit("first")
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, _gate_opened_at_the_end():
         ticker = Ticker(assets, {}, instance)
         TRAINING_GATE.set()
         ticker.run({"pairs_stand_in", "model_stand_in"})  # built
@@ -425,15 +449,12 @@ def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_r
         training = threading.Thread(target=ticker.run, args=({"model_stand_in"},))
         training.start()  # the training reads "second", then runs on
 
-        deadline = dt.datetime.now() + dt.timedelta(seconds=60)
-        while not (tmp_path / "training_started").exists():
-            assert dt.datetime.now() < deadline, "the training run never started"
+        _started_training(tmp_path, training)
         assert ticker.tick() == set()  # the sensor ticks on while it trains (every 30 s)
         edit("third")  # the user edits again while it trains
         ticker.run({"pairs_stand_in"})
         assert ticker.tick() == set(), "never while its own training runs"
-        TRAINING_GATE.set()
-        training.join(timeout=60)
+        _finished(training)
         read = instance.get_latest_materialization_event(dg.AssetKey("model_stand_in")).asset_materialization
         assert read.metadata["read"].value == "second"
 
@@ -451,12 +472,9 @@ def test_an_input_that_changes_while_its_training_runs_is_trained_on_once_that_r
         (tmp_path / "training_started").unlink()
         training = threading.Thread(target=lambda: whole.execute_in_process(instance=instance))
         training.start()
-        deadline = dt.datetime.now() + dt.timedelta(seconds=60)
-        while not (tmp_path / "training_started").exists():
-            assert dt.datetime.now() < deadline, "the job's training never started"
+        _started_training(tmp_path, training)
         assert ticker.tick() == set() and ticker.tick() == set()
-        TRAINING_GATE.set()
-        training.join(timeout=60)
+        _finished(training)
         assert ticker.tick() == set() and ticker.tick(cron=True) == set()
 
 

@@ -31,7 +31,10 @@ import dagster as dg
 
 @dg.asset(pool="accelerator")
 def training_stand_in(context):
-    (pathlib.Path(os.environ["OHLORA_TEST_MARKS"]) / context.run_id).write_text(str(os.getpid()))
+    marks = pathlib.Path(os.environ["OHLORA_TEST_MARKS"])
+    written = marks.parent / f"{context.run_id}.tmp"  # outside marks/: a reader sees no mark or a whole one
+    written.write_text(str(os.getpid()))
+    os.replace(written, marks / context.run_id)
     time.sleep(120)
 
 train = dg.define_asset_job("train", [training_stand_in], executor_def=dg.in_process_executor)
@@ -53,6 +56,22 @@ def _wait_for(condition, seconds: float, what: str):
 def _drain(iterator) -> None:
     errors = [e for e in iterator if e is not None]
     assert not errors, errors
+
+
+def test_a_process_is_alive_while_it_runs_and_not_once_exited_reaped_or_newer_than_the_record(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_alive(child.pid, time.time())
+        assert not process_alive(child.pid, time.time() - 3600), "a newer process that reused the number"
+        child.kill()
+        _wait_for(lambda: not process_alive(child.pid, time.time()), 30, "the killed child to die")  # a zombie
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_alive(child.pid, time.time())  # reaped
+    # reaped between the signal check and the read of /proc: dead, not an exception nor "alive"
+    monkeypatch.setattr(os, "kill", lambda pid, sig: None)
+    assert not process_alive(child.pid, time.time())
 
 
 @pytest.mark.slow
@@ -88,25 +107,28 @@ def test_a_killed_run_releases_its_pool_slot_and_the_next_run_starts(tmp_path, m
                 return run.run_id
 
             first = launch()
-            step_pid = int(_wait_for(lambda: (marks / first).exists() and (marks / first).read_text(), 60, "run 1"))
+            step_pid = int(_wait_for(lambda: (marks / first).exists() and (marks / first).read_text(), 120, "run 1"))
             second = launch()
-            _wait_for(lambda: instance.get_run_by_id(second).status == dg.DagsterRunStatus.STARTED, 60, "run 2")
+            _wait_for(lambda: instance.get_run_by_id(second).status == dg.DagsterRunStatus.STARTED, 120, "run 2")
             time.sleep(2)
             assert not (marks / second).exists(), "run 2 must wait for the pool slot"
 
             os.kill(step_pid, signal.SIGKILL)  # in-process executor: the step runs in the run worker
             # SIGKILL takes effect when the kernel next schedules the process: on a busy CPU, not at once.
-            _wait_for(lambda: not process_alive(step_pid, time.time()), 10, "run 1's worker to die")
+            _wait_for(lambda: not process_alive(step_pid, time.time()), 30, "run 1's worker to die")
 
             def monitored_as_failed() -> bool:
                 _drain(execute_run_monitoring_iteration(workspace, logger))
                 return instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE
 
-            _wait_for(monitored_as_failed, 20, "run monitoring to mark run 1 failed")
+            _wait_for(monitored_as_failed, 60, "run monitoring to mark run 1 failed")
             time.sleep(instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 1)
-            _drain(execute_concurrency_slots_iteration(workspace, logger))
 
-            _wait_for(lambda: (marks / second).exists(), 40, "run 2 to take the freed slot")
+            def slot_taken() -> bool:
+                _drain(execute_concurrency_slots_iteration(workspace, logger))
+                return (marks / second).exists()
+
+            _wait_for(slot_taken, 120, "run 2 to take the freed slot")
             os.kill(int((marks / second).read_text()), signal.SIGKILL)
 
 
@@ -125,7 +147,7 @@ def test_make_run_after_a_killed_make_run_starts_once_dead_runs_are_released(tmp
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     first = make_run()
-    step_pid = int(_wait_for(lambda: [p.read_text() for p in marks.iterdir()], 60, "run 1")[0])
+    step_pid = int(_wait_for(lambda: [p.read_text() for p in marks.iterdir()], 120, "run 1")[0])
     first.send_signal(signal.SIGKILL)  # the run worker dies; its step process lives on, holding the slot
     first.wait()
     second = make_run()
@@ -136,8 +158,8 @@ def test_make_run_after_a_killed_make_run_starts_once_dead_runs_are_released(tmp
             [released] = release_dead_runs(instance)
             assert instance.get_run_by_id(released).status == dg.DagsterRunStatus.FAILURE
         # the orphan step of the dead run is stopped (SIGKILL lands when the kernel next schedules it)
-        _wait_for(lambda: not process_alive(step_pid, time.time()), 10, "the orphan step of the dead run to die")
-        _wait_for(lambda: len(list(marks.iterdir())) == 2, 40, "run 2 to take the freed slot")
+        _wait_for(lambda: not process_alive(step_pid, time.time()), 30, "the orphan step of the dead run to die")
+        _wait_for(lambda: len(list(marks.iterdir())) == 2, 120, "run 2 to take the freed slot")
     finally:
         second.kill()
         second.wait()

@@ -195,7 +195,7 @@ def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedPr
     ]
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)  # a bound for a hang, not a speed check
 
 
 def _screenshot(browser: str, url: str, target: Path, profile: Path) -> None:

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoTokenizer
 
 from ohlora_assets.core.base_lm import PretrainingCorpus, PretrainSpec, build_embedded_lm
+from ohlora_assets.core.device import torch_threads
 
 THINGS = ["사과", "바다", "고양이", "커피", "노래", "여행", "강아지", "영화"]
 END = "(답변 종료)"
@@ -21,7 +22,8 @@ TINY = PretrainSpec(vocab_size=500, hidden_size=48, intermediate_size=96, num_la
 def base(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("base") / "lm"
     texts = [prompt + completion for prompt, completion in PAIRS] * 4 + [f"오늘은 {t} 이야기를 했어" for t in THINGS]
-    build_embedded_lm(PretrainingCorpus(documents=texts, fragments=[]), TINY, directory, device="cpu")
+    with torch_threads(1):  # the same weights whatever thread count an earlier test left (CI leaves it unset)
+        build_embedded_lm(PretrainingCorpus(documents=texts, fragments=[]), TINY, directory, device="cpu")
     return directory
 
 
