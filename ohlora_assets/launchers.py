@@ -7,7 +7,9 @@ function; the remote one gets its inputs as Parquet files in the shared artifact
 Pipes extras.
 """
 
+import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -102,9 +104,15 @@ def run_through_pipes(
         )
     except Exception as error:  # each client has its own error type; what the remote reported is the same
         remote = remote_error(context)
-        if remote is None:
+        if remote is not None:
+            raise dg.Failure(f"remote training failed ({error}):\n{remote}") from None
+        if (signal_name := killed_by(error)) is None:
             raise
-        raise dg.Failure(f"remote training failed ({error}):\n{remote}") from None
+        raise dg.Failure(
+            f"the remote training was killed by {signal_name} ({error}). Its staging folder is removed by the next "
+            "run, and an adapter resumes there from its last finished epoch; a version it wrote before the kill is "
+            "in the registry but was not materialized and does not serve"
+        ) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     try:  # not Dagster's implicit, empty materialization: a lost report must fail the step, not pass unjudged
@@ -116,6 +124,12 @@ def run_through_pipes(
         ) from None
 
 
+# Dagster's engine event for a remote that closed its Pipes session with an exception (not the reader's own errors).
+REMOTE_CLOSED_WITH_EXCEPTION = "[pipes] external process pipes closed with exception"
+# The subprocess client's error for a process a signal ended: "External execution process failed with code -9".
+_SIGNALLED = re.compile(r"failed with code -(\d+)\b")
+
+
 def remote_error(context: dg.AssetExecutionContext) -> str | None:
     """The exception the remote process reported when its Pipes session closed (Dagster records it as an engine
     event of this step), with its remote traceback; None when it died before it could report one."""
@@ -123,7 +137,20 @@ def remote_error(context: dg.AssetExecutionContext) -> str | None:
     errors = [
         record.dagster_event.engine_event_data.error
         for record in records
-        if record.step_key == context.get_step_execution_context().step.key and record.dagster_event.engine_event_data.error is not None
-        and record.user_message.startswith("[pipes]")
+        if record.step_key == context.get_step_execution_context().step.key
+        and record.dagster_event.engine_event_data.error is not None
+        and record.user_message == REMOTE_CLOSED_WITH_EXCEPTION
     ]
     return errors[-1].to_string() if errors else None
+
+
+def killed_by(error: Exception) -> str | None:
+    """The signal that ended a local remote process, named (SIGKILL: often the out-of-memory killer), or None."""
+    if (match := _SIGNALLED.search(str(error))) is None:
+        return None
+    number = int(match.group(1))
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+    return f"{name}, often the out-of-memory killer" if number == signal.SIGKILL else name

@@ -29,14 +29,20 @@ MESSAGES_FILE = "messages"
 def whole_lines(path: str, session_closed: Callable[[], bool]) -> Iterator[str]:
     """The lines of a file another process appends to, each once it is whole, until `session_closed()` is true and
     the file is read to its end. A line left without its newline then is yielded as it is (the writer died in it)."""
-    pending = b""
+    pending = bytearray()  # the line being written; only new bytes are searched, so a long line costs its length
     with open(path, "rb") as stream:
         while True:
             closed = session_closed()  # asked before reading, so that the last read sees everything written
             chunk = stream.read(1 << 16)
             if chunk:
-                *lines, pending = (pending + chunk).split(b"\n")
-                yield from (line.decode("utf-8") for line in lines if line.strip())
+                start = 0
+                while (end := chunk.find(b"\n", start)) != -1:
+                    pending += chunk[start:end]
+                    if pending.strip():
+                        yield pending.decode("utf-8")
+                    pending.clear()
+                    start = end + 1
+                pending += chunk[start:]
             elif closed:
                 if pending.strip():
                     yield pending.decode("utf-8", errors="replace")
@@ -72,7 +78,11 @@ class WholeLineMessageReader(dg.PipesMessageReader):
     def _read(path: str, handler, session_closed: Callable[[], bool]) -> None:
         try:
             for line in whole_lines(path, session_closed):
-                handler.handle_message(json.loads(line))
+                try:
+                    handler.handle_message(json.loads(line))
+                except Exception:  # one bad message (or a last one cut by a kill) must not hide those after it
+                    handler.report_pipes_framework_exception(
+                        f"{WholeLineMessageReader.__name__}, which dropped the message", sys.exc_info())
         except Exception:
             handler.report_pipes_framework_exception(WholeLineMessageReader.__name__, sys.exc_info())
             raise
@@ -81,9 +91,11 @@ class WholeLineMessageReader(dg.PipesMessageReader):
         return f"Attempted to read messages from a temporary file ({self.__class__.__name__})."
 
 
-def subprocess_training_client(**client_args: Any) -> dg.PipesSubprocessClient:
-    """The default `pipes_client`: the entry point in a subprocess on this machine, its messages read whole."""
-    return dg.PipesSubprocessClient(message_reader=WholeLineMessageReader(), **client_args)
+def subprocess_training_client(env: dict[str, str] | None = None, cwd: str | None = None) -> dg.PipesSubprocessClient:
+    """The default `pipes_client`: the entry point in a subprocess on this machine, its messages read whole.
+    Its output goes to the step's (Dagster's `forward_stdio=False` would pipe it unread, and a training that
+    prints a lot would block)."""
+    return dg.PipesSubprocessClient(env=env, cwd=cwd, message_reader=WholeLineMessageReader())
 
 
 def k8s_training_pod_spec(artifact_root: str, artifact_claim: str, gpus: int = 1) -> dict[str, Any]:

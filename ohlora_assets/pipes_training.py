@@ -14,6 +14,11 @@ weights' hash) as the asset's materialization. Only dagster-pipes is imported he
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +81,33 @@ def train(pipes: PipesContext, model: str, task: str | None) -> TrainedVersion:
     )
 
 
+#: Seconds an orphaned training has to stop after its interrupt before it is killed (a long call in C or CUDA, or
+#: a save, sees the interrupt only when it returns).
+STOP_GRACE_S = 30.0
+
+
+def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = STOP_GRACE_S) -> threading.Thread:
+    """Interrupt this process once the one that started it is gone, and kill it `grace_s` later if it still runs.
+
+    The orchestrating step can die (SIGKILL, the out-of-memory killer) or give up on it (Dagster waits 20 s after a
+    cancel, then leaves it). An orphan would train on beside the retrain that replaces it, on the same GPU and
+    checkpoint, and write a version nobody materializes. The interrupt lets the registry remove its staging folder.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        print(f"pipes_training: the process that started it ({parent}) is gone; stopping", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(grace_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    watcher = threading.Thread(target=watch, name="stop-when-orphaned", daemon=True)
+    watcher.start()
+    return watcher
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ohlora_assets.pipes_training", description=__doc__.split("\n")[0])
     parser.add_argument("model", choices=["adapter", "ethics"])
@@ -83,8 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.model == "adapter") != (args.task is not None):
         parser.error("an adapter needs its task; the ethics model takes none")
+    stop_when_orphaned()
     with open_dagster_pipes() as pipes:
         trained = train(pipes, args.model, args.task)
+        # said before the report, which a kill or a lost message could stop: the step log names what is left
+        pipes.log.info(f"wrote registry version {trained.version} (it serves only once promoted)")
         pipes.report_asset_materialization(metadata=pipes_metadata(trained.metadata), data_version=trained.data_version)
 
 

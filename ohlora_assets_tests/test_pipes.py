@@ -81,6 +81,7 @@ def test_an_adapter_trained_through_pipes_equals_the_in_process_one_and_loads(up
     assert remote_data == local_data and len(remote_data) == 64
     assert {k: remote_meta[k] for k in ADAPTER_KEYS} == {k: local_meta[k] for k in ADAPTER_KEYS}
     assert remote_meta["loss_curve"].startswith("![loss curve](data:image/png;base64,")
+    assert f"wrote registry version {remote_meta['version']} (it serves only once promoted)" in messages
     store = upstream[0]["store"]
     version = ModelRegistry(store.path("models"), "adapter_memory").get(remote_meta["version"])
     assert version.data_version == remote_data and str(version.path) == remote_meta["path"]

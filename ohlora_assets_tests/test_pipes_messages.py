@@ -1,19 +1,24 @@
-"""The default Pipes client's messages: a message the reader sees in pieces arrives whole, and a remote training that
-reports no materialization fails its step instead of passing as an empty one.
+"""The default Pipes client's messages and the remote's lifetime: a message the reader sees in pieces arrives whole;
+a remote training that reports no materialization, is killed or raises fails its step with what happened; and a
+remote whose orchestrator is gone stops instead of training on as an orphan.
 
 Linux shows a large write to a concurrent reader a page at a time; the remote script here writes each message in two
 parts with a pause between, so that the reader meets the cut every time, not once in a few hundred CI runs.
 """
 
+import os
+import subprocess
 import sys
 import threading
 import time
 
 import dagster as dg
+import pytest
 
 from ohlora_assets.launchers import run_through_pipes
-from ohlora_assets.pipes_clients import subprocess_training_client, whole_lines
-from ohlora_assets.resources import ArtifactStore, ModelProfile
+from ohlora_assets.pipes_clients import WholeLineMessageReader, subprocess_training_client, whole_lines
+from ohlora_assets.resources import PROJECT_ROOT, ArtifactStore, ModelProfile
+from ohlora_assets.run_launcher import process_alive
 
 WRITES_IN_HALVES = """
 import json, time
@@ -85,22 +90,90 @@ def test_a_message_read_in_pieces_reaches_dagster_whole():
     assert not [m for m in messages if "framework exception" in m]
 
 
-class _ReportsNothing(dg.PipesSubprocessClient):
-    """A remote machine whose entry point opens Pipes and exits without reporting (its report lost on the way)."""
+class _RemoteRuns(dg.PipesSubprocessClient):
+    """A remote machine whose entry point runs `script` in place of the training."""
+
+    def __init__(self, script: str):
+        super().__init__(message_reader=WholeLineMessageReader())
+        self.script = script
 
     def run(self, *, context, command, extras=None, **run_args):
-        return super().run(context=context, command=[sys.executable, "-c", REPORTS_NOTHING], extras=extras, **run_args)
+        return super().run(context=context, command=[sys.executable, "-c", self.script], extras=extras, **run_args)
 
 
-def test_a_remote_training_that_reports_no_materialization_fails_its_step(tmp_path):
+def _remote_failure(root, script: str) -> str:
+    """The step failure's text when the training asset's remote runs `script`."""
     @dg.asset
     def adapter_trained_remotely(context: dg.AssetExecutionContext, store: ArtifactStore, profile: ModelProfile,
                                  pipes_client: dg.ResourceParam[dg.PipesClient]):
         return run_through_pipes(context, pipes_client, store, profile, [], {})
 
-    resources = {"store": ArtifactStore(root=str(tmp_path)), "profile": ModelProfile(smoke=True),
-                 "pipes_client": _ReportsNothing(message_reader=subprocess_training_client().message_reader)}
+    resources = {"store": ArtifactStore(root=str(root)), "profile": ModelProfile(smoke=True),
+                 "pipes_client": _RemoteRuns(script)}
     result = dg.materialize([adapter_trained_remotely], resources=resources, raise_on_error=False)
     assert not result.success and not result.get_asset_materialization_events()
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert "ended without reporting its materialization" in failure.step_failure_data.error.to_string()
+    return failure.step_failure_data.error.to_string()
+
+
+def test_a_remote_training_that_reports_no_materialization_fails_its_step(tmp_path):
+    assert "ended without reporting its materialization" in _remote_failure(tmp_path, REPORTS_NOTHING)
+
+
+def test_a_remote_killed_by_a_signal_is_named_with_what_it_leaves(tmp_path):
+    text = _remote_failure(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert "killed by SIGKILL, often the out-of-memory killer" in text and "does not serve" in text
+
+
+def test_the_remote_error_is_named_even_after_a_message_dagster_refused(tmp_path):
+    """A message the handler refuses (a malformed table) is dropped and logged; the remote's own error, reported
+    after it when the session closes, is still the step's error, not the reader's."""
+    script = (
+        "from dagster_pipes import open_dagster_pipes\n"
+        "with open_dagster_pipes() as pipes:\n"
+        "    pipes.report_asset_materialization(metadata={'curve': {'raw_value': 5, 'type': 'table'}})\n"
+        "    raise RuntimeError('CUDA out of memory')\n"
+    )
+    text = _remote_failure(tmp_path, script)
+    assert "remote training failed" in text and "RuntimeError: CUDA out of memory" in text
+
+
+ORPHAN = """
+import os, pathlib, signal, sys, time
+from ohlora_assets.pipes_training import stop_when_orphaned
+
+marks = pathlib.Path(sys.argv[1])
+if sys.argv[2] == "ignores-interrupts":  # stands in for a long call in C that sees no interrupt
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+stop_when_orphaned(poll_s=0.05, grace_s=1.0)
+(marks.parent / "pid.tmp").write_text(str(os.getpid()))
+os.replace(marks.parent / "pid.tmp", marks / "pid")
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    (marks / "interrupted").write_text("")
+"""
+# The orchestrator: starts the remote, waits until it watches, and dies without a word (as a SIGKILL leaves it).
+ORCHESTRATOR = """
+import os, pathlib, subprocess, sys, time
+marks = pathlib.Path(sys.argv[1])
+subprocess.Popen([sys.executable, "-c", sys.argv[3], *sys.argv[1:3]])
+while not (marks / "pid").exists():
+    time.sleep(0.01)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("remote", ["stops-when-interrupted", "ignores-interrupts"])
+def test_a_remote_whose_orchestrator_died_stops_instead_of_training_on(tmp_path, remote):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    subprocess.run([sys.executable, "-c", ORCHESTRATOR, str(marks), remote, ORPHAN], env=env, cwd=PROJECT_ROOT,
+                   check=True, timeout=120)
+    pid = int((marks / "pid").read_text())
+    deadline = time.monotonic() + 30
+    while process_alive(pid, time.time()):
+        assert time.monotonic() < deadline, f"the orphaned remote ({remote}) is still running"
+        time.sleep(0.05)
+    assert (marks / "interrupted").exists() == (remote == "stops-when-interrupted")
