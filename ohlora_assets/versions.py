@@ -13,7 +13,7 @@ import dagster as dg
 
 from ohlora_assets.core.base_models import BASE_REGISTRY
 from ohlora_assets.core.model_training import VERSION_KEY
-from ohlora_assets.core.registry import ModelRegistry, ModelVersion, version_in_path
+from ohlora_assets.core.registry import ModelRegistry, ModelVersion, RegistryError, version_in_path
 from ohlora_assets.resources import ArtifactStore
 
 
@@ -47,7 +47,13 @@ def candidate(
     metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
     if VERSION_KEY not in metadata:
         raise dg.Failure(f"{asset_name} has no materialization that wrote a model version: materialize it first")
-    return registry(store, asset_name).get(metadata[VERSION_KEY].value)
+    version = metadata[VERSION_KEY].value
+    try:
+        return registry(store, asset_name).get(version)
+    except RegistryError as error:
+        raise dg.Failure(f"{asset_name} {version}, which its last materialization wrote, is not in "
+                         f"{store.path('models', asset_name)} ({error}): deleted by hand, or OHLORA_HOME is another "
+                         f"folder now? Materialize {asset_name} again") from None
 
 
 def compared_serving(versions: ModelRegistry, version: ModelVersion) -> ModelVersion | None:

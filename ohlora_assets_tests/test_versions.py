@@ -77,3 +77,20 @@ def test_a_run_re_executed_from_failure_judges_the_version_its_parent_run_traine
         with dg.execute_job(dg.reconstructable(_retrain_job), instance=instance, reexecution_options=options) as rerun:
             assert rerun.success  # it did not train again: the version is its parent run's
             assert _judged(rerun, "judged_after_the_failure") == "a" * 16
+
+
+def test_a_recorded_version_whose_files_are_gone_is_named_with_the_remedy(tmp_path):
+    """The instance remembers a materialization whose model folder was deleted by hand (or OHLORA_HOME changed)."""
+    from ohlora_assets.resources import ArtifactStore
+    from ohlora_assets.versions import candidate
+
+    @dg.asset
+    def promoted(context: dg.AssetExecutionContext, store: ArtifactStore) -> None:
+        candidate(context, store, MODEL.to_user_string())
+
+    result = dg.materialize([trained, promoted], resources={"store": ArtifactStore(root=str(tmp_path))},
+                            raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert f"adapter_summary {'a' * 16}, which its last materialization wrote, is not in {tmp_path}" in message
+    assert "Materialize adapter_summary again" in message

@@ -5,7 +5,8 @@ for the ethics model accuracy and recall) and the report's blocking `not_worse_t
 and here, so a failed check stops the run before this step. Here the whole gate (core/promotion.py) is decided
 once more over the figures the checks recorded, by the tolerances the report judged with (its run config), and
 the serving pointer moves in one atomic rename only when every check passed; otherwise the serving version stays
-and the metadata says why. Old versions are pruned, with the report folders kept for them (samples, loss curves,
+and the metadata says why. A candidate no report judged against the version serving now (a step left out of the
+selection, or another version promoted since) fails the step, naming what to materialize. Old versions are pruned, with the report folders kept for them (samples, loss curves,
 reports), and any such folder a killed run left.
 """
 
@@ -24,6 +25,9 @@ from ohlora_assets.versions import candidate, compared_serving, registry
 GROUP = "serving"
 # gated model -> the asset that evaluates its candidate
 EVALUATED_BY = {**{f"adapter_{task}": f"{task}_quality_report" for task in TASKS}, ETHICS_MODEL: "ethics_report"}
+# gated model -> what to materialize for a candidate nobody judged yet (a report scores the samples of its version)
+TO_JUDGE = {**{f"adapter_{task}": f"{task}_inference_samples, then {task}_quality_report," for task in TASKS},
+            ETHICS_MODEL: "ethics_report"}
 
 
 def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
@@ -58,17 +62,18 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         compared = compared_serving(versions, version)
         # The serving figures and the tolerances this candidate's report judged it by; if another version serves
         # by now, the comparison is stale and the candidate waits for a new report.
-        baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, evaluated_by)
-        tolerances, unjudged = recorded_tolerances(version.metrics, evaluated_by)
-        if model == ETHICS_MODEL and "accuracy" not in version.metrics:
-            raise dg.Failure(f"{model} {version.version} has no evaluation: materialize {evaluated_by} first")
+        baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, TO_JUDGE[model])
+        tolerances, unjudged = recorded_tolerances(version.metrics, TO_JUDGE[model])
         # The candidate serves already (the same weights trained again, an earlier release's or a manual promotion):
         # nothing to decide, and no report need have judged it.
         serves_already = versions.serving_label() == version.version
+        if not serves_already and (stale is not None or unjudged is not None):
+            # a step left out, not a verdict: the run fails, so that it does not read as a promotion
+            reasons = "; ".join(check.reason for check in (stale, unjudged) if check is not None)
+            raise dg.Failure(f"{model} {version.version} was not judged against what serves now ({reasons}); "
+                             f"{versions.serving_label() or 'nothing'} keeps serving")
         if serves_already:
             decision = GateDecision(())
-        elif stale is not None or unjudged is not None:
-            decision = GateDecision(tuple(check for check in (stale, unjudged) if check is not None))
         elif model == ETHICS_MODEL:
             decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
                                    EthicsMetrics.from_dict(baseline) if baseline else None, tolerances)

@@ -67,11 +67,15 @@ def moved_built_base(recorded: str, models_roots: Iterable[Path]) -> Path | None
 
 def relocated(base: BaseModelRef, models_root: Path) -> BaseModelRef:
     """`base`, found again under `models_root` when the pipeline built it in an artifact folder that has moved
-    since (`moved_built_base`)."""
-    if base.source not in ("embedded", "small"):
+    since (`moved_built_base`). A built base found nowhere is named as gone, not passed on to be read as a hub id."""
+    if base.source not in ("embedded", "small") or Path(base.model).is_dir():
         return base
     moved = moved_built_base(base.model, [models_root])
-    return base if moved is None else replace(base, model=str(moved))
+    if moved is None:
+        raise FileNotFoundError(f"the base model the pipeline built is gone from {base.model} (deleted, or "
+                                f"OHLORA_HOME is another folder now; looked in {models_root} too): materialize "
+                                "base_models again")
+    return replace(base, model=str(moved))
 
 
 def parse_override(value: str) -> BaseModelRef:

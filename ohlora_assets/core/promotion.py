@@ -153,10 +153,10 @@ def recorded_baseline(metrics: Mapping[str, Any], serving_version: str | None,
     recorded = metrics.get(BASELINE_KEY)
     compared = recorded.get("version") if isinstance(recorded, Mapping) else None
     if compared != serving_version:
-        seen = f"with {compared}" if compared else "with no serving version" if BASELINE_KEY in metrics else "never"
+        seen = (f"its report compared it with {compared}" if compared else
+                "its report compared it with no serving version" if BASELINE_KEY in metrics else "no report compared it")
         return None, CheckOutcome("compared_with_serving", False,
-                                  f"its report compared it {seen}, but {serving_version} serves now: materialize "
-                                  f"{evaluated_by} again")
+                                  f"{seen}, but {serving_version} serves now: materialize {evaluated_by} again")
     return recorded, None
 
 

@@ -10,6 +10,7 @@ from ohlora_assets.assets import base_models, data, models, reports, samples, se
 from ohlora_assets.core.formats import TASKS
 from ohlora_assets.core.lora import load_adapter
 from ohlora_assets.core.model_training import VERSION_KEY
+from ohlora_assets.core.promotion import BASELINE_KEY
 from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets_tests.conftest import smoke_materialization
 
@@ -164,9 +165,16 @@ def test_a_worse_candidate_is_refused_and_the_serving_version_keeps_serving(pipe
     load_adapter(registry.serving_path())
 
 
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    return failure.step_failure_data.error.message
+
+
 def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone(pipeline):
     """Retrained, checked, then promoted without its report (a partial selection, or another run's candidate):
-    nothing compared it with the serving version, so it must not serve."""
+    nothing compared it with the serving version, so it must not serve, and the failed run says what to run;
+    the report clicked before the new version's samples says so too. Following the hints judges it."""
     _, instance, resources = pipeline
     registry = _registry(resources, "adapter_memory")
     serving = registry.serving_label()
@@ -176,12 +184,23 @@ def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone
     )
     candidate = _materializations(trained)["adapter_memory"].metadata["version"].value
     assert candidate != serving
-    alone = dg.materialize(ALL, selection=["serving_adapter_memory"], resources=resources, instance=instance)
-    meta = _materializations(alone)["serving_adapter_memory"].metadata
-    assert meta["promoted"].value is False and registry.serving_label() == serving
-    assert f"its report compared it never, but {serving} serves now" in meta["decision"].value
-    assert "judged_by_report: no report recorded the tolerances" in meta["decision"].value
+
+    def alone(asset: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(ALL, selection=[asset], resources=resources, instance=instance, raise_on_error=False)
+
+    refused = _failure(alone("serving_adapter_memory"))
+    assert f"no report compared it, but {serving} serves now" in refused
+    assert "no report recorded the tolerances it judged it by" in refused
+    assert "materialize memory_inference_samples, then memory_quality_report, again" in refused
+    assert f"{serving} keeps serving" in refused and registry.serving_label() == serving
     assert candidate in {v.version for v in registry.versions()}  # kept for a report, or a manual promote
+    assert (f"memory_inference_samples has no answers of adapter_memory {candidate}, the version to judge: "
+            "materialize memory_inference_samples first") in _failure(alone("memory_quality_report"))
+    judged = dg.materialize(ALL, selection=["memory_inference_samples", "memory_quality_report",
+                                            "serving_adapter_memory"], resources=resources, instance=instance,
+                            raise_on_error=False)
+    assert "memory_quality_report" in _materializations(judged)  # then served, or refused by its blocking check
+    assert registry.get(candidate).metrics[BASELINE_KEY]["version"] == serving
 
 
 def test_a_promotion_run_again_for_the_version_that_serves_decides_nothing(pipeline):

@@ -46,7 +46,10 @@ def test_a_built_base_is_found_again_after_the_artifact_folder_moved(tmp_path):
     moved.mkdir(parents=True)
     base = BaseModelRef(str(recorded), None, "embedded")
     assert relocated(base, tmp_path / "new_home" / "models").model == str(moved)
-    assert relocated(base, tmp_path / "elsewhere") == base  # not there either: the training names the path
+    # gone from both: named as gone, with the remedy (read as a hub id, it was "Repo id must be in the form ...")
+    with pytest.raises(FileNotFoundError, match=r"the base model the pipeline built is gone .* materialize base_models"):
+        relocated(base, tmp_path / "elsewhere")
+    assert relocated(BaseModelRef(str(moved), None, "embedded"), tmp_path / "elsewhere").model == str(moved)
     user_folder = BaseModelRef(str(recorded), None, "local")
     assert relocated(user_folder, tmp_path / "new_home" / "models") == user_folder  # a user's folder is theirs
 

@@ -85,7 +85,7 @@ def test_the_promotion_decides_with_the_serving_figures_its_report_measured():
     assert not stale.passed
     assert stale.reason == "its report compared it with aaaa, but bbbb serves now: materialize ethics_report again"
     _, never = recorded_baseline({"accuracy": 0.9}, "bbbb", "ethics_report")
-    assert never.reason.startswith("its report compared it never")
+    assert never.reason.startswith("no report compared it, but bbbb serves now")
     assert recorded_baseline(with_baseline({"accuracy": 0.9}, None, None, Tolerances()), None, "ethics_report") == (
         None, None)
 
