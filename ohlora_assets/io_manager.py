@@ -3,7 +3,7 @@
 The stock manager opens the target pickle with "wb" and writes in place: a run killed mid-write, or
 an output that fails to pickle, leaves a truncated file where the last good output was, and the next
 run that reads it fails. Here the pickle is built in memory and published with `atomic_write_bytes`
-(one rename, mode 0o644 for a shared folder, no staging debris). Reading is unchanged.
+(one rename, mode 0o644 for a shared folder, no staging debris). A value that is gone when read names its asset.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ class _AtomicPickles(PickledObjectFilesystemIOManager):
             super().dump_to_path(context, obj, path)
             return
         atomic_write_bytes(str(path), pickle.dumps(obj, PICKLE_PROTOCOL))
+
+    def load_from_path(self, context: dg.InputContext, path) -> Any:
+        try:
+            return super().load_from_path(context, path)
+        except FileNotFoundError:  # Dagster's own error names the input parameter, not the asset to materialize
+            asset = context.asset_key.to_user_string() if context.has_asset_key else str(path)
+            raise dg.Failure(f"no stored value of {asset} at {path}: materialize {asset} (the instance remembers "
+                             "it, but the folder was emptied, or OHLORA_HOME is another folder now)") from None
 
 
 class AtomicFilesystemIOManager(dg.FilesystemIOManager):

@@ -42,3 +42,20 @@ def test_a_failed_write_keeps_the_previous_output_and_leaves_no_debris(tmp_path)
         assert table == VALUE
 
     assert dg.materialize([reader, table.to_source_asset()], resources={"io_manager": io_manager}).success
+
+
+@dg.asset
+def reads_table(table: dict) -> int:
+    return len(table["rows"])
+
+
+def test_a_stored_value_that_is_gone_names_the_asset_to_materialize(tmp_path):
+    """The instance still records `table`, but its folder was emptied (or OHLORA_HOME points elsewhere now)."""
+    io_manager = AtomicFilesystemIOManager(base_dir=str(tmp_path))
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([table], resources={"io_manager": io_manager}, instance=instance).success
+        (tmp_path / "table").unlink()
+        result = dg.materialize([table, reads_table], selection=[reads_table], instance=instance,
+                                resources={"io_manager": io_manager}, raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"no stored value of table at {tmp_path / 'table'}: materialize table" in failure.step_failure_data.error.to_string()

@@ -27,13 +27,16 @@ GROUP = "reports"
 
 def _report_metrics(
     context: dg.AssetCheckExecutionContext, key: dg.AssetKey
-) -> tuple[dict[str, float] | None, str | None]:
-    """(metrics, run id) of the report's materialization (`own_materialization`), or (None, None)."""
+) -> tuple[dict[str, float] | None, dict[str, str]]:
+    """(metrics, {the report's run id and the version it judged}) of the report's materialization
+    (`own_materialization`), or (None, {}): checks run alone judge the latest report, so they say which."""
     event = own_materialization(context, key)
     if event is None or event.asset_materialization is None:
-        return None, None
+        return None, {}
     metadata = event.asset_materialization.metadata
-    return {k: float(metadata[k].value) for k in METRICS if k in metadata}, event.run_id
+    version = metadata[VERSION_KEY].value if VERSION_KEY in metadata else "unknown"
+    judged = {"report_run_id": event.run_id, VERSION_KEY: version}
+    return {k: float(metadata[k].value) for k in METRICS if k in metadata}, judged
 
 
 class QualityReportConfig(GateConfig):
@@ -175,7 +178,7 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
     )
     def _checks(context: dg.AssetCheckExecutionContext, config: QualityThresholds):
         key = dg.AssetKey(report_name)
-        metrics, run_id = _report_metrics(context, key)
+        metrics, judged = _report_metrics(context, key)
         if metrics is None:
             raise dg.Failure(f"{report_name} has no materialization to check")
         severity = dg.AssetCheckSeverity(config.severity)
@@ -185,7 +188,7 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
             if value is None:  # the report rated no answers (no validation prompts): nothing passed
                 yield dg.AssetCheckResult(
                     asset_key=key, check_name=check.name, passed=False, severity=severity,
-                    metadata={"reason": f"not measured: {report_name} rated no answers", "report_run_id": run_id},
+                    metadata={"reason": f"not measured: {report_name} rated no answers", **judged},
                 )
                 continue
             yield dg.AssetCheckResult(
@@ -193,7 +196,7 @@ def _quality_checks(task: str) -> dg.AssetChecksDefinition:
                 check_name=check.name,
                 passed=value <= threshold if at_most else value >= threshold,
                 severity=severity,
-                metadata={"value": value, "threshold": threshold, "report_run_id": run_id},
+                metadata={"value": value, "threshold": threshold, **judged},
             )
 
     return _checks

@@ -84,12 +84,14 @@ def test_quality_reports_have_metrics_plot_and_evaluated_checks(pipeline):
     assert ("output_message_quality_report", "format_valid_rate") not in evaluations
     # numbered + give-up on each, copy on 3 tasks, format on 2, and the blocking comparison on each
     assert len(evaluations) == 4 * 2 + 3 + 2 + 4
-    for (_, check), evaluation in evaluations.items():
+    for (report, check), evaluation in evaluations.items():
         if check == "not_worse_than_serving":
             assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
         else:
             assert evaluation.severity == dg.AssetCheckSeverity.WARN
             assert evaluation.metadata["threshold"].value is not None
+        # the version judged, so that a check executed alone later says which report it read
+        assert evaluation.metadata[VERSION_KEY].value == events[report].metadata[VERSION_KEY].value
 
 
 def test_first_versions_serve_once_the_gate_passed(pipeline):
