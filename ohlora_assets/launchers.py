@@ -7,6 +7,7 @@ function; the remote one gets its inputs as Parquet files in the shared artifact
 Pipes extras.
 """
 
+import os
 import re
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from ohlora_assets.core.model_training import Markdown, Table, TrainedVersion, TrainingProfile, Url
 from ohlora_assets.metadata import table
+from ohlora_assets.pipes_training import ORCHESTRATOR_PID
 from ohlora_assets.resources import ArtifactStore, ModelProfile
 
 PIPES_CLIENT = "pipes_client"
@@ -91,6 +93,8 @@ def run_through_pipes(
         if frame is not None:
             paths[name] = str(folder / f"{name}.parquet")
             frame.to_parquet(paths[name])
+    if isinstance(client, dg.PipesSubprocessClient):  # the remote's parent: it stops once this step is gone
+        extras[ORCHESTRATOR_PID] = os.getpid()
     try:
         invocation = client.run(
             context=context,
@@ -110,8 +114,8 @@ def run_through_pipes(
             raise
         raise dg.Failure(
             f"the remote training was killed by {signal_name} ({error}). Its staging folder is removed by the next "
-            "run, and an adapter resumes there from its last finished epoch; a version it wrote before the kill is "
-            "in the registry but was not materialized and does not serve"
+            "run, and an adapter resumes there from its last finished epoch; if it wrote a version before the kill "
+            "(its log says `wrote registry version`), that version was not materialized and does not serve"
         ) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -120,7 +124,8 @@ def run_through_pipes(
     except DagsterPipesError as error:
         raise dg.Failure(
             f"the remote training ended without reporting its materialization ({error}); the [pipes] events of "
-            "this step say why. A version it wrote is in the registry but was not materialized and does not serve"
+            "this step say why. If it wrote a version (its log says `wrote registry version`), that version was "
+            "not materialized and does not serve"
         ) from None
 
 

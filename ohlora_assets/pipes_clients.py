@@ -38,8 +38,8 @@ def whole_lines(path: str, session_closed: Callable[[], bool]) -> Iterator[str]:
                 start = 0
                 while (end := chunk.find(b"\n", start)) != -1:
                     pending += chunk[start:end]
-                    if pending.strip():
-                        yield pending.decode("utf-8")
+                    if pending.strip():  # bytes that are no UTF-8 fail as that one message, not the reader
+                        yield pending.decode("utf-8", errors="replace")
                     pending.clear()
                     start = end + 1
                 pending += chunk[start:]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -81,27 +80,32 @@ def train(pipes: PipesContext, model: str, task: str | None) -> TrainedVersion:
     )
 
 
+#: The Pipes extra with the pid of the step that started this process (only a local subprocess client sends it: a
+#: container's process is PID 1 of its own namespace, and its parent never changes).
+ORCHESTRATOR_PID = "orchestrator_pid"
 #: Seconds an orphaned training has to stop after its interrupt before it is killed (a long call in C or CUDA, or
 #: a save, sees the interrupt only when it returns).
 STOP_GRACE_S = 30.0
 
 
-def stop_when_orphaned(poll_s: float = 1.0, grace_s: float = STOP_GRACE_S) -> threading.Thread:
-    """Interrupt this process once the one that started it is gone, and kill it `grace_s` later if it still runs.
+def stop_when_orphaned(orchestrator: int, poll_s: float = 1.0, grace_s: float = STOP_GRACE_S) -> threading.Thread:
+    """Interrupt this process once `orchestrator` (the step that started it) is no longer its parent, and kill it
+    `grace_s` later if it still runs.
 
-    The orchestrating step can die (SIGKILL, the out-of-memory killer) or give up on it (Dagster waits 20 s after a
-    cancel, then leaves it). An orphan would train on beside the retrain that replaces it, on the same GPU and
-    checkpoint, and write a version nobody materializes. The interrupt lets the registry remove its staging folder.
+    The step can die (SIGKILL, the out-of-memory killer) or give up on it (Dagster waits 20 s after a cancel, then
+    leaves it). An orphan would train on beside the retrain that replaces it, on the same GPU and checkpoint, and
+    write a version nobody materializes. The interrupt lets the registry remove its staging folder. The pid comes
+    from the orchestrator (a Pipes extra), so a step that died before this process looked is noticed too.
     """
-    parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == orchestrator:
             time.sleep(poll_s)
-        print(f"pipes_training: the process that started it ({parent}) is gone; stopping", file=sys.stderr)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(grace_s)
-        os.kill(os.getpid(), signal.SIGKILL)
+        try:  # no notice on stderr: nobody reads it any more, and a write there could fail or block the kill
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(grace_s)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     watcher = threading.Thread(target=watch, name="stop-when-orphaned", daemon=True)
     watcher.start()
@@ -115,8 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.model == "adapter") != (args.task is not None):
         parser.error("an adapter needs its task; the ethics model takes none")
-    stop_when_orphaned()
     with open_dagster_pipes() as pipes:
+        if (orchestrator := pipes.extras.get(ORCHESTRATOR_PID)) is not None:  # a subprocess of this machine
+            stop_when_orphaned(orchestrator)
         trained = train(pipes, args.model, args.task)
         # said before the report, which a kill or a lost message could stop: the step log names what is left
         pipes.log.info(f"wrote registry version {trained.version} (it serves only once promoted)")

@@ -34,8 +34,8 @@ def process_alive(pid: int, started_before: float) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's: its start time (readable by all) says whether it reused the number
+        pass
     if not Path("/proc/self/stat").exists():  # not Linux: trust the signal check
         return True
     try:
@@ -76,7 +76,7 @@ def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthR
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {worker[0]} is running")
     orphans = [pid for pid, logged in steps if process_alive(pid, logged)]
     for pid in orphans:
-        with contextlib.suppress(ProcessLookupError):  # it may exit on its own meanwhile
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # exited meanwhile, or the pid is reused
             os.kill(pid, signal.SIGKILL)
     stopped = f"; its step processes {orphans} were stopped" if orphans else ""
     return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker pid {worker[0]} is gone (killed or crashed){stopped}")

@@ -13,7 +13,7 @@ import dagster as dg
 
 from ohlora_assets.core.base_models import BASE_REGISTRY
 from ohlora_assets.core.model_training import VERSION_KEY
-from ohlora_assets.core.registry import ModelRegistry, ModelVersion, RegistryError, version_in_path
+from ohlora_assets.core.registry import DamagedRecord, ModelRegistry, ModelVersion, RegistryError, version_in_path
 from ohlora_assets.resources import ArtifactStore
 
 
@@ -50,6 +50,8 @@ def candidate(
     version = metadata[VERSION_KEY].value
     try:
         return registry(store, asset_name).get(version)
+    except DamagedRecord:  # there, but its record unreadable: the error names the file
+        raise
     except RegistryError as error:
         raise dg.Failure(f"{asset_name} {version}, which its last materialization wrote, is not in "
                          f"{store.path('models', asset_name)} ({error}): deleted by hand, or OHLORA_HOME is another "

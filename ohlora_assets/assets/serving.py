@@ -25,9 +25,17 @@ from ohlora_assets.versions import candidate, compared_serving, registry
 GROUP = "serving"
 # gated model -> the asset that evaluates its candidate
 EVALUATED_BY = {**{f"adapter_{task}": f"{task}_quality_report" for task in TASKS}, ETHICS_MODEL: "ethics_report"}
-# gated model -> what to materialize for a candidate nobody judged yet (a report scores the samples of its version)
-TO_JUDGE = {**{f"adapter_{task}": f"{task}_inference_samples, then {task}_quality_report," for task in TASKS},
-            ETHICS_MODEL: "ethics_report"}
+
+
+def _to_judge(model: str, version: str, store: ArtifactStore) -> str:
+    """What to materialize so that a report judges `version`: an adapter's report scores its version's samples."""
+    from ohlora_assets.core.samples import has_samples
+
+    report = EVALUATED_BY[model]
+    samples = f"{model.removeprefix('adapter_')}_inference_samples"
+    if model == ETHICS_MODEL or has_samples(store.report_dir(samples) / version):
+        return report
+    return f"{samples}, then {report},"
 
 
 def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
@@ -62,16 +70,27 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
         compared = compared_serving(versions, version)
         # The serving figures and the tolerances this candidate's report judged it by; if another version serves
         # by now, the comparison is stale and the candidate waits for a new report.
-        baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, TO_JUDGE[model])
-        tolerances, unjudged = recorded_tolerances(version.metrics, TO_JUDGE[model])
+        to_judge = _to_judge(model, version.version, store)
+        baseline, stale = recorded_baseline(version.metrics, compared.version if compared else None, to_judge)
+        tolerances, unjudged = recorded_tolerances(version.metrics, to_judge)
+
+        def prune() -> list[str]:
+            # The candidate is kept whatever its age says (a clock set back would sort it oldest): a refused one
+            # stays for `ohlora models promote`.
+            pruned = versions.prune(config.keep_versions, protected={version.version})
+            remove_orphaned_reports(store.path("reports"), store.path("models"))
+            return pruned
+
         # The candidate serves already (the same weights trained again, an earlier release's or a manual promotion):
         # nothing to decide, and no report need have judged it.
         serves_already = versions.serving_label() == version.version
         if not serves_already and (stale is not None or unjudged is not None):
             # a step left out, not a verdict: the run fails, so that it does not read as a promotion
             reasons = "; ".join(check.reason for check in (stale, unjudged) if check is not None)
+            serving = f"{versions.serving_label()} keeps serving" if versions.serving_label() else "nothing serves"
+            prune()
             raise dg.Failure(f"{model} {version.version} was not judged against what serves now ({reasons}); "
-                             f"{versions.serving_label() or 'nothing'} keeps serving")
+                             f"{serving}")
         if serves_already:
             decision = GateDecision(())
         elif model == ETHICS_MODEL:
@@ -85,10 +104,7 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
             promoted, message = False, f"{version.version} serves already"
         else:
             promoted, message = promote_if_passed(versions, version.version, decision)
-        # The candidate is kept whatever its age says (a clock set back would sort it oldest): a refused one
-        # stays for `ohlora models promote`.
-        pruned = versions.prune(config.keep_versions, protected={version.version})
-        remove_orphaned_reports(store.path("reports"), store.path("models"))
+        pruned = prune()
         context.log.info(f"{model}: {message}")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(versions.serving_label() or "none"),

@@ -11,7 +11,6 @@ characters, so "empty" and "the same" mean what a person sees.
 from __future__ import annotations
 
 import difflib
-import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,26 +189,27 @@ def _not_allowed(value: object, allowed: list[str]) -> str:
 
 def _nearest_allowed(value: str, allowed: list[str]) -> str:
     """The allowed value a person most likely meant, and how theirs differs: spaces, letter case or width
-    (`Train`, `ｔｒａｉｎ`), a close spelling (difflib's ratio of 0.6 or more), or the one allowed value that shares a
-    word with it (`혐오 발언` -> `혐오/기타`)."""
+    (`Train`, `ｔｒａｉｎ`); an allowed value inside theirs, the longest (`패드립ㅋ`, `아주 작게요`), or theirs inside
+    exactly one (`사랑`); a close spelling of a Latin word (`trian`). Close Hangul spellings are not guessed: one
+    syllable apart is often the opposite (`아주 작게` / `아주 크게`)."""
     filled = [v for v in allowed if v]
 
     def folded(text: str) -> str:
-        return unicodedata.normalize("NFKC", text).casefold()
+        return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
-    for differs_in, same in (
-        ("its spaces", lambda text: "".join(text.split())),
-        ("letter case, width or spaces", lambda text: "".join(folded(text).split())),
-    ):
-        near = [v for v in filled if same(value) == same(v)]
-        if near:
+    for differs_in, same in (("its spaces", lambda text: "".join(text.split())),
+                             ("letter case, width or spaces", folded)):
+        if near := [v for v in filled if same(value) == same(v)]:
             return f" (it differs from {near[0]!r} only in {differs_in})"
-    close = difflib.get_close_matches(value, filled, n=1, cutoff=0.6)
-    if not close:
-        words = set(re.split(r"[\s/]+", folded(value))) - {""}
-        sharing = [v for v in filled if words & set(re.split(r"[\s/]+", folded(v)))]
-        close = sharing if len(sharing) == 1 else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    inside = sorted((v for v in filled if folded(v) in folded(value)), key=len, reverse=True)
+    around = [v for v in filled if folded(value) and folded(value) in folded(v)]
+    if inside and (len(inside) == 1 or len(inside[0]) > len(inside[1])):
+        meant = [inside[0]]
+    elif len(around) == 1:
+        meant = around
+    else:
+        meant = difflib.get_close_matches(value, filled, n=1, cutoff=0.6) if value.isascii() else []
+    return f" (did you mean {meant[0]!r}?)" if meant else ""
 
 
 def validate(frame: pd.DataFrame, spec: InputSpec, file: str) -> list[DataIssue]:

@@ -201,8 +201,14 @@ def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone
     judged = dg.materialize(ALL, selection=["memory_inference_samples", "memory_quality_report",
                                             "serving_adapter_memory"], resources=resources, instance=instance,
                             raise_on_error=False)
-    assert "memory_quality_report" in _materializations(judged)  # then served, or refused by its blocking check
+    materialized = _materializations(judged)
+    assert "memory_quality_report" in materialized
     assert registry.get(candidate).metrics[BASELINE_KEY]["version"] == serving
+    # judged now: the promotion decided (served or refused), or the report's blocking check stopped it before
+    failed = {e.step_key for e in judged.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE}
+    blocked = [e for e in judged.get_asset_check_evaluations() if e.check_name == "not_worse_than_serving"
+               and not e.passed]
+    assert "serving_adapter_memory" not in failed and ("serving_adapter_memory" in materialized) != bool(blocked)
 
 
 def test_a_promotion_run_again_for_the_version_that_serves_decides_nothing(pipeline):

@@ -393,15 +393,25 @@ def test_a_value_that_differs_only_in_spacing_says_so(tmp_path, ethics_lines):
     ("train,로라야 만나줘,사랑 고백 / 만남\n", "category", "differs from '사랑 고백/만남' only in its spaces"),
     ("Train,로라야 만나줘,사랑 고백/만남\n", "type", "differs from 'train' only in letter case, width or spaces"),
     ("ｔｅｓｔ,로라야 만나줘,사랑 고백/만남\n", "type", "differs from 'test' only in letter case, width or spaces"),
-    ("train,너 진짜 별로야,혐오 발언\n", "category", "did you mean '혐오/기타'?"),
+    ("trian,로라야 만나줘,사랑 고백/만남\n", "type", "did you mean 'train'?"),
     ("train,선거 누구 찍을 거야,정치 이야기\n", "category", "did you mean '정치'?"),
     ("train,로라야 만나줘,패드립ㅋ\n", "category", "did you mean '패드립'?"),
+    ("train,로라야 만나줘,사랑\n", "category", "did you mean '사랑 고백/만남'?"),
+    ("train,너 진짜 별로야,혐오 발언\n", "category", None),  # no allowed value in it, nor it in one
     ("train,로라야 만나줘,연애\n", "category", None),
 ])
 def test_a_value_near_an_allowed_one_names_the_one_meant(tmp_path, ethics_lines, row, column, hint):
     [issue] = _issues(_file(tmp_path, _with_row(ethics_lines, row)))
     assert (issue.row, issue.column) == (7, column) and "is not one of" in issue.message
     assert (hint in issue.message) if hint else "(" not in issue.message.split("'혐오/기타'")[-1]
+
+
+def test_a_hangul_value_one_syllable_from_an_allowed_one_is_not_taken_for_it():
+    """`아주 작게` (very small) is one syllable from `아주 크게` (very big): the hint names `작게`, inside it."""
+    eyes = ["작게", "보통", "크게", "아주 크게", ""]
+    assert schemas._not_allowed("아주 작게", eyes).endswith("(did you mean '작게'?)")
+    assert schemas._not_allowed("아주 크게요", eyes).endswith("(did you mean '아주 크게'?)")  # the longest inside
+    assert schemas._not_allowed("크게 작게", eyes).endswith("''")  # two alike: no guess
 
 
 def _read_as_windows_1252(text: str) -> str:
