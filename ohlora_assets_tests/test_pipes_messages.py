@@ -74,6 +74,12 @@ def test_a_line_the_writer_never_ended_is_handed_on_at_close(tmp_path):
     assert list(whole_lines(str(path), lambda: True)) == ['{"n": 1}', '{"cut": "오로']
 
 
+def test_a_line_that_is_no_utf8_is_handed_on_damaged_and_the_next_still_arrives(tmp_path):
+    path = tmp_path / "messages"
+    path.write_bytes(b'{"n": "\xff\xfe"}\n{"n": 2}\n')
+    assert list(whole_lines(str(path), lambda: True)) == ['{"n": "\ufffd\ufffd"}', '{"n": 2}']
+
+
 def test_a_message_read_in_pieces_reaches_dagster_whole():
     @dg.asset
     def remote(context: dg.AssetExecutionContext, pipes_client: dg.PipesSubprocessClient):
