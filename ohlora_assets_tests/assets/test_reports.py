@@ -222,3 +222,17 @@ def test_a_promotion_run_again_for_the_version_that_serves_decides_nothing(pipel
     meta = _materializations(again)["serving_adapter_eyes_mouth_pose"].metadata
     assert meta["decision"].value == f"{serving} serves already" and meta["promoted"].value is False
     assert pointer.read_bytes() == before
+
+
+def test_what_to_materialize_for_an_unjudged_candidate_asks_for_samples_only_when_they_are_missing(tmp_path):
+    from ohlora_assets.core.samples import RUN_FILE, SAMPLES_FILE
+    from ohlora_assets.resources import ArtifactStore
+
+    store = ArtifactStore(root=str(tmp_path))
+    assert serving._to_judge("adapter_memory", "a" * 16, store) == "memory_inference_samples, then memory_quality_report,"
+    kept = store.report_dir("memory_inference_samples") / ("a" * 16)
+    kept.mkdir(parents=True)
+    (kept / SAMPLES_FILE).write_bytes(b"")
+    (kept / RUN_FILE).write_text("run")
+    assert serving._to_judge("adapter_memory", "a" * 16, store) == "memory_quality_report"  # only compared stale
+    assert serving._to_judge("ethics_sbert_model", "a" * 16, store) == "ethics_report"
