@@ -46,7 +46,9 @@ def process_alive(pid: int, started_before: float) -> bool:
         return False
     boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if "btime" in line)
     started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    return started <= started_before + 2  # 2 s: btime and ticks are coarse
+    # 30 s: btime and ticks are coarse, and btime follows the wall clock, so a clock stepped forward (NTP, a VM
+    # resumed) moves a live process's start later; a number reused that soon after its owner logged it is unlikely
+    return started <= started_before + 30
 
 
 def _logged_pids(instance: DagsterInstance, run_id: str) -> tuple[tuple[int, float] | None, list[tuple[int, float]]]:
