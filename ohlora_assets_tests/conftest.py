@@ -47,6 +47,13 @@ def upstream() -> Path:
     return UPSTREAM
 
 
+def step_failure(result: dg.ExecuteInProcessResult):
+    """The error (a SerializableErrorInfo: `.message`, `.to_string()`) of the run's one failed step."""
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    return failure.step_failure_data.error
+
+
 def smoke_materialization(root: Path, assets: list, **materialize_kwargs) -> tuple:
     """(result, instance, resources) of one smoke-profile materialization of `assets` into the artifact folder
     `root`, on a fresh ephemeral instance, with one torch thread (smoke models are too small for a second

@@ -6,6 +6,7 @@ import stat
 import dagster as dg
 
 from ohlora_assets.io_manager import AtomicFilesystemIOManager
+from ohlora_assets_tests.conftest import step_failure
 
 VALUE = {"rows": [1, 2, 3]}
 
@@ -57,5 +58,4 @@ def test_a_stored_value_that_is_gone_names_the_asset_to_materialize(tmp_path):
         (tmp_path / "table").unlink()
         result = dg.materialize([table, reads_table], selection=[reads_table], instance=instance,
                                 resources={"io_manager": io_manager}, raise_on_error=False)
-    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert f"no stored value of table at {tmp_path / 'table'}: materialize table" in failure.step_failure_data.error.to_string()
+    assert f"no stored value of table at {tmp_path / 'table'}: materialize table" in step_failure(result).to_string()

@@ -17,7 +17,7 @@ from ohlora_assets.assets import base_models, data, ethics, models
 from ohlora_assets.core.registry import ModelRegistry
 from ohlora_assets.pipes_clients import subprocess_training_client
 from ohlora_assets.resources import PROJECT_ROOT
-from ohlora_assets_tests.conftest import make_resources
+from ohlora_assets_tests.conftest import make_resources, step_failure
 
 ASSETS = [*dg.load_assets_from_modules([data, base_models, models, ethics])]
 # Values that depend on the weights and the data, not on the clock or the process.
@@ -114,9 +114,7 @@ def test_a_remote_crash_fails_the_step_with_its_error_and_leaves_serving_alone(u
     result = dg.materialize(ASSETS, selection=["adapter_memory"], resources=broken_remote, instance=instance,
                             run_config={"ops": {"adapter_memory": {"config": {"launcher": "pipes"}}}},
                             raise_on_error=False)
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    text = failure.step_failure_data.error.to_string()
+    text = step_failure(result).to_string()
     assert "OHLORA_TORCH_THREADS" in text and "1 or more" in text and "remote training failed" in text
     assert (registry.serving_label(), [v.version for v in registry.versions()]) == before
     assert not list(registry.root.glob(".staging-*"))

@@ -19,6 +19,7 @@ from ohlora_assets.launchers import run_through_pipes
 from ohlora_assets.pipes_clients import WholeLineMessageReader, subprocess_training_client, whole_lines
 from ohlora_assets.resources import PROJECT_ROOT, ArtifactStore, ModelProfile
 from ohlora_assets.run_launcher import process_alive
+from ohlora_assets_tests.conftest import step_failure
 
 WRITES_IN_HALVES = """
 import json, time
@@ -117,9 +118,8 @@ def _remote_failure(root, script: str) -> str:
     resources = {"store": ArtifactStore(root=str(root)), "profile": ModelProfile(smoke=True),
                  "pipes_client": _RemoteRuns(script)}
     result = dg.materialize([adapter_trained_remotely], resources=resources, raise_on_error=False)
-    assert not result.success and not result.get_asset_materialization_events()
-    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    return failure.step_failure_data.error.to_string()
+    assert not result.get_asset_materialization_events()
+    return step_failure(result).to_string()
 
 
 def test_a_remote_training_that_reports_no_materialization_fails_its_step(tmp_path):

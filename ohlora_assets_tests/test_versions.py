@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ohlora_assets.versions import own_materialization
+from ohlora_assets_tests.conftest import step_failure
 
 MODEL = dg.AssetKey("adapter_summary")
 
@@ -90,7 +91,6 @@ def test_a_recorded_version_whose_files_are_gone_is_named_with_the_remedy(tmp_pa
 
     result = dg.materialize([trained, promoted], resources={"store": ArtifactStore(root=str(tmp_path))},
                             raise_on_error=False)
-    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    message = failure.step_failure_data.error.message
+    message = step_failure(result).message
     assert f"adapter_summary {'a' * 16}, which its last materialization wrote, is not in {tmp_path}" in message
     assert "Materialize adapter_summary again" in message

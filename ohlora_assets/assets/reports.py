@@ -110,10 +110,11 @@ def _report_asset(task: str) -> dg.AssetsDefinition:
         version = candidate(context, store, adapter)
         compared, tolerances = compared_serving(versions, version), config.tolerances(profile.smoke)
         rates = measured_rates(task)
-        if not has_samples(store.report_dir(samples_name) / version.version):  # e.g. the model was retrained since
+        samples_folder = store.report_dir(samples_name) / version.version
+        if not has_samples(samples_folder):  # e.g. the model was retrained since
             raise dg.Failure(f"{samples_name} has no answers of {adapter} {version.version}, the version to judge: "
                              f"materialize {samples_name} first, then this report")
-        now = score_samples(task, store.report_dir(samples_name) / version.version, train, settings)
+        now = score_samples(task, samples_folder, train, settings)
         serving_folder = store.report_dir(samples_name) / compared.version if compared else None
         before = score_samples(task, serving_folder, train, settings) if serving_folder and has_samples(serving_folder) else None
         # The serving version's rates by today's rules when its samples are kept, else as recorded when it served.

@@ -6,8 +6,9 @@ and here, so a failed check stops the run before this step. Here the whole gate 
 once more over the figures the checks recorded, by the tolerances the report judged with (its run config), and
 the serving pointer moves in one atomic rename only when every check passed; otherwise the serving version stays
 and the metadata says why. A candidate no report judged against the version serving now (a step left out of the
-selection, or another version promoted since) fails the step, naming what to materialize. Old versions are pruned, with the report folders kept for them (samples, loss curves,
-reports), and any such folder a killed run left.
+selection, or another version promoted since) fails the step, naming what to materialize. Old versions are
+pruned, with the report folders kept for them (samples, loss curves, reports), and any such folder a killed run
+left.
 """
 
 from dataclasses import asdict
@@ -83,26 +84,23 @@ def _promotion_asset(model: str, evaluated_by: str) -> dg.AssetsDefinition:
 
         # The candidate serves already (the same weights trained again, an earlier release's or a manual promotion):
         # nothing to decide, and no report need have judged it.
-        serves_already = versions.serving_label() == version.version
-        if not serves_already and (stale is not None or unjudged is not None):
+        serving = versions.serving_label()
+        if serving == version.version:
+            decision, promoted, message = GateDecision(()), False, f"{version.version} serves already"
+        elif stale is not None or unjudged is not None:
             # a step left out, not a verdict: the run fails, so that it does not read as a promotion
             reasons = "; ".join(check.reason for check in (stale, unjudged) if check is not None)
-            serving = f"{versions.serving_label()} keeps serving" if versions.serving_label() else "nothing serves"
             prune()
             raise dg.Failure(f"{model} {version.version} was not judged against what serves now ({reasons}); "
-                             f"{serving}")
-        if serves_already:
-            decision = GateDecision(())
-        elif model == ETHICS_MODEL:
-            decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
-                                   EthicsMetrics.from_dict(baseline) if baseline else None, tolerances)
+                             + (f"{serving} keeps serving" if serving else "nothing serves"))
         else:
-            decision = adapter_gate(AdapterMetrics.from_dict(version.metrics),
-                                    AdapterMetrics.from_dict(baseline) if baseline else None, tolerances,
-                                    measured_rates(model.removeprefix("adapter_")))
-        if serves_already:
-            promoted, message = False, f"{version.version} serves already"
-        else:
+            if model == ETHICS_MODEL:
+                decision = ethics_gate(EthicsMetrics.from_dict(version.metrics),
+                                       EthicsMetrics.from_dict(baseline) if baseline else None, tolerances)
+            else:
+                decision = adapter_gate(AdapterMetrics.from_dict(version.metrics),
+                                        AdapterMetrics.from_dict(baseline) if baseline else None, tolerances,
+                                        measured_rates(model.removeprefix("adapter_")))
             promoted, message = promote_if_passed(versions, version.version, decision)
         pruned = prune()
         context.log.info(f"{model}: {message}")

@@ -12,7 +12,7 @@ from ohlora_assets.core.lora import load_adapter
 from ohlora_assets.core.model_training import VERSION_KEY
 from ohlora_assets.core.promotion import BASELINE_KEY
 from ohlora_assets.core.registry import ModelRegistry
-from ohlora_assets_tests.conftest import smoke_materialization
+from ohlora_assets_tests.conftest import smoke_materialization, step_failure
 
 ASSETS = dg.load_assets_from_modules([data, base_models, models, samples, reports, serving])
 CHECKS = dg.load_asset_checks_from_modules([models, reports])
@@ -167,12 +167,6 @@ def test_a_worse_candidate_is_refused_and_the_serving_version_keeps_serving(pipe
     load_adapter(registry.serving_path())
 
 
-def _failure(result: dg.ExecuteInProcessResult) -> str:
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    return failure.step_failure_data.error.message
-
-
 def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone(pipeline):
     """Retrained, checked, then promoted without its report (a partial selection, or another run's candidate):
     nothing compared it with the serving version, so it must not serve, and the failed run says what to run;
@@ -190,14 +184,14 @@ def test_a_candidate_no_report_measured_is_refused_when_its_promotion_runs_alone
     def alone(asset: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(ALL, selection=[asset], resources=resources, instance=instance, raise_on_error=False)
 
-    refused = _failure(alone("serving_adapter_memory"))
+    refused = step_failure(alone("serving_adapter_memory")).message
     assert f"no report compared it, but {serving} serves now" in refused
     assert "no report recorded the tolerances it judged it by" in refused
     assert "materialize memory_inference_samples, then memory_quality_report, again" in refused
     assert f"{serving} keeps serving" in refused and registry.serving_label() == serving
     assert candidate in {v.version for v in registry.versions()}  # kept for a report, or a manual promote
     assert (f"memory_inference_samples has no answers of adapter_memory {candidate}, the version to judge: "
-            "materialize memory_inference_samples first") in _failure(alone("memory_quality_report"))
+            "materialize memory_inference_samples first") in step_failure(alone("memory_quality_report")).message
     judged = dg.materialize(ALL, selection=["memory_inference_samples", "memory_quality_report",
                                             "serving_adapter_memory"], resources=resources, instance=instance,
                             raise_on_error=False)
